@@ -1,0 +1,21 @@
+// Package store is the bbolt implementation of authn.Store: one file,
+// mfad.db, under the state directory.
+//
+// Bucket tree (schema version 1):
+//
+//	mfad/                      root; key "schema" = big-endian uint32 version
+//	├── meta/                  key/value settings fixed at first start (created_at, rp_id)
+//	├── accounts/              <name>   -> authn.Account (JSON)
+//	├── devices/
+//	│   └── <account>/         <id>     -> device record: authn.Device (JSON) + sealed secret
+//	├── tokens/                <serial> -> token record: authn.Token (JSON) + sealed secret
+//	└── audit/                 <seq, 8-byte big-endian> -> authn.AuditEvent (JSON)
+//
+// Secrets are sealed with AES-256-GCM under the master key (see LoadKey),
+// with the record's bucket path as additional data so a sealed value cannot
+// be moved to another record. Writes go through a group commit: one
+// goroutine runs every queued function in one bbolt transaction and flushes
+// once, so concurrent callers share the fsync.
+//
+// It may import authn, bbolt and the standard library.
+package store

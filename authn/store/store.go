@@ -1,0 +1,382 @@
+package store
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+	bolterrors "go.etcd.io/bbolt/errors"
+
+	"github.com/mfad/mfad/authn"
+)
+
+// DBFileName is the database file's name in the state directory.
+const DBFileName = "mfad.db"
+
+// SchemaVersion is the schema this build writes. Older databases are
+// migrated at Open; newer ones are refused.
+const SchemaVersion = 1
+
+var (
+	bktRoot     = []byte("mfad")
+	bktMeta     = []byte("meta")
+	bktAccounts = []byte("accounts")
+	bktDevices  = []byte("devices")
+	bktTokens   = []byte("tokens")
+	bktAudit    = []byte("audit")
+	keySchema   = []byte("schema")
+)
+
+// migrations[i] upgrades a database from version i to i+1.
+var migrations = []func(root *bolt.Bucket) error{
+	0: func(root *bolt.Bucket) error {
+		for _, name := range [][]byte{bktMeta, bktAccounts, bktDevices, bktTokens, bktAudit} {
+			if _, err := root.CreateBucketIfNotExists(name); err != nil {
+				return err
+			}
+		}
+		return nil
+	},
+}
+
+// Options tune a Store.
+type Options struct {
+	// LockTimeout bounds the wait for the database file lock (default 3 s).
+	LockTimeout time.Duration
+	// AuditRetention is the number of audit entries kept (default 100000).
+	AuditRetention uint64
+	// MaxBatch bounds how many queued updates share one commit (default 256).
+	MaxBatch int
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+}
+
+// Store is the bbolt-backed authn.Store.
+type Store struct {
+	db     *bolt.DB
+	seal   *sealer
+	opts   Options
+	queue  chan *call
+	quit   chan struct{}
+	done   chan struct{}
+	closed sync.Once
+
+	// Commits and Batched count flushes and the updates they carried; they
+	// let tests and benchmarks see group commit at work.
+	statsMu sync.Mutex
+	commits uint64
+	batched uint64
+}
+
+type call struct {
+	fn  func(authn.Tx) error
+	err chan error
+}
+
+// ErrClosed is returned by Update after Close.
+var ErrClosed = errors.New("store: closed")
+
+// ErrLocked means another process holds the database.
+var ErrLocked = errors.New("store: database is locked by another process")
+
+// Open opens (creating if needed) stateDir/mfad.db with the master key.
+func Open(stateDir string, key []byte, opts Options) (*Store, error) {
+	if opts.LockTimeout == 0 {
+		opts.LockTimeout = 3 * time.Second
+	}
+	if opts.AuditRetention == 0 {
+		opts.AuditRetention = 100000
+	}
+	if opts.MaxBatch == 0 {
+		opts.MaxBatch = 256
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	s, err := newSealer(key)
+	if err != nil {
+		return nil, err
+	}
+	path := filepath.Join(stateDir, DBFileName)
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: opts.LockTimeout, FreelistType: bolt.FreelistMapType})
+	if errors.Is(err, bolterrors.ErrTimeout) {
+		return nil, fmt.Errorf("%w: %s is held by another mfad (waited %v)", ErrLocked, path, opts.LockTimeout)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("store: open %s: %w", path, err)
+	}
+	if err := db.Update(func(tx *bolt.Tx) error { return migrate(tx, opts.Now()) }); err != nil {
+		db.Close()
+		return nil, err
+	}
+	st := &Store{db: db, seal: s, opts: opts, queue: make(chan *call), quit: make(chan struct{}), done: make(chan struct{})}
+	go st.committer()
+	return st, nil
+}
+
+func migrate(tx *bolt.Tx, now time.Time) error {
+	root, err := tx.CreateBucketIfNotExists(bktRoot)
+	if err != nil {
+		return err
+	}
+	v := uint32(0)
+	if b := root.Get(keySchema); len(b) == 4 {
+		v = binary.BigEndian.Uint32(b)
+	}
+	if v > SchemaVersion {
+		return fmt.Errorf("store: database schema v%d is newer than this mfad understands (v%d)", v, SchemaVersion)
+	}
+	for ; v < SchemaVersion; v++ {
+		if err := migrations[v](root); err != nil {
+			return fmt.Errorf("store: migrate v%d to v%d: %w", v, v+1, err)
+		}
+		if err := root.Put(keySchema, binary.BigEndian.AppendUint32(nil, v+1)); err != nil {
+			return err
+		}
+	}
+	meta := root.Bucket(bktMeta)
+	if meta.Get([]byte("created_at")) == nil {
+		return meta.Put([]byte("created_at"), []byte(now.UTC().Format(time.RFC3339)))
+	}
+	return nil
+}
+
+// Close waits for queued updates to finish and closes the database.
+func (s *Store) Close() error {
+	var err error
+	s.closed.Do(func() {
+		close(s.quit)
+		<-s.done
+		err = s.db.Close()
+	})
+	return err
+}
+
+// Path is the database file.
+func (s *Store) Path() string { return s.db.Path() }
+
+// Stats returns the number of commits and of updates they carried.
+func (s *Store) Stats() (commits, updates uint64) {
+	s.statsMu.Lock()
+	defer s.statsMu.Unlock()
+	return s.commits, s.batched
+}
+
+// View implements authn.Store.
+func (s *Store) View(fn func(authn.Tx) error) error {
+	return s.db.View(func(btx *bolt.Tx) error { return fn(&tx{btx: btx, s: s}) })
+}
+
+// Update implements authn.Store with a group commit.
+func (s *Store) Update(ctx context.Context, fn func(authn.Tx) error) error {
+	c := &call{fn: fn, err: make(chan error, 1)}
+	select {
+	case s.queue <- c:
+	case <-s.quit:
+		return ErrClosed
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	// Once queued the update may commit, so wait for its outcome even if ctx ends.
+	return <-c.err
+}
+
+// committer is the single writer: it takes whatever queued while the
+// previous commit flushed and commits it together, with no timer.
+func (s *Store) committer() {
+	defer close(s.done)
+	for {
+		var first *call
+		select {
+		case first = <-s.queue:
+		case <-s.quit:
+			return
+		}
+		batch := []*call{first}
+	drain:
+		for len(batch) < s.opts.MaxBatch {
+			select {
+			case c := <-s.queue:
+				batch = append(batch, c)
+			default:
+				break drain
+			}
+		}
+		s.run(batch)
+	}
+}
+
+var errRetryBatch = errors.New("store: retry batch without a failed update")
+
+// run commits batch; when one function fails, the transaction is rolled
+// back, that function gets its error, and the rest run again without it.
+func (s *Store) run(batch []*call) {
+	for len(batch) > 0 {
+		failed, failErr := -1, error(nil)
+		err := s.db.Update(func(btx *bolt.Tx) error {
+			t := &tx{btx: btx, s: s}
+			for i, c := range batch {
+				if err := safeCall(c.fn, t); err != nil {
+					failed, failErr = i, err
+					return errRetryBatch
+				}
+			}
+			return nil
+		})
+		if failed >= 0 {
+			batch[failed].err <- failErr
+			batch = append(batch[:failed], batch[failed+1:]...)
+			continue
+		}
+		s.statsMu.Lock()
+		s.commits++
+		s.batched += uint64(len(batch))
+		s.statsMu.Unlock()
+		for _, c := range batch {
+			c.err <- err
+		}
+		return
+	}
+}
+
+func safeCall(fn func(authn.Tx) error, t authn.Tx) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("store: update panicked: %v", r)
+		}
+	}()
+	return fn(t)
+}
+
+// WriteBackup streams a consistent copy of the database to w while the
+// store keeps serving.
+func (s *Store) WriteBackup(w io.Writer) (int64, error) {
+	var n int64
+	err := s.db.View(func(tx *bolt.Tx) error {
+		var err error
+		n, err = tx.WriteTo(w)
+		return err
+	})
+	return n, err
+}
+
+// Meta returns a setting from the meta bucket ("" when unset).
+func (s *Store) Meta(key string) (string, error) {
+	var v string
+	err := s.db.View(func(tx *bolt.Tx) error {
+		v = string(tx.Bucket(bktRoot).Bucket(bktMeta).Get([]byte(key)))
+		return nil
+	})
+	return v, err
+}
+
+// SetMetaOnce stores value under key unless a value is already there, and
+// returns the stored value (used to fix the relying party id at first start).
+func (s *Store) SetMetaOnce(key, value string) (string, error) {
+	var v string
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bktRoot).Bucket(bktMeta)
+		if cur := b.Get([]byte(key)); cur != nil {
+			v = string(cur)
+			return nil
+		}
+		v = value
+		return b.Put([]byte(key), []byte(value))
+	})
+	return v, err
+}
+
+// Check opens the database file at path read-only and verifies its page
+// structure and schema. It is what restore runs before replacing anything.
+func Check(path string) error {
+	db, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true, Timeout: time.Second})
+	if errors.Is(err, bolterrors.ErrTimeout) {
+		return fmt.Errorf("%w: %s", ErrLocked, path)
+	}
+	if err != nil {
+		return fmt.Errorf("store: %s is not a usable mfad database: %w", path, err)
+	}
+	defer db.Close()
+	return db.View(func(tx *bolt.Tx) error {
+		for err := range tx.Check() {
+			return fmt.Errorf("store: %s is damaged: %w", path, err)
+		}
+		root := tx.Bucket(bktRoot)
+		if root == nil {
+			return fmt.Errorf("store: %s is a bbolt file but not an mfad database", path)
+		}
+		b := root.Get(keySchema)
+		if len(b) != 4 {
+			return fmt.Errorf("store: %s has no schema version", path)
+		}
+		if v := binary.BigEndian.Uint32(b); v > SchemaVersion {
+			return fmt.Errorf("store: %s has schema v%d, newer than this mfad (v%d)", path, v, SchemaVersion)
+		}
+		for _, name := range [][]byte{bktMeta, bktAccounts, bktDevices, bktTokens, bktAudit} {
+			if root.Bucket(name) == nil {
+				return fmt.Errorf("store: %s lacks bucket %s", path, name)
+			}
+		}
+		return nil
+	})
+}
+
+// Restore checks the backup at src and installs it as stateDir/mfad.db.
+// It refuses while a daemon holds the state directory's database.
+func Restore(src, stateDir string) error {
+	if err := Check(src); err != nil {
+		return err
+	}
+	dst := filepath.Join(stateDir, DBFileName)
+	if _, err := os.Stat(dst); err == nil {
+		// Taking the lock proves no daemon is using the file.
+		db, err := bolt.Open(dst, 0o600, &bolt.Options{Timeout: time.Second})
+		if errors.Is(err, bolterrors.ErrTimeout) {
+			return fmt.Errorf("%w: stop mfad before restoring into %s", ErrLocked, stateDir)
+		}
+		if err == nil {
+			db.Close()
+		}
+	}
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	tmp, err := os.CreateTemp(stateDir, ".restore-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := io.Copy(tmp, in); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Chmod(0o600); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp.Name(), dst); err != nil {
+		return err
+	}
+	d, err := os.Open(stateDir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}

@@ -1,0 +1,285 @@
+package store
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/mfad/mfad/authn"
+)
+
+func testKey() []byte { return bytes.Repeat([]byte{7}, KeySize) }
+
+func openTest(t *testing.T, dir string, opts Options) *Store {
+	t.Helper()
+	s, err := Open(dir, testKey(), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+func TestAccountRoundTripAndDelete(t *testing.T) {
+	s := openTest(t, t.TempDir(), Options{})
+	ctx := context.Background()
+	a := &authn.Account{Name: "alice", Kind: authn.KindOwner, Email: "a@example.org"}
+	d := &authn.Device{ID: "d1", Account: "alice", Type: authn.DeviceTOTP, State: authn.StateActive, Secret: []byte("0123456789abcdefghij")}
+	if err := s.Update(ctx, func(t authn.Tx) error {
+		if err := t.PutAccount(a); err != nil {
+			return err
+		}
+		return t.PutDevice(d)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	err := s.View(func(tx authn.Tx) error {
+		got, err := tx.Account("alice")
+		if err != nil || got.Email != a.Email || got.Kind != authn.KindOwner {
+			t.Errorf("Account = %+v, %v", got, err)
+		}
+		dev, err := tx.Device("alice", "d1")
+		if err != nil || !bytes.Equal(dev.Secret, d.Secret) {
+			t.Errorf("Device secret = %q, %v", dev.Secret, err)
+		}
+		if _, err := tx.Account("bob"); !errors.Is(err, authn.ErrNotFound) {
+			t.Errorf("missing account: %v", err)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Update(ctx, func(t authn.Tx) error { return t.DeleteAccount("alice") }); err != nil {
+		t.Fatal(err)
+	}
+	s.View(func(tx authn.Tx) error {
+		if devs, _ := tx.Devices("alice"); len(devs) != 0 {
+			t.Errorf("devices survived account deletion: %v", devs)
+		}
+		return nil
+	})
+}
+
+func TestSecretsSealedOnDisk(t *testing.T) {
+	dir := t.TempDir()
+	s := openTest(t, dir, Options{})
+	secret := []byte("TOPSECRETSEEDVALUE42")
+	err := s.Update(context.Background(), func(t authn.Tx) error {
+		if err := t.PutDevice(&authn.Device{ID: "x", Account: "a", Secret: secret}); err != nil {
+			return err
+		}
+		return t.PutToken(&authn.Token{Serial: "S1", Secret: secret})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	raw, err := os.ReadFile(filepath.Join(dir, DBFileName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Contains(raw, secret) {
+		t.Fatal("database file holds the secret in the clear")
+	}
+	// A sealed value moved to another record must not open.
+	s2 := openTest(t, dir, Options{})
+	sealed := s2.seal.seal(secret, deviceAD("a", "x"))
+	if _, err := s2.seal.open(sealed, deviceAD("a", "y")); err == nil {
+		t.Fatal("sealed secret opened under another record's path")
+	}
+	// Another master key cannot read it.
+	s2.Close()
+	s3, err := Open(dir, bytes.Repeat([]byte{9}, KeySize), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s3.Close()
+	if err := s3.View(func(tx authn.Tx) error { _, err := tx.Device("a", "x"); return err }); err == nil {
+		t.Fatal("device opened under the wrong master key")
+	}
+}
+
+func TestGroupCommitSharesFlushesAndIsolatesFailures(t *testing.T) {
+	s := openTest(t, t.TempDir(), Options{})
+	ctx := context.Background()
+	var wg sync.WaitGroup
+	errs := make([]error, 64)
+	for i := range 64 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = s.Update(ctx, func(t authn.Tx) error {
+				if i%8 == 0 {
+					_ = t.PutAccount(&authn.Account{Name: fmt.Sprintf("bad%d", i)})
+					return fmt.Errorf("refused %d", i)
+				}
+				return t.PutAccount(&authn.Account{Name: fmt.Sprintf("u%d", i)})
+			})
+		}()
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if (i%8 == 0) != (err != nil) {
+			t.Errorf("update %d: err = %v", i, err)
+		}
+	}
+	s.View(func(tx authn.Tx) error {
+		accts, _ := tx.Accounts()
+		if len(accts) != 56 {
+			t.Errorf("got %d accounts, want 56 (failed updates must leave nothing)", len(accts))
+		}
+		return nil
+	})
+	commits, updates := s.Stats()
+	if updates != 56 || commits == 0 || commits > updates {
+		t.Errorf("stats: %d commits for %d updates", commits, updates)
+	}
+}
+
+func TestUpdatePanicIsAnError(t *testing.T) {
+	s := openTest(t, t.TempDir(), Options{})
+	err := s.Update(context.Background(), func(authn.Tx) error { panic("boom") })
+	if err == nil {
+		t.Fatal("panic in update was not reported")
+	}
+	if err := s.Update(context.Background(), func(t authn.Tx) error { return t.PutAccount(&authn.Account{Name: "ok"}) }); err != nil {
+		t.Fatalf("store unusable after a panicking update: %v", err)
+	}
+}
+
+func TestAuditRetentionAndPaging(t *testing.T) {
+	s := openTest(t, t.TempDir(), Options{AuditRetention: 5})
+	for i := range 12 {
+		if err := s.Update(context.Background(), func(t authn.Tx) error {
+			return t.AppendAudit(&authn.AuditEvent{Action: fmt.Sprintf("a%d", i)})
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s.View(func(tx authn.Tx) error {
+		all, _ := tx.Audit(0, 100)
+		if len(all) != 5 || all[0].Seq != 8 || all[4].Seq != 12 {
+			t.Errorf("retained %+v", all)
+		}
+		page, _ := tx.Audit(9, 2)
+		if len(page) != 2 || page[0].Seq != 10 {
+			t.Errorf("page after 9 = %+v", page)
+		}
+		return nil
+	})
+}
+
+func TestSecondOpenTimesOutWithClearError(t *testing.T) {
+	dir := t.TempDir()
+	openTest(t, dir, Options{})
+	_, err := Open(dir, testKey(), Options{LockTimeout: 200 * time.Millisecond})
+	if !errors.Is(err, ErrLocked) {
+		t.Fatalf("second open: %v, want ErrLocked", err)
+	}
+}
+
+func TestBackupCheckRestore(t *testing.T) {
+	dir := t.TempDir()
+	s := openTest(t, dir, Options{})
+	if err := s.Update(context.Background(), func(t authn.Tx) error {
+		return t.PutAccount(&authn.Account{Name: "carol"})
+	}); err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	if _, err := s.WriteBackup(&buf); err != nil {
+		t.Fatal(err)
+	}
+	backup := filepath.Join(t.TempDir(), "backup.db")
+	os.WriteFile(backup, buf.Bytes(), 0o600)
+	if err := Check(backup); err != nil {
+		t.Fatal(err)
+	}
+	if err := Restore(backup, dir); !errors.Is(err, ErrLocked) {
+		t.Fatalf("restore into a live state dir: %v, want ErrLocked", err)
+	}
+	junk := filepath.Join(t.TempDir(), "junk.db")
+	os.WriteFile(junk, bytes.Repeat([]byte("x"), 8192), 0o600)
+	if err := Check(junk); err == nil {
+		t.Fatal("junk file passed the check")
+	}
+	target := t.TempDir()
+	if err := Restore(junk, target); err == nil {
+		t.Fatal("junk restored")
+	}
+	if err := Restore(backup, target); err != nil {
+		t.Fatal(err)
+	}
+	s2 := openTest(t, target, Options{})
+	if err := s2.View(func(tx authn.Tx) error { _, err := tx.Account("carol"); return err }); err != nil {
+		t.Fatalf("restored database lacks the account: %v", err)
+	}
+}
+
+func TestLoadKeyCreatesPrivateFileAndRefusesLooseMode(t *testing.T) {
+	t.Setenv("CREDENTIALS_DIRECTORY", "")
+	dir := t.TempDir()
+	k1, p, err := LoadKey(dir)
+	if err != nil || len(k1) != KeySize {
+		t.Fatal(err)
+	}
+	if st, _ := os.Stat(p); st.Mode().Perm() != 0o600 {
+		t.Fatalf("key mode %v", st.Mode().Perm())
+	}
+	k2, _, err := LoadKey(dir)
+	if err != nil || !bytes.Equal(k1, k2) {
+		t.Fatal("key not stable across loads")
+	}
+	os.Chmod(p, 0o644)
+	if _, _, err := LoadKey(dir); err == nil {
+		t.Fatal("world-readable key accepted")
+	}
+	cred := t.TempDir()
+	os.WriteFile(filepath.Join(cred, KeyFileName), []byte(fmt.Sprintf("%x\n", bytes.Repeat([]byte{1}, KeySize))), 0o400)
+	t.Setenv("CREDENTIALS_DIRECTORY", cred)
+	k3, _, err := LoadKey(dir)
+	if err != nil || !bytes.Equal(k3, bytes.Repeat([]byte{1}, KeySize)) {
+		t.Fatalf("credential key: %x %v", k3, err)
+	}
+}
+
+func TestNewerSchemaRefused(t *testing.T) {
+	dir := t.TempDir()
+	s := openTest(t, dir, Options{})
+	s.db.Update(func(tx *bolt.Tx) error {
+		return tx.Bucket(bktRoot).Put(keySchema, []byte{0, 0, 0, 99})
+	})
+	s.Close()
+	if _, err := Open(dir, testKey(), Options{}); err == nil {
+		t.Fatal("opened a database with a newer schema")
+	}
+}
+
+func BenchmarkGroupCommit(b *testing.B) {
+	s, err := Open(b.TempDir(), testKey(), Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	b.SetParallelism(16)
+	b.RunParallel(func(pb *testing.PB) {
+		i := 0
+		for pb.Next() {
+			i++
+			s.Update(context.Background(), func(t authn.Tx) error {
+				return t.PutAccount(&authn.Account{Name: fmt.Sprint("u", i%100)})
+			})
+		}
+	})
+	c, u := s.Stats()
+	b.ReportMetric(float64(u)/float64(max(c, 1)), "updates/commit")
+}

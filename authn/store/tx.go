@@ -1,0 +1,231 @@
+package store
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/mfad/mfad/authn"
+)
+
+// tx adapts a bbolt transaction to authn.Tx.
+type tx struct {
+	btx *bolt.Tx
+	s   *Store
+}
+
+func (t *tx) bucket(name []byte) *bolt.Bucket { return t.btx.Bucket(bktRoot).Bucket(name) }
+
+func notFound(what, name string) error {
+	return &authn.Error{Class: authn.ClassNotFound, Code: authn.CodeNotFound, Detail: fmt.Sprintf("%s %q not found", what, name)}
+}
+
+func (t *tx) Account(name string) (*authn.Account, error) {
+	v := t.bucket(bktAccounts).Get([]byte(name))
+	if v == nil {
+		return nil, notFound("account", name)
+	}
+	var a authn.Account
+	if err := json.Unmarshal(v, &a); err != nil {
+		return nil, fmt.Errorf("store: account %q: %w", name, err)
+	}
+	return &a, nil
+}
+
+func (t *tx) Accounts() ([]authn.Account, error) {
+	var out []authn.Account
+	err := t.bucket(bktAccounts).ForEach(func(k, v []byte) error {
+		var a authn.Account
+		if err := json.Unmarshal(v, &a); err != nil {
+			return fmt.Errorf("store: account %q: %w", k, err)
+		}
+		out = append(out, a)
+		return nil
+	})
+	return out, err
+}
+
+func (t *tx) PutAccount(a *authn.Account) error {
+	v, err := json.Marshal(a)
+	if err != nil {
+		return err
+	}
+	return t.bucket(bktAccounts).Put([]byte(a.Name), v)
+}
+
+func (t *tx) DeleteAccount(name string) error {
+	if err := t.bucket(bktAccounts).Delete([]byte(name)); err != nil {
+		return err
+	}
+	devs := t.bucket(bktDevices)
+	if devs.Bucket([]byte(name)) != nil {
+		return devs.DeleteBucket([]byte(name))
+	}
+	return nil
+}
+
+// deviceRecord is a device as stored: its JSON plus the sealed secret.
+type deviceRecord struct {
+	*authn.Device
+	Sealed []byte `json:"sealed_secret,omitempty"`
+}
+
+func deviceAD(account, id string) string { return "devices/" + account + "/" + id }
+
+func (t *tx) decodeDevice(v []byte) (*authn.Device, error) {
+	rec := deviceRecord{Device: new(authn.Device)}
+	if err := json.Unmarshal(v, &rec); err != nil {
+		return nil, fmt.Errorf("store: device record: %w", err)
+	}
+	secret, err := t.s.seal.open(rec.Sealed, deviceAD(rec.Account, rec.ID))
+	if err != nil {
+		return nil, fmt.Errorf("store: device %s/%s: %w", rec.Account, rec.ID, err)
+	}
+	rec.Device.Secret = secret
+	return rec.Device, nil
+}
+
+func (t *tx) Devices(account string) ([]authn.Device, error) {
+	b := t.bucket(bktDevices).Bucket([]byte(account))
+	if b == nil {
+		return nil, nil
+	}
+	var out []authn.Device
+	err := b.ForEach(func(_, v []byte) error {
+		d, err := t.decodeDevice(v)
+		if err != nil {
+			return err
+		}
+		out = append(out, *d)
+		return nil
+	})
+	return out, err
+}
+
+func (t *tx) Device(account, id string) (*authn.Device, error) {
+	b := t.bucket(bktDevices).Bucket([]byte(account))
+	var v []byte
+	if b != nil {
+		v = b.Get([]byte(id))
+	}
+	if v == nil {
+		return nil, notFound("device", id)
+	}
+	return t.decodeDevice(v)
+}
+
+func (t *tx) PutDevice(d *authn.Device) error {
+	b, err := t.bucket(bktDevices).CreateBucketIfNotExists([]byte(d.Account))
+	if err != nil {
+		return err
+	}
+	v, err := json.Marshal(deviceRecord{Device: d, Sealed: t.s.seal.seal(d.Secret, deviceAD(d.Account, d.ID))})
+	if err != nil {
+		return err
+	}
+	return b.Put([]byte(d.ID), v)
+}
+
+func (t *tx) DeleteDevice(account, id string) error {
+	b := t.bucket(bktDevices).Bucket([]byte(account))
+	if b == nil || b.Get([]byte(id)) == nil {
+		return notFound("device", id)
+	}
+	return b.Delete([]byte(id))
+}
+
+type tokenRecord struct {
+	*authn.Token
+	Sealed []byte `json:"sealed_secret,omitempty"`
+}
+
+func tokenAD(serial string) string { return "tokens/" + serial }
+
+func (t *tx) decodeToken(v []byte) (*authn.Token, error) {
+	rec := tokenRecord{Token: new(authn.Token)}
+	if err := json.Unmarshal(v, &rec); err != nil {
+		return nil, fmt.Errorf("store: token record: %w", err)
+	}
+	secret, err := t.s.seal.open(rec.Sealed, tokenAD(rec.Serial))
+	if err != nil {
+		return nil, fmt.Errorf("store: token %s: %w", rec.Serial, err)
+	}
+	rec.Token.Secret = secret
+	return rec.Token, nil
+}
+
+func (t *tx) Token(serial string) (*authn.Token, error) {
+	v := t.bucket(bktTokens).Get([]byte(serial))
+	if v == nil {
+		return nil, notFound("token", serial)
+	}
+	return t.decodeToken(v)
+}
+
+func (t *tx) Tokens() ([]authn.Token, error) {
+	var out []authn.Token
+	err := t.bucket(bktTokens).ForEach(func(_, v []byte) error {
+		tok, err := t.decodeToken(v)
+		if err != nil {
+			return err
+		}
+		out = append(out, *tok)
+		return nil
+	})
+	return out, err
+}
+
+func (t *tx) PutToken(tok *authn.Token) error {
+	v, err := json.Marshal(tokenRecord{Token: tok, Sealed: t.s.seal.seal(tok.Secret, tokenAD(tok.Serial))})
+	if err != nil {
+		return err
+	}
+	return t.bucket(bktTokens).Put([]byte(tok.Serial), v)
+}
+
+func (t *tx) DeleteToken(serial string) error {
+	return t.bucket(bktTokens).Delete([]byte(serial))
+}
+
+func (t *tx) AppendAudit(e *authn.AuditEvent) error {
+	b := t.bucket(bktAudit)
+	seq, err := b.NextSequence()
+	if err != nil {
+		return err
+	}
+	e.Seq = seq
+	v, err := json.Marshal(e)
+	if err != nil {
+		return err
+	}
+	if err := b.Put(binary.BigEndian.AppendUint64(nil, seq), v); err != nil {
+		return err
+	}
+	// Retention: drop what falls out of the window. Keys are sequential,
+	// so this deletes at most a few entries per append.
+	if seq > t.s.opts.AuditRetention {
+		cutoff := seq - t.s.opts.AuditRetention
+		c := b.Cursor()
+		for k, _ := c.First(); k != nil && binary.BigEndian.Uint64(k) <= cutoff; k, _ = c.First() {
+			if err := c.Delete(); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func (t *tx) Audit(after uint64, limit int) ([]authn.AuditEvent, error) {
+	c := t.bucket(bktAudit).Cursor()
+	var out []authn.AuditEvent
+	for k, v := c.Seek(binary.BigEndian.AppendUint64(nil, after+1)); k != nil && len(out) < limit; k, v = c.Next() {
+		var e authn.AuditEvent
+		if err := json.Unmarshal(v, &e); err != nil {
+			return nil, fmt.Errorf("store: audit entry %d: %w", binary.BigEndian.Uint64(k), err)
+		}
+		out = append(out, e)
+	}
+	return out, nil
+}
