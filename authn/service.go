@@ -55,6 +55,9 @@ func (s *Service) audit(t Tx, actor Actor, e AuditEvent) error {
 }
 
 func (s *Service) logAudit(e AuditEvent) {
+	if e.Outcome == "" {
+		e.Outcome = "ok"
+	}
 	s.log.Info("audit", "action", e.Action, "outcome", e.Outcome, "account", e.Account,
 		"device", e.Device, "actor_uid", e.ActorUID, "detail", e.Detail)
 }

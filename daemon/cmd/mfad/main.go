@@ -1,0 +1,80 @@
+// Command mfad is the multi-factor authentication daemon.
+//
+//	mfad [--config FILE] [--socket PATH] [--state-dir DIR] [--log-level LEVEL]
+//	mfad restore --state-dir DIR FILE
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/mfad/mfad/daemon"
+)
+
+func main() {
+	if len(os.Args) > 1 && os.Args[1] == "restore" {
+		os.Exit(restore(os.Args[2:]))
+	}
+	fs := flag.NewFlagSet("mfad", flag.ExitOnError)
+	configPath := fs.String("config", "", "TOML configuration file (see contrib/mfad.toml)")
+	socket := fs.String("socket", "", "API socket path (default /run/mfad/mfad.sock)")
+	stateDir := fs.String("state-dir", "", "state directory (default /var/lib/mfad)")
+	logLevel := fs.String("log-level", "", "debug, info, warn or error")
+	version := fs.Bool("version", false, "print the version and exit")
+	fs.Parse(os.Args[1:])
+	if *version {
+		fmt.Println("mfad", daemon.Version)
+		return
+	}
+
+	cfg := daemon.DefaultConfig()
+	if *configPath != "" {
+		var err error
+		if cfg, err = daemon.LoadConfig(*configPath); err != nil {
+			fmt.Fprintln(os.Stderr, "mfad:", err)
+			os.Exit(2)
+		}
+	}
+	fs.Visit(func(f *flag.Flag) {
+		switch f.Name {
+		case "socket":
+			cfg.Socket = *socket
+		case "state-dir":
+			cfg.StateDir = *stateDir
+		case "log-level":
+			cfg.LogLevel = *logLevel
+		}
+	})
+	log := daemon.NewLogger(os.Stderr, cfg.LogLevel)
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	if err := daemon.Run(ctx, cfg, log); err != nil {
+		log.Error("mfad failed", "err", err)
+		os.Exit(1)
+	}
+}
+
+func restore(args []string) int {
+	fs := flag.NewFlagSet("mfad restore", flag.ExitOnError)
+	stateDir := fs.String("state-dir", "", "state directory of a stopped mfad")
+	fs.Usage = func() {
+		fmt.Fprintln(os.Stderr, "usage: mfad restore --state-dir DIR BACKUP.db")
+		fs.PrintDefaults()
+	}
+	fs.Parse(args)
+	if *stateDir == "" || fs.NArg() != 1 {
+		fs.Usage()
+		return 2
+	}
+	if err := daemon.Restore(fs.Arg(0), *stateDir); err != nil {
+		fmt.Fprintln(os.Stderr, "mfad restore:", err)
+		return 1
+	}
+	fmt.Printf("restored %s into %s\n", fs.Arg(0), *stateDir)
+	return 0
+}

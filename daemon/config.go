@@ -1,0 +1,153 @@
+package daemon
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/BurntSushi/toml"
+)
+
+// Duration is a time.Duration written as "5s", "10m" in the config file.
+type Duration struct{ time.Duration }
+
+// UnmarshalText parses a Go duration string.
+func (d *Duration) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(string(b))
+	if err != nil {
+		return fmt.Errorf("not a duration (like \"5s\" or \"10m\"): %q", b)
+	}
+	if v < 0 {
+		return fmt.Errorf("duration must not be negative: %q", b)
+	}
+	d.Duration = v
+	return nil
+}
+
+// MarshalText writes the duration back.
+func (d Duration) MarshalText() ([]byte, error) { return []byte(d.String()), nil }
+
+// Config is mfad's configuration. The file is TOML; contrib/mfad.toml is a
+// documented example. Command-line flags override the file.
+type Config struct {
+	// Socket is the API socket path, used when systemd passes none.
+	Socket string `toml:"socket"`
+	// SocketName is the FileDescriptorName= of the socket systemd passes.
+	SocketName string `toml:"socket_name"`
+	// StateDir holds mfad.db and, without a systemd credential, mfad.key.
+	StateDir string `toml:"state_dir"`
+	// AdminGroup's members (and uid 0) are admins.
+	AdminGroup string `toml:"admin_group"`
+	// LogLevel is debug, info, warn or error.
+	LogLevel string `toml:"log_level"`
+
+	Store  StoreConfig  `toml:"store"`
+	Audit  AuditConfig  `toml:"audit"`
+	Limits LimitsConfig `toml:"limits"`
+}
+
+// StoreConfig tunes the database.
+type StoreConfig struct {
+	// LockTimeout bounds the wait for another mfad to release the database.
+	LockTimeout Duration `toml:"lock_timeout"`
+}
+
+// AuditConfig tunes the audit log.
+type AuditConfig struct {
+	// Retention is how many audit entries are kept (oldest dropped first).
+	Retention uint64 `toml:"retention"`
+}
+
+// LimitsConfig bounds what clients may hold.
+type LimitsConfig struct {
+	MaxBodyBytes            int64    `toml:"max_body_bytes"`
+	Connections             int      `toml:"connections"`
+	ConnectionsPerUID       int      `toml:"connections_per_uid"`
+	ConnectionsRootReserved int      `toml:"connections_root_reserved"`
+	Streams                 int      `toml:"streams"`
+	StreamsPerUID           int      `toml:"streams_per_uid"`
+	StreamsRootReserved     int      `toml:"streams_root_reserved"`
+	ReadHeaderTimeout       Duration `toml:"read_header_timeout"`
+	ReadTimeout             Duration `toml:"read_timeout"`
+	WriteTimeout            Duration `toml:"write_timeout"`
+	IdleTimeout             Duration `toml:"idle_timeout"`
+}
+
+// DefaultConfig is what mfad runs with when the file says nothing.
+func DefaultConfig() Config {
+	return Config{
+		Socket:     "/run/mfad/mfad.sock",
+		SocketName: "mfad",
+		StateDir:   "/var/lib/mfad",
+		AdminGroup: "mfad-admin",
+		LogLevel:   "info",
+		Store:      StoreConfig{LockTimeout: Duration{3 * time.Second}},
+		Audit:      AuditConfig{Retention: 100000},
+		Limits: LimitsConfig{
+			MaxBodyBytes: 64 << 10,
+			Connections:  256, ConnectionsPerUID: 32, ConnectionsRootReserved: 64,
+			Streams: 64, StreamsPerUID: 4, StreamsRootReserved: 16,
+			ReadHeaderTimeout: Duration{5 * time.Second},
+			ReadTimeout:       Duration{30 * time.Second},
+			WriteTimeout:      Duration{30 * time.Second},
+			IdleTimeout:       Duration{2 * time.Minute},
+		},
+	}
+}
+
+// LoadConfig reads path over the defaults. Unknown keys are errors, so a
+// typo does not silently leave a default in place.
+func LoadConfig(path string) (Config, error) {
+	cfg := DefaultConfig()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return cfg, fmt.Errorf("config: %w", err)
+	}
+	md, err := toml.Decode(string(b), &cfg)
+	if err != nil {
+		return cfg, fmt.Errorf("config %s: %w", path, err)
+	}
+	if und := md.Undecoded(); len(und) > 0 {
+		keys := make([]string, len(und))
+		for i, k := range und {
+			keys[i] = k.String()
+		}
+		return cfg, fmt.Errorf("config %s: unknown keys: %s", path, strings.Join(keys, ", "))
+	}
+	return cfg, cfg.Validate()
+}
+
+// Validate checks the configuration as a whole.
+func (c *Config) Validate() error {
+	var errs []error
+	if c.Socket == "" {
+		errs = append(errs, errors.New("socket must be set"))
+	}
+	if c.StateDir == "" {
+		errs = append(errs, errors.New("state_dir must be set"))
+	}
+	switch c.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		errs = append(errs, fmt.Errorf("log_level must be debug, info, warn or error, not %q", c.LogLevel))
+	}
+	l := c.Limits
+	if l.Connections < 2 || l.ConnectionsRootReserved < 1 || l.ConnectionsRootReserved >= l.Connections || l.ConnectionsPerUID < 1 {
+		errs = append(errs, errors.New("limits: need connections >= 2, 1 <= connections_root_reserved < connections, connections_per_uid >= 1"))
+	}
+	if l.Streams < 2 || l.StreamsRootReserved < 1 || l.StreamsRootReserved >= l.Streams || l.StreamsPerUID < 1 {
+		errs = append(errs, errors.New("limits: need streams >= 2, 1 <= streams_root_reserved < streams, streams_per_uid >= 1"))
+	}
+	if l.MaxBodyBytes < 1024 {
+		errs = append(errs, errors.New("limits: max_body_bytes must be at least 1024"))
+	}
+	if c.Audit.Retention < 100 {
+		errs = append(errs, errors.New("audit: retention must be at least 100 entries"))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("config: %w", err)
+	}
+	return nil
+}

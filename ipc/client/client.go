@@ -1,0 +1,210 @@
+package client
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/mfad/mfad/ipc/api"
+)
+
+// DefaultSocket is where mfad listens under systemd.
+const DefaultSocket = "/run/mfad/mfad.sock"
+
+// SocketFromEnv returns $MFAD_SOCKET, or DefaultSocket.
+func SocketFromEnv() string {
+	if s := os.Getenv("MFAD_SOCKET"); s != "" {
+		return s
+	}
+	return DefaultSocket
+}
+
+// Client calls mfad over its Unix socket.
+type Client struct {
+	// Socket is the socket path (default DefaultSocket).
+	Socket string
+	// Dial replaces the socket dialer (a test seam).
+	Dial func(ctx context.Context) (net.Conn, error)
+	// Bearer is sent as "Authorization: Bearer" (a step-up token).
+	Bearer string
+
+	once sync.Once
+	hc   *http.Client
+}
+
+// ErrNotRunning means nothing answers on the socket.
+type ErrNotRunning struct {
+	Socket string
+	Err    error
+}
+
+func (e *ErrNotRunning) Error() string {
+	return fmt.Sprintf("mfad is not running at %s (%v); start it with `systemctl start mfad.socket`, or `make run` in a source tree, or point --socket / $MFAD_SOCKET at it", e.Socket, e.Err)
+}
+
+func (e *ErrNotRunning) Unwrap() error { return e.Err }
+
+func (c *Client) socket() string {
+	if c.Socket == "" {
+		return DefaultSocket
+	}
+	return c.Socket
+}
+
+func (c *Client) http() *http.Client {
+	c.once.Do(func() {
+		dial := c.Dial
+		if dial == nil {
+			dial = func(ctx context.Context) (net.Conn, error) {
+				var d net.Dialer
+				return d.DialContext(ctx, "unix", c.socket())
+			}
+		}
+		c.hc = &http.Client{Transport: &http.Transport{
+			DialContext:         func(ctx context.Context, _, _ string) (net.Conn, error) { return dial(ctx) },
+			MaxIdleConnsPerHost: 64,
+			IdleConnTimeout:     30 * time.Second,
+		}}
+	})
+	return c.hc
+}
+
+// Do sends one request and decodes a JSON answer into out (when non-nil).
+// It is exported for routes that need headers of their own.
+func (c *Client) Do(ctx context.Context, method, path string, in, out any, hdr http.Header) error {
+	resp, err := c.send(ctx, method, path, in, hdr)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if out == nil {
+		io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
+		return nil
+	}
+	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+		return fmt.Errorf("client: decoding %s %s answer: %w", method, path, err)
+	}
+	return nil
+}
+
+// send performs a request and returns a 2xx response (body open) or an error.
+func (c *Client) send(ctx context.Context, method, path string, in any, hdr http.Header) (*http.Response, error) {
+	var body io.Reader
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return nil, err
+		}
+		body = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, "http://mfad"+path, body)
+	if err != nil {
+		return nil, err
+	}
+	for k, v := range hdr {
+		req.Header[k] = v
+	}
+	if in != nil {
+		req.Header.Set("Content-Type", api.ContentJSON)
+	}
+	if c.Bearer != "" && req.Header.Get("Authorization") == "" {
+		req.Header.Set("Authorization", "Bearer "+c.Bearer)
+	}
+	resp, err := c.http().Do(req)
+	if err != nil {
+		if errors.Is(err, syscall.ENOENT) || errors.Is(err, syscall.ECONNREFUSED) {
+			return nil, &ErrNotRunning{Socket: c.socket(), Err: err}
+		}
+		if errors.Is(err, syscall.EACCES) {
+			return nil, fmt.Errorf("cannot connect to %s: permission denied on the socket or its directory", c.socket())
+		}
+		return nil, err
+	}
+	if resp.StatusCode/100 == 2 {
+		return resp, nil
+	}
+	defer resp.Body.Close()
+	return nil, decodeProblem(resp)
+}
+
+func decodeProblem(resp *http.Response) error {
+	mt, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type"))
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	if mt == api.ContentProblem {
+		var p api.Problem
+		if err := json.Unmarshal(b, &p); err == nil && p.Code != "" {
+			return &p
+		}
+	}
+	return &api.Problem{Status: resp.StatusCode, Code: api.CodeInternal,
+		Detail: fmt.Sprintf("unexpected answer %s: %s", resp.Status, strings.TrimSpace(string(b)))}
+}
+
+// Info calls GET /v1/info.
+func (c *Client) Info(ctx context.Context) (*api.Info, error) {
+	var out api.Info
+	return &out, c.Do(ctx, "GET", api.PathInfo, nil, &out, nil)
+}
+
+// Accounts calls GET /v1/accounts.
+func (c *Client) Accounts(ctx context.Context) ([]api.Account, error) {
+	var out api.AccountList
+	err := c.Do(ctx, "GET", api.PathAccounts, nil, &out, nil)
+	return out.Accounts, err
+}
+
+// CreateAccount calls POST /v1/accounts.
+func (c *Client) CreateAccount(ctx context.Context, req api.CreateAccount) (*api.Account, error) {
+	var out api.Account
+	return &out, c.Do(ctx, "POST", api.PathAccounts, req, &out, nil)
+}
+
+// Account calls GET /v1/accounts/{name}.
+func (c *Client) Account(ctx context.Context, name string) (*api.Account, error) {
+	var out api.Account
+	return &out, c.Do(ctx, "GET", accountPath(name), nil, &out, nil)
+}
+
+// PatchAccount calls PATCH /v1/accounts/{name}.
+func (c *Client) PatchAccount(ctx context.Context, name string, req api.PatchAccount) (*api.Account, error) {
+	var out api.Account
+	return &out, c.Do(ctx, "PATCH", accountPath(name), req, &out, nil)
+}
+
+// DeleteAccount calls DELETE /v1/accounts/{name}.
+func (c *Client) DeleteAccount(ctx context.Context, name string) error {
+	return c.Do(ctx, "DELETE", accountPath(name), nil, nil, nil)
+}
+
+// Audit calls GET /v1/audit?after=&limit=.
+func (c *Client) Audit(ctx context.Context, after uint64, limit int) (*api.AuditPage, error) {
+	var out api.AuditPage
+	q := url.Values{"after": {fmt.Sprint(after)}, "limit": {fmt.Sprint(limit)}}
+	return &out, c.Do(ctx, "GET", api.PathAudit+"?"+q.Encode(), nil, &out, nil)
+}
+
+// Backup calls GET /v1/admin/backup and copies the database to w.
+func (c *Client) Backup(ctx context.Context, w io.Writer) (int64, error) {
+	resp, err := c.send(ctx, "GET", api.PathBackup, nil, nil)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	return io.Copy(w, resp.Body)
+}
+
+func accountPath(name string) string {
+	return strings.Replace(api.PathAccount, "{name}", url.PathEscape(name), 1)
+}

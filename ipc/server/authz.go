@@ -1,0 +1,91 @@
+package server
+
+import (
+	"slices"
+
+	"github.com/mfad/mfad/authn"
+	"github.com/mfad/mfad/ipc/peercred"
+)
+
+// Principal is who a connection's peer is, as far as mfad is concerned.
+type Principal struct {
+	UID   uint32
+	GID   uint32
+	PID   int32
+	Name  string // Unix user name of UID, "" when it has none
+	Admin bool   // uid 0 or a member of the admin group
+}
+
+// Root reports whether the peer is uid 0.
+func (p Principal) Root() bool { return p.UID == 0 }
+
+// Actor is the principal as authn sees it.
+func (p Principal) Actor() authn.Actor { return authn.Actor{UID: p.UID, Name: p.Name, Admin: p.Admin} }
+
+// Decide maps a peer to a principal. adminGID < 0 means there is no admin
+// group, so only uid 0 is an admin. It reads nothing but its arguments.
+func Decide(c peercred.Cred, name string, adminGID int64) Principal {
+	p := Principal{UID: c.UID, GID: c.GID, PID: c.PID, Name: name}
+	switch {
+	case c.UID == 0:
+		p.Admin = true
+	case adminGID >= 0 && (int64(c.GID) == adminGID || slices.Contains(c.Groups, uint32(adminGID))):
+		p.Admin = true
+	}
+	return p
+}
+
+// Perm is the permission a route requires.
+type Perm int
+
+const (
+	// PermAnyone: any local peer.
+	PermAnyone Perm = iota
+	// PermSelf: the account named in the path is the caller's own, or the caller is an admin.
+	PermSelf
+	// PermSelfBody: the account named in the request body is the caller's own, or the caller is an admin.
+	PermSelfBody
+	// PermSelfOrRoot: the caller's own account (path or body) or uid 0; admins do not qualify.
+	PermSelfOrRoot
+	// PermAdmin: uid 0 or a member of the admin group.
+	PermAdmin
+	// PermRoot: uid 0 only.
+	PermRoot
+)
+
+func (p Perm) String() string {
+	switch p {
+	case PermAnyone:
+		return "anyone"
+	case PermSelf:
+		return "self"
+	case PermSelfBody:
+		return "self-body"
+	case PermSelfOrRoot:
+		return "self-or-root"
+	case PermAdmin:
+		return "admin"
+	case PermRoot:
+		return "root"
+	}
+	return "unknown"
+}
+
+// allowed decides perm for p; account is the account the request names
+// ("" when the route names none). It fails closed.
+func allowed(perm Perm, p Principal, account string) bool {
+	self := account != "" && p.Name != "" && p.Name == account
+	switch perm {
+	case PermAnyone:
+		return true
+	case PermSelf, PermSelfBody:
+		return p.Admin || self
+	case PermSelfOrRoot:
+		return p.Root() || self
+	case PermAdmin:
+		return p.Admin
+	case PermRoot:
+		return p.Root()
+	}
+	return false
+}

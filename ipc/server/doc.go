@@ -1,0 +1,13 @@
+// Package server is mfad's HTTP/JSON API on a Unix socket.
+//
+// Each connection's peer is identified once, at accept, from SO_PEERCRED
+// and SO_PEERGROUPS (ipc/peercred) and mapped by the pure function Decide
+// to a Principal. The route table (routes.go) is data: method, pattern,
+// the permission the router enforces before any handler runs, and the
+// handler. Every error leaves as application/problem+json with a stable
+// code; the one translation from authn error classes to HTTP statuses is
+// in problem.go. Connections and streams are limited per uid with capacity
+// kept for uid 0, so that no local user can starve sign-ins.
+//
+// It may import ipc/api, ipc/peercred, authn and the standard library.
+package server

@@ -1,0 +1,96 @@
+package server
+
+import (
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/mfad/mfad/ipc/api"
+	"github.com/mfad/mfad/ipc/peercred"
+)
+
+// peerListener identifies each connection once, at accept, and refuses
+// connections beyond the peer's share.
+type peerListener struct {
+	*net.UnixListener
+	srv   *Server
+	slots *slots
+}
+
+type peerConn struct {
+	*net.UnixConn
+	principal Principal
+	release   func()
+	once      sync.Once
+}
+
+func (c *peerConn) Close() error {
+	c.once.Do(c.release)
+	return c.UnixConn.Close()
+}
+
+func (l *peerListener) Accept() (net.Conn, error) {
+	for {
+		c, err := l.AcceptUnix()
+		if err != nil {
+			return nil, err
+		}
+		cred, err := peercred.Get(c)
+		if err != nil {
+			// Fail closed: a peer we cannot identify gets nothing.
+			l.srv.log.Warn("dropping connection: peer credentials unreadable", "err", err)
+			c.Close()
+			continue
+		}
+		p := Decide(cred, l.srv.userName(cred.UID), l.srv.cfg.AdminGID)
+		if err := l.slots.acquire(p.UID); err != nil {
+			l.srv.log.Warn("refusing connection", "uid", p.UID, "pid", p.PID, "reason", err)
+			go refuse(c, err.Error())
+			continue
+		}
+		uid := p.UID
+		return &peerConn{UnixConn: c, principal: p, release: func() { l.slots.release(uid) }}, nil
+	}
+}
+
+// refuse answers one 429 problem on a connection that was not admitted.
+func refuse(c net.Conn, why string) {
+	defer c.Close()
+	body, _ := json.Marshal(api.Problem{
+		Type: "about:blank", Title: http.StatusText(http.StatusTooManyRequests), Status: http.StatusTooManyRequests,
+		Code: api.CodeTooManyConnections, Detail: "too many connections: " + why, RetryAfter: 1,
+	})
+	c.SetDeadline(time.Now().Add(time.Second))
+	fmt.Fprintf(c, "HTTP/1.1 429 Too Many Requests\r\nContent-Type: %s\r\nContent-Length: %d\r\nRetry-After: 1\r\nConnection: close\r\n\r\n%s",
+		api.ContentProblem, len(body), body)
+}
+
+// userNames caches uid -> user name lookups for a minute.
+type userNames struct {
+	mu     sync.Mutex
+	lookup func(uid uint32) string
+	cache  map[uint32]nameEntry
+}
+
+type nameEntry struct {
+	name string
+	at   time.Time
+}
+
+func (u *userNames) get(uid uint32) string {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if e, ok := u.cache[uid]; ok && time.Since(e.at) < time.Minute {
+		return e.name
+	}
+	n := u.lookup(uid)
+	if len(u.cache) > 4096 {
+		clear(u.cache)
+	}
+	u.cache[uid] = nameEntry{n, time.Now()}
+	return n
+}
+

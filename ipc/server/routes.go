@@ -1,0 +1,208 @@
+package server
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"runtime/debug"
+	"time"
+
+	"github.com/mfad/mfad/ipc/api"
+)
+
+// streamDeadline bounds a streaming answer (a backup, an event stream).
+const streamDeadline = 10 * time.Minute
+
+// Route is one row of the route table.
+type Route struct {
+	Method  string
+	Pattern string
+	Perm    Perm
+	// Stream routes keep their own deadlines (not the server's write
+	// timeout) and count against the per-uid stream limit.
+	Stream  bool
+	MaxBody int64 // 0: the server default
+	handle  func(*call) error
+}
+
+// call is one request as a handler sees it.
+type call struct {
+	w       http.ResponseWriter
+	r       *http.Request
+	p       Principal
+	s       *Server
+	route   *Route
+	account string // the account the request names, once known
+}
+
+func (c *call) ctx() context.Context { return c.r.Context() }
+
+// routeTable is the API: every route, its permission and its handler.
+// Keep it sorted by pattern, then method.
+func (s *Server) routeTable() []Route {
+	return []Route{
+		{Method: "GET", Pattern: api.PathAccounts, Perm: PermAdmin, handle: s.listAccounts},
+		{Method: "POST", Pattern: api.PathAccounts, Perm: PermAdmin, handle: s.createAccount},
+		{Method: "DELETE", Pattern: api.PathAccount, Perm: PermAdmin, handle: s.deleteAccount},
+		{Method: "GET", Pattern: api.PathAccount, Perm: PermSelf, handle: s.getAccount},
+		{Method: "PATCH", Pattern: api.PathAccount, Perm: PermAdmin, handle: s.patchAccount},
+		{Method: "GET", Pattern: api.PathBackup, Perm: PermAdmin, Stream: true, handle: s.backup},
+		{Method: "GET", Pattern: api.PathAudit, Perm: PermAdmin, handle: s.audit},
+		{Method: "GET", Pattern: api.PathInfo, Perm: PermAnyone, handle: s.info},
+	}
+}
+
+// wrap enforces the route's permission and limits, then runs its handler.
+func (s *Server) wrap(rt *Route) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		p, ok := r.Context().Value(principalKey{}).(Principal)
+		if !ok {
+			writeProblem(w, newProblem(http.StatusForbidden, api.CodePermissionDenied, "peer credentials unknown"))
+			return
+		}
+		c := &call{w: w, r: r, p: p, s: s, route: rt, account: r.PathValue("name")}
+		// Routes that name their account in the body are checked once it is decoded.
+		if rt.Perm != PermSelfBody && !allowed(rt.Perm, p, c.account) {
+			s.deny(c)
+			return
+		}
+		limit := rt.MaxBody
+		if limit == 0 {
+			limit = s.cfg.MaxBodyBytes
+		}
+		r.Body = http.MaxBytesReader(w, r.Body, limit)
+		if rt.Stream {
+			if err := s.streams.acquire(p.UID); err != nil {
+				writeProblem(w, &api.Problem{Type: "about:blank", Title: "Too Many Requests", Status: http.StatusTooManyRequests,
+					Code: api.CodeTooManyStreams, Detail: "too many open streams: " + err.Error(), RetryAfter: 1})
+				return
+			}
+			defer s.streams.release(p.UID)
+			rc := http.NewResponseController(w)
+			rc.SetWriteDeadline(time.Now().Add(streamDeadline))
+		}
+		defer func() {
+			if v := recover(); v != nil {
+				if v == http.ErrAbortHandler {
+					panic(v)
+				}
+				s.log.Error("handler panicked", "route", rt.Method+" "+rt.Pattern, "panic", v, "stack", string(debug.Stack()))
+				writeProblem(w, newProblem(http.StatusInternalServerError, api.CodeInternal, "internal error"))
+			}
+		}()
+		if err := rt.handle(c); err != nil && !errors.Is(err, errAnswered) {
+			p := problemOf(err)
+			if p.Status >= 500 {
+				s.log.Error("request failed", "route", rt.Method+" "+rt.Pattern, "uid", c.p.UID, "err", err)
+			}
+			writeProblem(w, p)
+		}
+	})
+}
+
+func (s *Server) deny(c *call) {
+	s.log.Info("permission denied", "route", c.route.Method+" "+c.route.Pattern, "uid", c.p.UID, "account", c.account)
+	writeProblem(c.w, newProblem(http.StatusForbidden, api.CodePermissionDenied,
+		fmt.Sprintf("%s %s needs %s permission", c.route.Method, c.route.Pattern, c.route.Perm)))
+}
+
+// errAnswered means the handler path already wrote the answer.
+var errAnswered = errors.New("server: answered")
+
+// accountNamer is a request body that names the account it acts on.
+type accountNamer interface{ AccountName() string }
+
+// decode reads a strict JSON body into v: JSON content type, no unknown
+// fields, one value. For PermSelfBody routes it then enforces the
+// permission on the account the body names.
+func (c *call) decode(v any) error {
+	if ct := c.r.Header.Get("Content-Type"); ct != "" {
+		mt, _, err := mime.ParseMediaType(ct)
+		if err != nil || mt != api.ContentJSON {
+			return newProblem(http.StatusUnsupportedMediaType, api.CodeUnsupportedMediaType,
+				"send the body as "+api.ContentJSON+" (curl: --json or -H 'Content-Type: application/json')")
+		}
+	}
+	body, err := io.ReadAll(c.r.Body)
+	if err != nil {
+		return err
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return newProblem(http.StatusBadRequest, api.CodeInvalidRequest, "malformed JSON body: "+jsonErr(err))
+	}
+	if dec.More() {
+		return newProblem(http.StatusBadRequest, api.CodeInvalidRequest, "malformed JSON body: more than one value")
+	}
+	if c.route.Perm == PermSelfBody {
+		n, ok := v.(accountNamer)
+		if !ok {
+			return errors.New("server: PermSelfBody route without an account in its body")
+		}
+		c.account = n.AccountName()
+		if !allowed(PermSelf, c.p, c.account) {
+			c.s.deny(c)
+			return errAnswered
+		}
+	}
+	return nil
+}
+
+// jsonErr describes a decoding error without echoing the input.
+func jsonErr(err error) string {
+	var se *json.SyntaxError
+	var te *json.UnmarshalTypeError
+	switch {
+	case errors.Is(err, io.EOF):
+		return "empty body"
+	case errors.As(err, &se):
+		return fmt.Sprintf("syntax error at byte %d", se.Offset)
+	case errors.As(err, &te):
+		return fmt.Sprintf("field %q must be %s", te.Field, te.Type)
+	}
+	var mbe *http.MaxBytesError
+	if errors.As(err, &mbe) {
+		return fmt.Sprintf("body larger than %d bytes", mbe.Limit)
+	}
+	msg := err.Error()
+	if len(msg) > 120 {
+		msg = msg[:120]
+	}
+	return msg
+}
+
+// notFound answers paths no route has, and methods a path does not take.
+func (s *Server) notFound(w http.ResponseWriter, r *http.Request) {
+	var methods []string
+	for _, m := range []string{"GET", "POST", "PATCH", "PUT", "DELETE"} {
+		probe := r.Clone(r.Context())
+		probe.Method = m
+		if _, pat := s.mux.Handler(probe); pat != "/" && pat != "" {
+			methods = append(methods, m)
+		}
+	}
+	if len(methods) > 0 {
+		w.Header().Set("Allow", joinComma(methods))
+		writeProblem(w, newProblem(http.StatusMethodNotAllowed, api.CodeMethodNotAllowed,
+			fmt.Sprintf("%s does not take %s (allowed: %s)", r.URL.Path, r.Method, joinComma(methods))))
+		return
+	}
+	writeProblem(w, newProblem(http.StatusNotFound, api.CodeNotFound, "no such route: "+r.Method+" "+r.URL.Path))
+}
+
+func joinComma(s []string) string {
+	var b bytes.Buffer
+	for i, x := range s {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString(x)
+	}
+	return b.String()
+}

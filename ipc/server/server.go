@@ -1,0 +1,175 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os/user"
+	"strconv"
+	"time"
+
+	"github.com/mfad/mfad/authn"
+	"github.com/mfad/mfad/ipc/api"
+)
+
+// Config tunes the server.
+type Config struct {
+	AdminGID     int64 // the admin group's gid, or -1 for none
+	MaxBodyBytes int64 // default request body limit (64 KiB)
+	Conns        Limits
+	Streams      Limits
+
+	ReadHeaderTimeout time.Duration
+	ReadTimeout       time.Duration
+	WriteTimeout      time.Duration
+	IdleTimeout       time.Duration
+
+	// LookupUser maps a uid to its user name (default: os/user).
+	LookupUser func(uid uint32) string
+	Logger     *slog.Logger
+}
+
+// DefaultConfig returns the limits mfad ships with.
+func DefaultConfig() Config {
+	return Config{
+		AdminGID:          -1,
+		MaxBodyBytes:      64 << 10,
+		Conns:             Limits{Max: 256, Reserve: 64, PerUID: 32},
+		Streams:           Limits{Max: 64, Reserve: 16, PerUID: 4},
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+	}
+}
+
+// Backends are what the handlers call, one small interface per area.
+type Backends struct {
+	Accounts AccountBackend
+	Backup   BackupBackend
+	Info     InfoBackend
+}
+
+// AccountBackend manages accounts and reads the audit log (authn.Service).
+type AccountBackend interface {
+	CreateAccount(ctx context.Context, actor authn.Actor, n authn.NewAccount) (*authn.Account, error)
+	Account(name string) (*authn.Account, error)
+	Accounts() ([]authn.Account, error)
+	PatchAccount(ctx context.Context, actor authn.Actor, name string, p authn.AccountPatch) (*authn.Account, error)
+	DeleteAccount(ctx context.Context, actor authn.Actor, name string) error
+	Audit(after uint64, limit int) ([]authn.AuditEvent, error)
+	RecordAudit(ctx context.Context, actor authn.Actor, e authn.AuditEvent) error
+}
+
+// BackupBackend streams a consistent copy of the database.
+type BackupBackend interface {
+	WriteBackup(w io.Writer) (int64, error)
+}
+
+// InfoBackend describes the daemon.
+type InfoBackend interface {
+	Info() api.Info
+}
+
+// Server serves the API.
+type Server struct {
+	cfg     Config
+	b       Backends
+	log     *slog.Logger
+	http    *http.Server
+	mux     *http.ServeMux
+	routes  []Route
+	conns   *slots
+	streams *slots
+	names   *userNames
+}
+
+// New builds a server over b.
+func New(cfg Config, b Backends) *Server {
+	def := DefaultConfig()
+	if cfg.MaxBodyBytes == 0 {
+		cfg.MaxBodyBytes = def.MaxBodyBytes
+	}
+	if cfg.Conns.Max == 0 {
+		cfg.Conns = def.Conns
+	}
+	if cfg.Streams.Max == 0 {
+		cfg.Streams = def.Streams
+	}
+	for _, d := range []struct{ p *time.Duration; v time.Duration }{
+		{&cfg.ReadHeaderTimeout, def.ReadHeaderTimeout}, {&cfg.ReadTimeout, def.ReadTimeout},
+		{&cfg.WriteTimeout, def.WriteTimeout}, {&cfg.IdleTimeout, def.IdleTimeout},
+	} {
+		if *d.p == 0 {
+			*d.p = d.v
+		}
+	}
+	if cfg.LookupUser == nil {
+		cfg.LookupUser = lookupUser
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	s := &Server{
+		cfg: cfg, b: b, log: cfg.Logger,
+		conns: newSlots(cfg.Conns), streams: newSlots(cfg.Streams),
+		names: &userNames{lookup: cfg.LookupUser, cache: map[uint32]nameEntry{}},
+	}
+	s.routes = s.routeTable()
+	s.mux = http.NewServeMux()
+	for i := range s.routes {
+		r := &s.routes[i]
+		s.mux.Handle(r.Method+" "+r.Pattern, s.wrap(r))
+	}
+	s.mux.HandleFunc("/", s.notFound)
+	s.http = &http.Server{
+		Handler:           s.mux,
+		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
+		ReadTimeout:       cfg.ReadTimeout,
+		WriteTimeout:      cfg.WriteTimeout,
+		IdleTimeout:       cfg.IdleTimeout,
+		MaxHeaderBytes:    16 << 10,
+		ErrorLog:          slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelDebug),
+		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
+			if pc, ok := c.(*peerConn); ok {
+				return context.WithValue(ctx, principalKey{}, pc.principal)
+			}
+			return ctx
+		},
+	}
+	return s
+}
+
+func lookupUser(uid uint32) string {
+	u, err := user.LookupId(strconv.FormatUint(uint64(uid), 10))
+	if err != nil {
+		return ""
+	}
+	return u.Username
+}
+
+func (s *Server) userName(uid uint32) string { return s.names.get(uid) }
+
+type principalKey struct{}
+
+// Serve serves on l until Shutdown. l must be a Unix socket listener.
+func (s *Server) Serve(l net.Listener) error {
+	ul, ok := l.(*net.UnixListener)
+	if !ok {
+		return errors.New("server: the API is served on Unix sockets only (peer credentials)")
+	}
+	err := s.http.Serve(&peerListener{UnixListener: ul, srv: s, slots: s.conns})
+	if errors.Is(err, http.ErrServerClosed) {
+		return nil
+	}
+	return err
+}
+
+// Shutdown stops accepting and waits for in-flight requests until ctx ends.
+func (s *Server) Shutdown(ctx context.Context) error { return s.http.Shutdown(ctx) }
+
+// Routes returns the route table (method, pattern, permission).
+func (s *Server) Routes() []Route { return s.routes }
