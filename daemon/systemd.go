@@ -97,4 +97,3 @@ func watchdog(ctx context.Context, log *slog.Logger, healthy func() error) {
 		}
 	}
 }
-

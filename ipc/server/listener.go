@@ -93,4 +93,3 @@ func (u *userNames) get(uid uint32) string {
 	u.cache[uid] = nameEntry{n, time.Now()}
 	return n
 }
-

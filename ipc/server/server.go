@@ -99,7 +99,10 @@ func New(cfg Config, b Backends) *Server {
 	if cfg.Streams.Max == 0 {
 		cfg.Streams = def.Streams
 	}
-	for _, d := range []struct{ p *time.Duration; v time.Duration }{
+	for _, d := range []struct {
+		p *time.Duration
+		v time.Duration
+	}{
 		{&cfg.ReadHeaderTimeout, def.ReadHeaderTimeout}, {&cfg.ReadTimeout, def.ReadTimeout},
 		{&cfg.WriteTimeout, def.WriteTimeout}, {&cfg.IdleTimeout, def.IdleTimeout},
 	} {
