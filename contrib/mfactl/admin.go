@@ -1,0 +1,140 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+
+	"github.com/mfad/mfad/ipc/api"
+)
+
+func auditCmd(a *app) *cobra.Command {
+	var after uint64
+	var limit int
+	var all bool
+	cmd := &cobra.Command{
+		Use:   "audit",
+		Short: "Read the audit log (admin); --all --json exports it as JSON lines",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			enc := json.NewEncoder(a.out)
+			tw := tabwriter.NewWriter(a.out, 0, 4, 2, ' ', 0)
+			if !a.json {
+				fmt.Fprintln(tw, "SEQ\tTIME\tACTOR\tACTION\tOUTCOME\tACCOUNT\tDEVICE\tDETAIL")
+			}
+			for {
+				page, err := a.client().Audit(cmd.Context(), after, limit)
+				if err != nil {
+					return err
+				}
+				for _, e := range page.Events {
+					if a.json {
+						enc.Encode(e)
+						continue
+					}
+					actor := fmt.Sprintf("uid %d", e.ActorUID)
+					if e.Actor != "" {
+						actor = e.Actor
+					}
+					fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", e.Seq, e.Time.Local().Format("2006-01-02 15:04:05"),
+						actor, e.Action, e.Outcome, dash(e.Account), dash(e.Device), e.Detail)
+				}
+				if !all || len(page.Events) < limit {
+					break
+				}
+				after = page.Next
+			}
+			return tw.Flush()
+		},
+	}
+	cmd.Flags().Uint64Var(&after, "after", 0, "show entries after this sequence number")
+	cmd.Flags().IntVar(&limit, "limit", 100, "entries per page (1..1000)")
+	cmd.Flags().BoolVar(&all, "all", false, "read every page")
+	return cmd
+}
+
+func adminCmd(a *app) *cobra.Command {
+	cmd := &cobra.Command{Use: "admin", Short: "Administration: backup, restore, unlock"}
+	cmd.AddCommand(
+		&cobra.Command{
+			Use: "backup FILE", Short: "Stream a consistent copy of the database to FILE (admin)", Args: cobra.ExactArgs(1),
+			RunE: func(cmd *cobra.Command, args []string) error {
+				f, err := os.OpenFile(args[0], os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+				if err != nil {
+					return err
+				}
+				n, err := a.client().Backup(cmd.Context(), f)
+				if cerr := f.Close(); err == nil {
+					err = cerr
+				}
+				if err != nil {
+					os.Remove(args[0])
+					return err
+				}
+				fmt.Fprintf(a.errOut, "wrote %d bytes to %s (keep the master key mfad.key too: secrets in the backup are sealed under it)\n", n, args[0])
+				return nil
+			},
+		},
+		restoreCmd(a),
+		&cobra.Command{
+			Use: "unlock ACCOUNT", Short: "Clear an account's failed attempts and lockout (admin)", Args: cobra.ExactArgs(1),
+			ValidArgsFunction: a.completeAccounts,
+			RunE: func(cmd *cobra.Command, args []string) error {
+				x, err := a.client().PatchAccount(cmd.Context(), args[0], api.PatchAccount{Unlock: true})
+				if err != nil {
+					return err
+				}
+				return a.printAccount(x)
+			},
+		},
+	)
+	return cmd
+}
+
+// restoreCmd runs `mfad restore`: restoring works on a stopped daemon's
+// files, which only the daemon's own binary may touch.
+func restoreCmd(a *app) *cobra.Command {
+	var stateDir, mfad string
+	cmd := &cobra.Command{
+		Use:   "restore FILE --state-dir DIR",
+		Short: "Check a backup and install it into a stopped daemon's state directory",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if stateDir == "" {
+				return errors.New("--state-dir is required (the stopped daemon's, e.g. /var/lib/mfad)")
+			}
+			bin := mfad
+			if bin == "" {
+				bin = findMfad()
+			}
+			c := exec.CommandContext(cmd.Context(), bin, "restore", "--state-dir", stateDir, args[0])
+			c.Stdout, c.Stderr = a.out, a.errOut
+			if err := c.Run(); err != nil {
+				return fmt.Errorf("restore failed (%s): %w", bin, err)
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&stateDir, "state-dir", "", "state directory of the stopped mfad")
+	cmd.Flags().StringVar(&mfad, "mfad", "", "path of the mfad binary (default: next to mfactl, then $PATH)")
+	return cmd
+}
+
+func findMfad() string {
+	if self, err := os.Executable(); err == nil {
+		p := filepath.Join(filepath.Dir(self), "mfad")
+		if _, err := os.Stat(p); err == nil {
+			return p
+		}
+	}
+	if p, err := exec.LookPath("mfad"); err == nil {
+		return p
+	}
+	return "/usr/sbin/mfad"
+}
