@@ -417,7 +417,13 @@ func (p *pskcParser) macKeyFor(encKey []byte) ([]byte, func() hash.Hash, error) 
 	if err != nil {
 		return nil, nil, fileErr("MAC key", err)
 	}
+	// The MAC key is not authenticated (RFC 6030 section 6.1.1). So that
+	// its padding cannot serve as an oracle, bad padding is not an error of
+	// its own: the garbled key just fails every ValueMAC.
 	key, err := decryptCBC(mm.MACKey.EncryptionMethod.Algorithm, encKey, ct)
+	if errors.Is(err, errPadding) {
+		key, err = ct[aes.BlockSize:], nil
+	}
 	if err != nil {
 		return nil, nil, fileErr("MAC key", err)
 	}
@@ -667,7 +673,7 @@ func (p *pskcParser) checkMAC(data []byte, valueMAC string) error {
 	m := hmac.New(macHash, macKey)
 	m.Write(data)
 	if !hmac.Equal(m.Sum(nil), want) {
-		return fmt.Errorf("ValueMAC: %w", ErrPSKCBadMAC)
+		return fmt.Errorf("ValueMAC: %w (wrong key or altered file)", ErrPSKCBadMAC)
 	}
 	return nil
 }
@@ -693,6 +699,8 @@ func cipherValue(e *pskcEncrypted) ([]byte, error) {
 	return b, nil
 }
 
+var errPadding = errors.New("bad padding")
+
 // decryptCBC is XML Encryption's AES-CBC: the IV is the first block, the
 // last byte of the plaintext counts the padding bytes (whose values XML
 // Encryption leaves arbitrary).
@@ -715,7 +723,7 @@ func decryptCBC(alg string, key, ct []byte) ([]byte, error) {
 	cipher.NewCBCDecrypter(block, ct[:aes.BlockSize]).CryptBlocks(pt, ct[aes.BlockSize:])
 	n := int(pt[len(pt)-1])
 	if n < 1 || n > aes.BlockSize {
-		return nil, errors.New("bad padding (wrong key?)")
+		return nil, errPadding
 	}
 	return pt[:len(pt)-n], nil
 }
