@@ -23,9 +23,9 @@ func TestFramesBoundaries(t *testing.T) {
 	}{
 		{0, 1},
 		{1, 1},
-		{InitDataSize, 1},         // 57: a full initialization packet
-		{InitDataSize + 1, 2},     // 58: one byte spills into a continuation
-		{InitDataSize + 59, 2},    // 57+1*59
+		{InitDataSize, 1},      // 57: a full initialization packet
+		{InitDataSize + 1, 2},  // 58: one byte spills into a continuation
+		{InitDataSize + 59, 2}, // 57+1*59
 		{InitDataSize + 59 + 1, 3},
 		{InitDataSize + 10*59, 11}, // 57+N*59
 		{InitDataSize + 10*59 + 1, 12},
