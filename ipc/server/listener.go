@@ -1,6 +1,7 @@
 package server
 
 import (
+	"bufio"
 	"encoding/json"
 	"fmt"
 	"net"
@@ -64,6 +65,16 @@ func refuse(c net.Conn, why string) {
 		Code: api.CodeTooManyConnections, Detail: "too many connections: " + why, RetryAfter: 1,
 	})
 	c.SetDeadline(time.Now().Add(time.Second))
+	// Read the request head first, so the client is not writing into a
+	// closed socket when the answer comes.
+	br := bufio.NewReaderSize(c, 4096)
+	for total := 0; total < 16<<10; {
+		line, err := br.ReadSlice('\n')
+		total += len(line)
+		if err != nil || len(line) <= 2 {
+			break
+		}
+	}
 	fmt.Fprintf(c, "HTTP/1.1 429 Too Many Requests\r\nContent-Type: %s\r\nContent-Length: %d\r\nRetry-After: 1\r\nConnection: close\r\n\r\n%s",
 		api.ContentProblem, len(body), body)
 }

@@ -206,3 +206,21 @@ func joinComma(s []string) string {
 	}
 	return b.String()
 }
+
+// RouteInfo describes one route for tests and documentation.
+type RouteInfo struct {
+	Method  string
+	Pattern string
+	Perm    Perm
+	Stream  bool
+}
+
+// Table returns the route table without building a server.
+func Table() []RouteInfo {
+	rs := (&Server{}).routeTable()
+	out := make([]RouteInfo, len(rs))
+	for i, r := range rs {
+		out[i] = RouteInfo{r.Method, r.Pattern, r.Perm, r.Stream}
+	}
+	return out
+}
