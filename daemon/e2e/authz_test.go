@@ -200,4 +200,3 @@ func TestOneUserCannotStarveRoot(t *testing.T) {
 		t.Errorf("user over its share: %d %s, want 429 too_many_connections", got.Status, got.Code)
 	}
 }
-

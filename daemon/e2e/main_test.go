@@ -25,7 +25,7 @@ import (
 // Test users and group, created once per run as root.
 const (
 	adminGroup = "mfad-e2e-admins"
-	userAdmin  = "mfad-e2e-adm"  // member of adminGroup
+	userAdmin  = "mfad-e2e-adm"   // member of adminGroup
 	userSelf   = "mfad-e2e-alice" // has an account
 	userOther  = "mfad-e2e-bob"   // another local user
 )
