@@ -18,7 +18,8 @@ type Limits struct {
 type slots struct {
 	lim   Limits
 	mu    sync.Mutex
-	total int
+	total int // every holder
+	users int // holders other than uid 0
 	byUID map[uint32]int
 }
 
@@ -36,9 +37,10 @@ func (s *slots) acquire(uid uint32) error {
 		if s.byUID[uid] >= s.lim.PerUID {
 			return fmt.Errorf("uid %d already holds its %d", uid, s.lim.PerUID)
 		}
-		if s.total >= s.lim.Max-s.lim.Reserve {
+		if s.users >= s.lim.Max-s.lim.Reserve || s.total >= s.lim.Max {
 			return fmt.Errorf("the %d slots open to users are in use", s.lim.Max-s.lim.Reserve)
 		}
+		s.users++
 	}
 	s.total++
 	s.byUID[uid]++
@@ -49,6 +51,9 @@ func (s *slots) release(uid uint32) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.total--
+	if uid != 0 {
+		s.users--
+	}
 	if s.byUID[uid]--; s.byUID[uid] <= 0 {
 		delete(s.byUID, uid)
 	}
