@@ -237,3 +237,31 @@ func TestCall(t *testing.T) {
 		t.Errorf("cancelled: %v", err)
 	}
 }
+
+// A zero-length pinUvAuthParam is sent and read back as such; a nil one
+// is left out.
+func TestEmptyPinUvAuthParam(t *testing.T) {
+	req := &MakeCredentialRequest{
+		ClientDataHash:   []byte{1},
+		RP:               &RPEntity{ID: "r"},
+		User:             &UserEntity{ID: []byte{2}},
+		PubKeyCredParams: []CredentialParameter{{Type: CredentialTypePublicKey, Alg: AlgES256}},
+		PinUvAuthParam:   []byte{},
+	}
+	frame, err := EncodeCommand(CmdMakeCredential, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.HasSuffix(frame, unhex(t, "08 40")) {
+		t.Fatalf("frame %x has no empty pinUvAuthParam", frame)
+	}
+	r, err := ParseRequest(frame)
+	if err != nil || r.MakeCredential.PinUvAuthParam == nil || len(r.MakeCredential.PinUvAuthParam) != 0 {
+		t.Fatalf("parsed %v, %v", r.MakeCredential.PinUvAuthParam, err)
+	}
+	req.PinUvAuthParam = nil
+	frame, _ = EncodeCommand(CmdMakeCredential, req)
+	if bytes.HasSuffix(frame, unhex(t, "08 40")) {
+		t.Fatalf("nil pinUvAuthParam encoded: %x", frame)
+	}
+}

@@ -127,7 +127,10 @@ func (r *GetInfoResponse) SupportsPinUvAuthProtocol(version uint64) bool {
 
 // MakeCredentialRequest holds the authenticatorMakeCredential parameters
 // (CTAP 2.1 §6.1, CTAP 2.2 §6.1 for 0x0B). Extension inputs are kept as raw
-// CBOR, keyed by extension identifier.
+// CBOR, keyed by extension identifier. A nil PinUvAuthParam is absent; an
+// empty non-nil one is sent as a zero-length byte string, the probe a
+// platform uses to have the user pick an authenticator by touch
+// (CTAP 2.1 §6.1.2 step 1); ParseRequest keeps the distinction.
 type MakeCredentialRequest struct {
 	ClientDataHash               []byte                     `cbor:"1,keyasint"`
 	RP                           *RPEntity                  `cbor:"2,keyasint"`
@@ -136,7 +139,7 @@ type MakeCredentialRequest struct {
 	ExcludeList                  []CredentialDescriptor     `cbor:"5,keyasint,omitempty"`
 	Extensions                   map[string]cbor.RawMessage `cbor:"6,keyasint,omitempty"`
 	Options                      map[string]bool            `cbor:"7,keyasint,omitempty"`
-	PinUvAuthParam               []byte                     `cbor:"8,keyasint,omitempty"`
+	PinUvAuthParam               []byte                     `cbor:"8,keyasint,omitzero"`
 	PinUvAuthProtocol            uint64                     `cbor:"9,keyasint,omitempty"`
 	EnterpriseAttestation        uint64                     `cbor:"10,keyasint,omitempty"`
 	AttestationFormatsPreference []string                   `cbor:"11,keyasint,omitempty"`
@@ -225,14 +228,15 @@ func ParseAttestationStatement(raw []byte) (*AttestationStatement, error) {
 }
 
 // GetAssertionRequest holds the authenticatorGetAssertion parameters
-// (CTAP 2.1 §6.2).
+// (CTAP 2.1 §6.2). PinUvAuthParam is nil when absent and empty non-nil
+// when sent as a zero-length byte string, as in MakeCredentialRequest.
 type GetAssertionRequest struct {
 	RPID              string                     `cbor:"1,keyasint"`
 	ClientDataHash    []byte                     `cbor:"2,keyasint"`
 	AllowList         []CredentialDescriptor     `cbor:"3,keyasint,omitempty"`
 	Extensions        map[string]cbor.RawMessage `cbor:"4,keyasint,omitempty"`
 	Options           map[string]bool            `cbor:"5,keyasint,omitempty"`
-	PinUvAuthParam    []byte                     `cbor:"6,keyasint,omitempty"`
+	PinUvAuthParam    []byte                     `cbor:"6,keyasint,omitzero"`
 	PinUvAuthProtocol uint64                     `cbor:"7,keyasint,omitempty"`
 }
 
