@@ -181,3 +181,36 @@ func EqualCode(typed, want string, digits int) bool {
 	eq := subtle.ConstantTimeEq(int32(t), int32(w))
 	return ok1 && ok2 && eq == 1
 }
+
+// Center returns step shifted by drift (in steps), saturating at 0 and at
+// the top of the uint64 range: the Window.Center for a device whose clock
+// runs drift steps ahead (positive) or behind (negative).
+func Center(step uint64, drift int64) uint64 {
+	if drift >= 0 {
+		if step > math.MaxUint64-uint64(drift) {
+			return math.MaxUint64
+		}
+		return step + uint64(drift)
+	}
+	d := uint64(-(drift + 1)) + 1 // -drift without overflow at MinInt64
+	if step < d {
+		return 0
+	}
+	return step - d
+}
+
+// Drift returns matched - step in steps, clamped to the int64 range: the
+// drift to learn from a code that matched at counter matched when the host
+// clock's step was step.
+func Drift(matched, step uint64) int64 {
+	if matched >= step {
+		if d := matched - step; d <= math.MaxInt64 {
+			return int64(d)
+		}
+		return math.MaxInt64
+	}
+	if d := step - matched; d <= math.MaxInt64 {
+		return -int64(d)
+	}
+	return math.MinInt64
+}

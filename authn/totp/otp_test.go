@@ -380,3 +380,42 @@ func TestSecretEncoding(t *testing.T) {
 		}
 	}
 }
+
+func TestCenterAndDrift(t *testing.T) {
+	tests := []struct {
+		step  uint64
+		drift int64
+		want  uint64
+	}{
+		{100, 0, 100}, {100, 5, 105}, {100, -5, 95}, {3, -5, 0}, {0, math.MinInt64, 0},
+		{math.MaxUint64 - 1, 5, math.MaxUint64}, {math.MaxUint64, math.MinInt64, math.MaxUint64 - 1<<63},
+	}
+	for _, tc := range tests {
+		if got := Center(tc.step, tc.drift); got != tc.want {
+			t.Errorf("Center(%d, %d) = %d, want %d", tc.step, tc.drift, got, tc.want)
+		}
+	}
+	for _, tc := range []struct {
+		matched, step uint64
+		want          int64
+	}{{105, 100, 5}, {95, 100, -5}, {7, 7, 0}, {math.MaxUint64, 0, math.MaxInt64}, {0, math.MaxUint64, math.MinInt64}} {
+		if got := Drift(tc.matched, tc.step); got != tc.want {
+			t.Errorf("Drift(%d, %d) = %d, want %d", tc.matched, tc.step, got, tc.want)
+		}
+	}
+	// A learned drift re-centres the window: a device 40 steps ahead.
+	k := testKey(SHA256, 6)
+	step := uint64(1000000)
+	c, ok := k.FindConsecutive(k.Code(step+39), k.Code(step+40), Window{Center: step, Behind: 1000, Ahead: 1000})
+	if !ok || Drift(c, step) != 40 {
+		t.Fatalf("resync: %d %v", c, ok)
+	}
+	later := step + 100
+	got, ok := k.Match(k.Code(later+40), Window{Center: Center(later, Drift(c, step)), Behind: 1, Ahead: 1, Min: c + 1})
+	if !ok || got != later+40 {
+		t.Errorf("drift-centred match: %d %v", got, ok)
+	}
+	if _, ok := k.Match(k.Code(later+40), Window{Center: later, Behind: 1, Ahead: 1, Min: c + 1}); ok {
+		t.Error("un-centred window matched a code 40 steps ahead")
+	}
+}

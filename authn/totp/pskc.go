@@ -360,7 +360,7 @@ func (p *pskcParser) encryptionKey() ([]byte, error) {
 // derive is RFC 6030 section 6.2: PBKDF2 (RFC 8018) over the password.
 func (p *pskcParser) derive(dk *pskcDerived) ([]byte, error) {
 	m := &dk.Method
-	if m.Algorithm != uriPBKDF2 {
+	if strings.TrimSpace(m.Algorithm) != uriPBKDF2 {
 		return nil, fileErr(fmt.Sprintf("key derivation %q", clip(m.Algorithm)), ErrPSKCUnsupported)
 	}
 	if m.Params == nil {
@@ -383,10 +383,11 @@ func (p *pskcParser) derive(dk *pskcDerived) ([]byte, error) {
 		return nil, fileErr(fmt.Sprintf("PBKDF2 key length %q (want 16 or 32)", clip(m.Params.KeyLength)), ErrPSKCUnsupported)
 	}
 	prf := sha1.New
-	if m.Params.PRF != nil && m.Params.PRF.Algorithm != "" {
-		h, ok := macHashes[m.Params.PRF.Algorithm]
-		if !ok || m.Params.PRF.Algorithm == uriHMACSHA512 {
-			return nil, fileErr(fmt.Sprintf("PBKDF2 PRF %q", clip(m.Params.PRF.Algorithm)), ErrPSKCUnsupported)
+	if m.Params.PRF != nil && strings.TrimSpace(m.Params.PRF.Algorithm) != "" {
+		a := strings.TrimSpace(m.Params.PRF.Algorithm)
+		h, ok := macHashes[a]
+		if !ok || a == uriHMACSHA512 {
+			return nil, fileErr(fmt.Sprintf("PBKDF2 PRF %q", clip(a)), ErrPSKCUnsupported)
 		}
 		prf = h
 	}
@@ -403,6 +404,7 @@ func (p *pskcParser) macKeyFor(encKey []byte) ([]byte, func() hash.Hash, error) 
 	if mm == nil {
 		return nil, nil, fileErr("encrypted values but no MACMethod", nil)
 	}
+	mm.Algorithm = strings.TrimSpace(mm.Algorithm)
 	h, ok := macHashes[mm.Algorithm]
 	if !ok || mm.Algorithm == uriPKCS5SHA1 || mm.Algorithm == uriPKCS5SHA256 {
 		return nil, nil, fileErr(fmt.Sprintf("MAC algorithm %q", clip(mm.Algorithm)), ErrPSKCUnsupported)
@@ -662,6 +664,9 @@ func (p *pskcParser) decrypt(v *pskcValue) ([]byte, error) {
 // checkMAC compares a ValueMAC with the HMAC of data under the MAC key
 // (RFC 6030 section 6.1.1: over the IV and ciphertext).
 func (p *pskcParser) checkMAC(data []byte, valueMAC string) error {
+	if p.doc.MACMethod == nil {
+		return errors.New("ValueMAC but no MACMethod")
+	}
 	_, macKey, macHash, err := p.keys()
 	if err != nil {
 		return err
@@ -684,6 +689,7 @@ func cipherValue(e *pskcEncrypted) ([]byte, error) {
 	if e.EncryptionMethod == nil {
 		return nil, errors.New("no EncryptionMethod")
 	}
+	e.EncryptionMethod.Algorithm = strings.TrimSpace(e.EncryptionMethod.Algorithm)
 	switch e.EncryptionMethod.Algorithm {
 	case uriAES128CBC, uriAES256CBC:
 	default:
