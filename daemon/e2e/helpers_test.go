@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/mfad/mfad/ipc/api"
@@ -23,4 +24,8 @@ func parseProblem(t *testing.T, raw string) (int, api.Problem, string) {
 	var p api.Problem
 	json.Unmarshal(b, &p)
 	return resp.StatusCode, p, resp.Header.Get("Content-Type")
+}
+
+func credOf(uid, gid uint32) *syscall.SysProcAttr {
+	return &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uid, Gid: gid}}
 }

@@ -1,0 +1,61 @@
+package daemon
+
+import (
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestExampleConfigIsTheDefault keeps contrib/mfad.toml honest: it must
+// load and say exactly what DefaultConfig says.
+func TestExampleConfigIsTheDefault(t *testing.T) {
+	cfg, err := LoadConfig(filepath.Join("..", "contrib", "mfad.toml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := DefaultConfig(); !reflect.DeepEqual(cfg, want) {
+		t.Errorf("contrib/mfad.toml differs from the defaults:\n got %+v\nwant %+v", cfg, want)
+	}
+}
+
+func TestConfigErrors(t *testing.T) {
+	cases := map[string]string{
+		"unknown key":     "sockett = \"/x\"\n",
+		"unknown section": "[nope]\nx = 1\n",
+		"bad duration":    "[store]\nlock_timeout = \"soon\"\n",
+		"negative":        "[store]\nlock_timeout = \"-1s\"\n",
+		"bad level":       "log_level = \"loud\"\n",
+		"reserve too big": "[limits]\nconnections = 4\nconnections_root_reserved = 4\n",
+		"syntax":          "socket = \n",
+		"wrong type":      "socket = 5\n",
+		"tiny body limit": "[limits]\nmax_body_bytes = 10\n",
+		"retention tiny":  "[audit]\nretention = 1\n",
+		"empty state dir": "state_dir = \"\"\n",
+	}
+	for name, body := range cases {
+		p := filepath.Join(t.TempDir(), "c.toml")
+		os.WriteFile(p, []byte(body), 0o644)
+		if _, err := LoadConfig(p); err == nil {
+			t.Errorf("%s: accepted %q", name, body)
+		} else if !strings.Contains(err.Error(), "config") {
+			t.Errorf("%s: error does not say it is the config: %v", name, err)
+		}
+	}
+	p := filepath.Join(t.TempDir(), "ok.toml")
+	os.WriteFile(p, []byte("socket = \"/tmp/x.sock\"\n[store]\nlock_timeout = \"250ms\"\n"), 0o644)
+	cfg, err := LoadConfig(p)
+	if err != nil || cfg.Socket != "/tmp/x.sock" || cfg.Store.LockTimeout.Duration != 250*time.Millisecond || cfg.StateDir != "/var/lib/mfad" {
+		t.Errorf("partial config: %+v %v", cfg, err)
+	}
+}
+
+func TestJournalFieldNames(t *testing.T) {
+	for in, want := range map[string]string{"uid": "MFAD_UID", "socket_activated": "MFAD_SOCKET_ACTIVATED", "_x.y": "MFAD_X_Y", "9": "MFAD_FIELD"} {
+		if got := journalField(in); got != want {
+			t.Errorf("journalField(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

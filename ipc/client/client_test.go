@@ -1,0 +1,100 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"path/filepath"
+	"sync"
+	"testing"
+
+	"github.com/mfad/mfad/ipc/api"
+	"github.com/mfad/mfad/ipc/server"
+)
+
+// fakeServer answers every route of the real route table with an empty
+// JSON object and records which route each request hit.
+func fakeServer(t *testing.T) (*Client, func() map[string]bool) {
+	t.Helper()
+	sock := filepath.Join(t.TempDir(), "s")
+	ln, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	hit := map[string]bool{}
+	mux := http.NewServeMux()
+	for _, r := range server.Table() {
+		key := r.Method + " " + r.Pattern
+		mux.HandleFunc(key, func(w http.ResponseWriter, _ *http.Request) {
+			mu.Lock()
+			hit[key] = true
+			mu.Unlock()
+			w.Header().Set("Content-Type", "application/json")
+			io.WriteString(w, "{}")
+		})
+	}
+	srv := &http.Server{Handler: mux}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	return &Client{Socket: sock}, func() map[string]bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return hit
+	}
+}
+
+// TestOneMethodPerRoute calls every client method and checks that together
+// they reach every route of the server, so a route without a client
+// method fails here.
+func TestOneMethodPerRoute(t *testing.T) {
+	c, hits := fakeServer(t)
+	ctx := context.Background()
+	calls := []func() error{
+		func() error { _, err := c.Info(ctx); return err },
+		func() error { _, err := c.Accounts(ctx); return err },
+		func() error { _, err := c.CreateAccount(ctx, api.CreateAccount{Name: "a"}); return err },
+		func() error { _, err := c.Account(ctx, "a"); return err },
+		func() error { _, err := c.PatchAccount(ctx, "a", api.PatchAccount{}); return err },
+		func() error { return c.DeleteAccount(ctx, "a") },
+		func() error { _, err := c.Audit(ctx, 0, 10); return err },
+		func() error { _, err := c.Backup(ctx, io.Discard); return err },
+	}
+	for i, call := range calls {
+		if err := call(); err != nil {
+			t.Errorf("call %d: %v", i, err)
+		}
+	}
+	hit := hits()
+	for _, r := range server.Table() {
+		if k := r.Method + " " + r.Pattern; !hit[k] {
+			t.Errorf("route %s has no client method (or its method does not reach it)", k)
+		}
+	}
+}
+
+func TestProblemsBecomeErrors(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "s")
+	ln, _ := net.Listen("unix", sock)
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", api.ContentProblem)
+		w.WriteHeader(403)
+		io.WriteString(w, `{"type":"about:blank","title":"Forbidden","status":403,"detail":"no","code":"step_up_required"}`)
+	})}
+	go srv.Serve(ln)
+	defer srv.Close()
+	_, err := (&Client{Socket: sock}).Info(context.Background())
+	if !errors.Is(err, &api.Problem{Code: api.CodeStepUpRequired}) {
+		t.Fatalf("err = %v, want the step_up_required problem", err)
+	}
+}
+
+func TestNotRunningSaysHowToStart(t *testing.T) {
+	_, err := (&Client{Socket: filepath.Join(t.TempDir(), "none")}).Info(context.Background())
+	var nr *ErrNotRunning
+	if !errors.As(err, &nr) {
+		t.Fatalf("err = %v, want ErrNotRunning", err)
+	}
+}
