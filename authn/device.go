@@ -41,6 +41,10 @@ type Device struct {
 
 	OTP *OTPState `json:"otp,omitempty"`
 
+	// Resync attempts have their own budget per hour.
+	ResyncFailures    int       `json:"resync_failures,omitempty"`
+	ResyncWindowStart time.Time `json:"resync_window_start,omitzero"`
+
 	// Secret is the OTP seed. The store seals it at rest and it never
 	// leaves the daemon after enrollment.
 	Secret []byte `json:"-"`
@@ -56,6 +60,9 @@ type OTPState struct {
 	// with drift included, or HOTP counter). Nothing at or below it is
 	// accepted again.
 	LastCounter uint64 `json:"last_counter"`
+	// Used says LastCounter was accepted; until then it is the first
+	// counter the device may use (a fresh HOTP token's counter).
+	Used bool `json:"used"`
 	// Drift is the learned offset, in steps, of the device's clock from
 	// the host's (TOTP only).
 	Drift int64 `json:"drift"`

@@ -14,6 +14,8 @@ type Actor struct {
 	UID   uint32
 	Name  string // Unix user name of UID ("" when it has none)
 	Admin bool   // uid 0 or a member of the admin group
+	// StepUp is the bearer token the request carried, if any.
+	StepUp string
 }
 
 // Root reports whether the actor is uid 0.
@@ -23,13 +25,17 @@ func (a Actor) Root() bool { return a.UID == 0 }
 type Config struct {
 	Now    func() time.Time
 	Logger *slog.Logger
+	Policy Policy
 }
 
 // Service is the domain's entry point: every use case is one method.
 type Service struct {
-	store Store
-	now   func() time.Time
-	log   *slog.Logger
+	store   Store
+	now     func() time.Time
+	log     *slog.Logger
+	policy  Policy
+	stepUps *stepUps
+	clock   *clockWatch
 }
 
 // NewService returns a Service over store.
@@ -40,7 +46,8 @@ func NewService(store Store, cfg Config) *Service {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Service{store: store, now: cfg.Now, log: cfg.Logger}
+	return &Service{store: store, now: cfg.Now, log: cfg.Logger, policy: cfg.Policy.withDefaults(),
+		stepUps: newStepUps(), clock: newClockWatch(cfg.Logger)}
 }
 
 // audit appends e in t and mirrors it to the log once the caller commits.

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/BurntSushi/toml"
+
+	"github.com/mfad/mfad/authn"
 )
 
 // Duration is a time.Duration written as "5s", "10m" in the config file.
@@ -43,9 +45,32 @@ type Config struct {
 	// LogLevel is debug, info, warn or error.
 	LogLevel string `toml:"log_level"`
 
-	Store  StoreConfig  `toml:"store"`
-	Audit  AuditConfig  `toml:"audit"`
-	Limits LimitsConfig `toml:"limits"`
+	Store   StoreConfig   `toml:"store"`
+	Audit   AuditConfig   `toml:"audit"`
+	Limits  LimitsConfig  `toml:"limits"`
+	OTP     OTPConfig     `toml:"otp"`
+	Lockout LockoutConfig `toml:"lockout"`
+}
+
+// OTPConfig tunes TOTP and HOTP devices. Windows are in steps (TOTP) or
+// counters (HOTP).
+type OTPConfig struct {
+	Issuer           string   `toml:"issuer"`
+	PendingTTL       Duration `toml:"pending_ttl"`
+	ActivationWindow int      `toml:"activation_window"`
+	VerifyWindow     int      `toml:"verify_window"`
+	ResyncWindow     int      `toml:"resync_window"`
+	HOTPLookAhead    int      `toml:"hotp_look_ahead"`
+	HOTPResyncWindow int      `toml:"hotp_resync_window"`
+	ResyncBudget     int      `toml:"resync_budget"`
+	StepUpTTL        Duration `toml:"step_up_ttl"`
+}
+
+// LockoutConfig tunes the brute-force guard.
+type LockoutConfig struct {
+	MaxFailures  int      `toml:"max_failures"`
+	LockoutAfter int      `toml:"lockout_after"`
+	Duration     Duration `toml:"duration"`
 }
 
 // StoreConfig tunes the database.
@@ -85,6 +110,13 @@ func DefaultConfig() Config {
 		LogLevel:   "info",
 		Store:      StoreConfig{LockTimeout: Duration{3 * time.Second}},
 		Audit:      AuditConfig{Retention: 100000},
+		OTP: OTPConfig{
+			Issuer: "mfad", PendingTTL: Duration{10 * time.Minute},
+			ActivationWindow: 10, VerifyWindow: 1, ResyncWindow: 1000,
+			HOTPLookAhead: 10, HOTPResyncWindow: 1000, ResyncBudget: 5,
+			StepUpTTL: Duration{5 * time.Minute},
+		},
+		Lockout: LockoutConfig{MaxFailures: 5, LockoutAfter: 10, Duration: Duration{15 * time.Minute}},
 		Limits: LimitsConfig{
 			MaxBodyBytes: 64 << 10,
 			Connections:  256, ConnectionsPerUID: 32, ConnectionsRootReserved: 64,
@@ -143,6 +175,17 @@ func (c *Config) Validate() error {
 	if l.MaxBodyBytes < 1024 {
 		errs = append(errs, errors.New("limits: max_body_bytes must be at least 1024"))
 	}
+	o := c.OTP
+	if o.ActivationWindow < 1 || o.VerifyWindow < 0 || o.ResyncWindow < o.VerifyWindow || o.ResyncWindow > 10000 ||
+		o.HOTPLookAhead < 1 || o.HOTPResyncWindow < o.HOTPLookAhead || o.HOTPResyncWindow > 10000 || o.ResyncBudget < 1 {
+		errs = append(errs, errors.New("otp: windows must be: activation_window >= 1, verify_window <= resync_window <= 10000, 1 <= hotp_look_ahead <= hotp_resync_window <= 10000, resync_budget >= 1"))
+	}
+	if o.PendingTTL.Duration < time.Minute || o.StepUpTTL.Duration < 10*time.Second || o.StepUpTTL.Duration > time.Hour {
+		errs = append(errs, errors.New("otp: pending_ttl must be at least 1m, step_up_ttl between 10s and 1h"))
+	}
+	if c.Lockout.MaxFailures < 1 || c.Lockout.LockoutAfter <= c.Lockout.MaxFailures || c.Lockout.Duration.Duration < time.Second {
+		errs = append(errs, errors.New("lockout: need 1 <= max_failures < lockout_after and a duration of at least 1s"))
+	}
 	if c.Audit.Retention < 100 {
 		errs = append(errs, errors.New("audit: retention must be at least 100 entries"))
 	}
@@ -150,4 +193,22 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("config: %w", err)
 	}
 	return nil
+}
+
+// Policy is the domain policy this configuration asks for.
+func (c *Config) Policy() authn.Policy {
+	return authn.Policy{
+		PendingTTL:       c.OTP.PendingTTL.Duration,
+		ActivationWindow: c.OTP.ActivationWindow,
+		VerifyWindow:     c.OTP.VerifyWindow,
+		ResyncWindow:     c.OTP.ResyncWindow,
+		HOTPLookAhead:    c.OTP.HOTPLookAhead,
+		HOTPResyncWindow: c.OTP.HOTPResyncWindow,
+		MaxFailures:      c.Lockout.MaxFailures,
+		LockoutAfter:     c.Lockout.LockoutAfter,
+		LockoutDuration:  c.Lockout.Duration.Duration,
+		ResyncBudget:     c.OTP.ResyncBudget,
+		StepUpTTL:        c.OTP.StepUpTTL.Duration,
+		Issuer:           c.OTP.Issuer,
+	}
 }

@@ -45,7 +45,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	defer st.Close()
 	log.Info("store open", "path", st.Path(), "key", keyPath)
 
-	svc := authn.NewService(st, authn.Config{Logger: log})
+	svc := authn.NewService(st, authn.Config{Logger: log, Policy: cfg.Policy()})
 	adminGID := int64(-1)
 	if g, err := user.LookupGroup(cfg.AdminGroup); err == nil {
 		adminGID, _ = strconv.ParseInt(g.Gid, 10, 64)
@@ -58,6 +58,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 			Version: Version, API: api.Version, StartedAt: started,
 			Store:   api.StoreInfo{Backend: "bbolt", Path: st.Path(), Schema: store.SchemaVersion},
 			Drivers: []string{},
+			Clock:   clockInfo(svc.ClockCheck()),
 		}
 	})
 	l := cfg.Limits
@@ -71,7 +72,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		WriteTimeout:      l.WriteTimeout.Duration,
 		IdleTimeout:       l.IdleTimeout.Duration,
 		Logger:            log,
-	}, server.Backends{Accounts: svc, Backup: st, Info: info})
+	}, server.Backends{Accounts: svc, Devices: svc, Tokens: svc, Backup: st, Info: info})
 
 	ln, activated, err := listen(cfg.Socket, cfg.SocketName, log)
 	if err != nil {
@@ -114,3 +115,14 @@ func (f infoFunc) Info() api.Info { return f() }
 
 // Restore checks a backup and installs it into a stopped daemon's state dir.
 func Restore(backup, stateDir string) error { return store.Restore(backup, stateDir) }
+
+func clockInfo(v authn.ClockVerdict) api.Clock {
+	c := api.Clock{Verdict: "ok", Devices: v.Devices}
+	switch {
+	case v.HostClockSuspect:
+		c.Verdict, c.OffsetSeconds, c.Agreeing = "host_clock_suspect", -v.OffsetSeconds, v.Agreeing
+	case v.Devices < 3:
+		c.Verdict = "unknown"
+	}
+	return c
+}

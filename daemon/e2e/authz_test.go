@@ -19,23 +19,32 @@ import (
 // wantPerm is the permission each route must carry, written out here
 // independently of the route table so that a changed permission fails.
 var wantPerm = map[string]string{
-	"GET /v1/accounts":           "admin",
-	"POST /v1/accounts":          "admin",
-	"GET /v1/accounts/{name}":    "self",
-	"PATCH /v1/accounts/{name}":  "admin",
-	"DELETE /v1/accounts/{name}": "admin",
-	"GET /v1/admin/backup":       "admin",
-	"GET /v1/audit":              "admin",
-	"GET /v1/info":               "anyone",
+	"GET /v1/accounts":                               "admin",
+	"POST /v1/accounts":                              "admin",
+	"GET /v1/accounts/{name}":                        "self",
+	"PATCH /v1/accounts/{name}":                      "admin",
+	"DELETE /v1/accounts/{name}":                     "admin",
+	"GET /v1/admin/backup":                           "admin",
+	"GET /v1/audit":                                  "admin",
+	"GET /v1/info":                                   "anyone",
+	"GET /v1/accounts/{name}/devices":                "self",
+	"POST /v1/accounts/{name}/devices":               "self",
+	"GET /v1/accounts/{name}/devices/{id}":           "self",
+	"POST /v1/accounts/{name}/devices/{id}/activate": "self",
+	"POST /v1/accounts/{name}/devices/{id}/resync":   "self",
+	"POST /v1/authenticate":                          "self-body",
+	"GET /v1/tokens":                                 "admin",
+	"POST /v1/tokens/import":                         "admin",
 }
 
 // mayCall says who passes each permission: root, the admin-group member,
 // the account's own user, another user.
 var mayCall = map[string]map[string]bool{
-	"anyone": {"": true, userAdmin: true, userSelf: true, userOther: true},
-	"self":   {"": true, userAdmin: true, userSelf: true},
-	"admin":  {"": true, userAdmin: true},
-	"root":   {"": true},
+	"anyone":    {"": true, userAdmin: true, userSelf: true, userOther: true},
+	"self":      {"": true, userAdmin: true, userSelf: true},
+	"self-body": {"": true, userAdmin: true, userSelf: true},
+	"admin":     {"": true, userAdmin: true},
+	"root":      {"": true},
 }
 
 func TestEveryRouteHasItsPermission(t *testing.T) {
@@ -78,13 +87,21 @@ func TestAuthorizationMatrix(t *testing.T) {
 		for _, who := range []string{userOther, userSelf, userAdmin, ""} {
 			ensure()
 			n++
-			path := strings.Replace(r.Pattern, "{name}", userSelf, 1)
+			path := strings.NewReplacer("{name}", userSelf, "{id}", "0123456789abcdef").Replace(r.Pattern)
 			body := ""
 			switch r.Method + " " + r.Pattern {
 			case "POST /v1/accounts":
 				body = fmt.Sprintf(`{"name":"mfad-e2e-new%d"}`, n)
 			case "PATCH /v1/accounts/{name}":
 				body = `{"email":"alice@example.org"}`
+			case "POST /v1/accounts/{name}/devices":
+				body = `{"type":"totp"}`
+			case "POST /v1/accounts/{name}/devices/{id}/activate", "POST /v1/accounts/{name}/devices/{id}/resync":
+				body = `{"code1":"123456","code2":"654321"}`
+			case "POST /v1/authenticate":
+				body = `{"account":"` + userSelf + `","code":"123456"}`
+			case "POST /v1/tokens/import":
+				body = `{"pskc":"<x/>"}`
 			}
 			got := callAs(t, who, d.sock, r.Method, path, body)
 			name := who

@@ -15,6 +15,14 @@ const (
 	PathAccount  = "/v1/accounts/{name}"
 	PathAudit    = "/v1/audit"
 	PathBackup   = "/v1/admin/backup"
+
+	PathDevices        = "/v1/accounts/{name}/devices"
+	PathDevice         = "/v1/accounts/{name}/devices/{id}"
+	PathDeviceActivate = "/v1/accounts/{name}/devices/{id}/activate"
+	PathDeviceResync   = "/v1/accounts/{name}/devices/{id}/resync"
+	PathAuthenticate   = "/v1/authenticate"
+	PathTokens         = "/v1/tokens"
+	PathTokensImport   = "/v1/tokens/import"
 )
 
 // Content types.
@@ -88,7 +96,17 @@ type Info struct {
 	Drivers   []string  `json:"drivers"`
 	Keys      int       `json:"keys"`
 	Emulators bool      `json:"emulators"`
+	Clock     Clock     `json:"clock"`
 	Caller    Caller    `json:"caller"`
+}
+
+// Clock is the host clock check: when most recently verified TOTP devices
+// show the same drift, the host clock, not the tokens, looks wrong.
+type Clock struct {
+	Verdict       string `json:"verdict"` // "ok", "host_clock_suspect" or "unknown" (too few devices)
+	OffsetSeconds int64  `json:"offset_seconds,omitempty"`
+	Devices       int    `json:"devices"`
+	Agreeing      int    `json:"agreeing,omitempty"`
 }
 
 // StoreInfo describes the database.
@@ -165,4 +183,112 @@ type AuditEvent struct {
 type AuditPage struct {
 	Events []AuditEvent `json:"events"`
 	Next   uint64       `json:"next"`
+}
+
+// Device is an MFA device as the API shows it (never with its secret).
+type Device struct {
+	ID            string    `json:"id"`
+	Account       string    `json:"account"`
+	Type          string    `json:"type"`
+	State         string    `json:"state"`
+	Label         string    `json:"label,omitempty"`
+	Serial        string    `json:"serial,omitempty"`
+	CreatedAt     time.Time `json:"created_at"`
+	ExpiresAt     time.Time `json:"expires_at,omitzero"`
+	ActivatedAt   time.Time `json:"activated_at,omitzero"`
+	DeactivatedAt time.Time `json:"deactivated_at,omitzero"`
+	LastUsedAt    time.Time `json:"last_used_at,omitzero"`
+	OTP           *OTP      `json:"otp,omitempty"`
+}
+
+// OTP describes an OTP device's parameters and sync state.
+type OTP struct {
+	Kind         string `json:"kind"` // "totp" or "hotp"
+	Algorithm    string `json:"algorithm"`
+	Digits       int    `json:"digits"`
+	Period       int    `json:"period,omitempty"`
+	DriftSteps   int64  `json:"drift_steps"`
+	DriftSeconds int64  `json:"drift_seconds"`
+}
+
+// DeviceList answers GET /v1/accounts/{name}/devices.
+type DeviceList struct {
+	Devices []Device `json:"devices"`
+	// Warning is set when the account has a single active device: one
+	// more avoids a lock-out when it is lost.
+	Warning string `json:"warning,omitempty"`
+}
+
+// CreateDevice is the body of POST /v1/accounts/{name}/devices.
+type CreateDevice struct {
+	Type      string `json:"type"` // totp, hardware-otp, fido
+	Label     string `json:"label,omitempty"`
+	Serial    string `json:"serial,omitempty"`    // hardware-otp
+	Algorithm string `json:"algorithm,omitempty"` // totp: SHA1 (default), SHA256, SHA512
+	Digits    int    `json:"digits,omitempty"`    // totp: 6 (default) or 8
+	Period    int    `json:"period,omitempty"`    // totp: 30 (default) or 60 seconds
+}
+
+// Enrollment answers a new enrollment. Secret, OTPAuthURI and QRPNG appear
+// in this answer only, never again.
+type Enrollment struct {
+	Device     Device `json:"device"`
+	Secret     string `json:"secret,omitempty"`      // base32
+	OTPAuthURI string `json:"otpauth_uri,omitempty"` // for authenticator apps
+	QRPNG      []byte `json:"qr_png,omitempty"`      // base64 PNG of the URI
+	Next       string `json:"next"`
+}
+
+// CodePair is the body of activate and resync: two consecutive codes,
+// Code2 the one the device shows now, Code1 the one before it.
+type CodePair struct {
+	Code1 string `json:"code1"`
+	Code2 string `json:"code2"`
+}
+
+// Authenticate is the body of POST /v1/authenticate.
+type Authenticate struct {
+	Account string `json:"account"`
+	Code    string `json:"code,omitempty"`
+}
+
+// AccountName names the account the request acts on (for the router).
+func (a Authenticate) AccountName() string { return a.Account }
+
+// AuthResult answers a successful authentication.
+type AuthResult struct {
+	OK           bool      `json:"ok"`
+	Account      string    `json:"account"`
+	Device       Device    `json:"device"`
+	StepUpToken  string    `json:"step_up_token"`
+	StepUpExpiry time.Time `json:"step_up_expires_at"`
+	Warning      string    `json:"warning,omitempty"`
+}
+
+// TokenImport is the body of POST /v1/tokens/import: a PSKC (RFC 6030)
+// seed file and the key that decrypts it, if encrypted.
+type TokenImport struct {
+	PSKC         string `json:"pskc"`
+	Password     string `json:"password,omitempty"`       // PBKDF2-protected files
+	PreSharedKey string `json:"pre_shared_key,omitempty"` // hex, AES-128/256 pre-shared key files
+}
+
+// Token is a hardware OTP token in the inventory.
+type Token struct {
+	Serial       string    `json:"serial"`
+	Manufacturer string    `json:"manufacturer,omitempty"`
+	Model        string    `json:"model,omitempty"`
+	Kind         string    `json:"kind"` // totp or hotp
+	Algorithm    string    `json:"algorithm"`
+	Digits       int       `json:"digits"`
+	Period       int       `json:"period,omitempty"`
+	ImportedAt   time.Time `json:"imported_at"`
+	AssignedTo   string    `json:"assigned_to,omitempty"`
+	DeviceID     string    `json:"device_id,omitempty"`
+	Retired      bool      `json:"retired,omitempty"`
+}
+
+// TokenList answers GET /v1/tokens and POST /v1/tokens/import.
+type TokenList struct {
+	Tokens []Token `json:"tokens"`
 }

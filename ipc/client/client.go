@@ -208,3 +208,57 @@ func (c *Client) Backup(ctx context.Context, w io.Writer) (int64, error) {
 func accountPath(name string) string {
 	return strings.Replace(api.PathAccount, "{name}", url.PathEscape(name), 1)
 }
+
+func devicePath(pattern, account, id string) string {
+	return strings.NewReplacer("{name}", url.PathEscape(account), "{id}", url.PathEscape(id)).Replace(pattern)
+}
+
+// Devices calls GET /v1/accounts/{name}/devices.
+func (c *Client) Devices(ctx context.Context, account string) (*api.DeviceList, error) {
+	var out api.DeviceList
+	return &out, c.Do(ctx, "GET", devicePath(api.PathDevices, account, ""), nil, &out, nil)
+}
+
+// Device calls GET /v1/accounts/{name}/devices/{id}.
+func (c *Client) Device(ctx context.Context, account, id string) (*api.Device, error) {
+	var out api.Device
+	return &out, c.Do(ctx, "GET", devicePath(api.PathDevice, account, id), nil, &out, nil)
+}
+
+// AddDevice calls POST /v1/accounts/{name}/devices.
+func (c *Client) AddDevice(ctx context.Context, account string, req api.CreateDevice) (*api.Enrollment, error) {
+	var out api.Enrollment
+	return &out, c.Do(ctx, "POST", devicePath(api.PathDevices, account, ""), req, &out, nil)
+}
+
+// ActivateDevice calls POST /v1/accounts/{name}/devices/{id}/activate.
+func (c *Client) ActivateDevice(ctx context.Context, account, id string, codes api.CodePair) (*api.Device, error) {
+	var out api.Device
+	return &out, c.Do(ctx, "POST", devicePath(api.PathDeviceActivate, account, id), codes, &out, nil)
+}
+
+// ResyncDevice calls POST /v1/accounts/{name}/devices/{id}/resync.
+func (c *Client) ResyncDevice(ctx context.Context, account, id string, codes api.CodePair) (*api.Device, error) {
+	var out api.Device
+	return &out, c.Do(ctx, "POST", devicePath(api.PathDeviceResync, account, id), codes, &out, nil)
+}
+
+// Authenticate calls POST /v1/authenticate.
+func (c *Client) Authenticate(ctx context.Context, req api.Authenticate) (*api.AuthResult, error) {
+	var out api.AuthResult
+	return &out, c.Do(ctx, "POST", api.PathAuthenticate, req, &out, nil)
+}
+
+// ImportTokens calls POST /v1/tokens/import.
+func (c *Client) ImportTokens(ctx context.Context, req api.TokenImport) ([]api.Token, error) {
+	var out api.TokenList
+	err := c.Do(ctx, "POST", api.PathTokensImport, req, &out, nil)
+	return out.Tokens, err
+}
+
+// Tokens calls GET /v1/tokens.
+func (c *Client) Tokens(ctx context.Context) ([]api.Token, error) {
+	var out api.TokenList
+	err := c.Do(ctx, "GET", api.PathTokens, nil, &out, nil)
+	return out.Tokens, err
+}

@@ -61,6 +61,14 @@ func TestOneMethodPerRoute(t *testing.T) {
 		func() error { return c.DeleteAccount(ctx, "a") },
 		func() error { _, err := c.Audit(ctx, 0, 10); return err },
 		func() error { _, err := c.Backup(ctx, io.Discard); return err },
+		func() error { _, err := c.Devices(ctx, "a"); return err },
+		func() error { _, err := c.Device(ctx, "a", "d"); return err },
+		func() error { _, err := c.AddDevice(ctx, "a", api.CreateDevice{Type: "totp"}); return err },
+		func() error { _, err := c.ActivateDevice(ctx, "a", "d", api.CodePair{}); return err },
+		func() error { _, err := c.ResyncDevice(ctx, "a", "d", api.CodePair{}); return err },
+		func() error { _, err := c.Authenticate(ctx, api.Authenticate{Account: "a"}); return err },
+		func() error { _, err := c.ImportTokens(ctx, api.TokenImport{}); return err },
+		func() error { _, err := c.Tokens(ctx); return err },
 	}
 	for i, call := range calls {
 		if err := call(); err != nil {

@@ -51,9 +51,17 @@ func (s *Server) routeTable() []Route {
 		{Method: "DELETE", Pattern: api.PathAccount, Perm: PermAdmin, handle: s.deleteAccount},
 		{Method: "GET", Pattern: api.PathAccount, Perm: PermSelf, handle: s.getAccount},
 		{Method: "PATCH", Pattern: api.PathAccount, Perm: PermAdmin, handle: s.patchAccount},
+		{Method: "GET", Pattern: api.PathDevices, Perm: PermSelf, handle: s.listDevices},
+		{Method: "POST", Pattern: api.PathDevices, Perm: PermSelf, handle: s.createDevice},
+		{Method: "GET", Pattern: api.PathDevice, Perm: PermSelf, handle: s.getDevice},
+		{Method: "POST", Pattern: api.PathDeviceActivate, Perm: PermSelf, handle: s.activateDevice},
+		{Method: "POST", Pattern: api.PathDeviceResync, Perm: PermSelf, handle: s.resyncDevice},
 		{Method: "GET", Pattern: api.PathBackup, Perm: PermAdmin, Stream: true, handle: s.backup},
 		{Method: "GET", Pattern: api.PathAudit, Perm: PermAdmin, handle: s.audit},
+		{Method: "POST", Pattern: api.PathAuthenticate, Perm: PermSelfBody, handle: s.authenticate},
 		{Method: "GET", Pattern: api.PathInfo, Perm: PermAnyone, handle: s.info},
+		{Method: "GET", Pattern: api.PathTokens, Perm: PermAdmin, handle: s.listTokens},
+		{Method: "POST", Pattern: api.PathTokensImport, Perm: PermAdmin, MaxBody: 8 << 20, handle: s.importTokens},
 	}
 }
 

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/mfad/mfad/authn"
+	"github.com/mfad/mfad/authn/totp"
 	"github.com/mfad/mfad/ipc/api"
 )
 
@@ -49,8 +50,26 @@ func DefaultConfig() Config {
 // Backends are what the handlers call, one small interface per area.
 type Backends struct {
 	Accounts AccountBackend
+	Devices  DeviceBackend
+	Tokens   TokenBackend
 	Backup   BackupBackend
 	Info     InfoBackend
+}
+
+// DeviceBackend enrolls, activates, resyncs and verifies devices (authn.Service).
+type DeviceBackend interface {
+	Devices(account string) ([]authn.Device, error)
+	Device(account, id string) (*authn.Device, error)
+	Enroll(ctx context.Context, actor authn.Actor, account string, req authn.EnrollRequest) (*authn.Enrollment, error)
+	Activate(ctx context.Context, actor authn.Actor, account, id string, codes authn.CodePair) (*authn.Device, error)
+	Resync(ctx context.Context, actor authn.Actor, account, id string, codes authn.CodePair) (*authn.Device, error)
+	Authenticate(ctx context.Context, actor authn.Actor, req authn.AuthRequest) (*authn.AuthResult, error)
+}
+
+// TokenBackend keeps the hardware token inventory (authn.Service).
+type TokenBackend interface {
+	ImportTokens(ctx context.Context, actor authn.Actor, pskc []byte, opts totp.PSKCOptions) ([]authn.Token, error)
+	Tokens() ([]authn.Token, error)
 }
 
 // AccountBackend manages accounts and reads the audit log (authn.Service).

@@ -1,0 +1,204 @@
+package server
+
+import (
+	"encoding/hex"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/mfad/mfad/authn"
+	"github.com/mfad/mfad/authn/totp"
+	"github.com/mfad/mfad/ipc/api"
+)
+
+// actor is the caller as authn sees it, with the step-up token the
+// request carries (Authorization: Bearer).
+func (c *call) actor() authn.Actor {
+	a := c.p.Actor()
+	if h := c.r.Header.Get("Authorization"); len(h) > 7 && strings.EqualFold(h[:7], "bearer ") {
+		a.StepUp = strings.TrimSpace(h[7:])
+	}
+	return a
+}
+
+func apiDevice(d *authn.Device) api.Device {
+	out := api.Device{
+		ID: d.ID, Account: d.Account, Type: string(d.Type), State: string(d.State), Label: d.Label, Serial: d.Serial,
+		CreatedAt: d.CreatedAt, ExpiresAt: d.ExpiresAt, ActivatedAt: d.ActivatedAt, DeactivatedAt: d.DeactivatedAt, LastUsedAt: d.LastUsedAt,
+	}
+	if o := d.OTP; o != nil {
+		out.OTP = &api.OTP{Kind: "totp", Algorithm: o.Algorithm, Digits: o.Digits, Period: o.Period,
+			DriftSteps: o.Drift, DriftSeconds: o.Drift * int64(o.Period)}
+		if o.Event {
+			out.OTP.Kind = "hotp"
+		}
+	}
+	return out
+}
+
+// singleDeviceWarning is shown while an account has exactly one active
+// device (seed point 2: register more than one).
+func singleDeviceWarning(devs []authn.Device) string {
+	active := 0
+	for _, d := range devs {
+		if d.State == authn.StateActive {
+			active++
+		}
+	}
+	if active == 1 {
+		return "this account has a single active device: enroll another one so that losing it does not lock you out"
+	}
+	return ""
+}
+
+func (s *Server) listDevices(c *call) error {
+	devs, err := s.b.Devices.Devices(c.account)
+	if err != nil {
+		return err
+	}
+	out := api.DeviceList{Devices: make([]api.Device, 0, len(devs)), Warning: singleDeviceWarning(devs)}
+	for i := range devs {
+		out.Devices = append(out.Devices, apiDevice(&devs[i]))
+	}
+	writeJSON(c.w, http.StatusOK, out)
+	return nil
+}
+
+func (s *Server) getDevice(c *call) error {
+	d, err := s.b.Devices.Device(c.account, c.r.PathValue("id"))
+	if err != nil {
+		return err
+	}
+	writeJSON(c.w, http.StatusOK, apiDevice(d))
+	return nil
+}
+
+func (s *Server) createDevice(c *call) error {
+	var req api.CreateDevice
+	if err := c.decode(&req); err != nil {
+		return err
+	}
+	er := authn.EnrollRequest{Type: authn.DeviceType(req.Type), Label: req.Label, Serial: req.Serial}
+	if req.Algorithm != "" || req.Digits != 0 || req.Period != 0 {
+		p := totp.DefaultParams
+		if req.Algorithm != "" {
+			alg, err := totp.ParseAlgorithm(req.Algorithm)
+			if err != nil {
+				return authn.Errorf(authn.ClassInvalid, authn.CodeInvalidRequest, "algorithm must be SHA1, SHA256 or SHA512")
+			}
+			p.Algorithm = alg
+		}
+		if req.Digits != 0 {
+			p.Digits = req.Digits
+		}
+		if req.Period != 0 {
+			p.Period = time.Duration(req.Period) * time.Second
+		}
+		er.Params = &p
+	}
+	e, err := s.b.Devices.Enroll(c.ctx(), c.actor(), c.account, er)
+	if err != nil {
+		return err
+	}
+	out := api.Enrollment{Device: apiDevice(&e.Device), OTPAuthURI: e.URI, QRPNG: e.QRPNG,
+		Next: "activate it with two consecutive codes: POST " + strings.NewReplacer("{name}", c.account, "{id}", e.Device.ID).Replace(api.PathDeviceActivate)}
+	if e.Secret != nil {
+		out.Secret = totp.EncodeSecret(e.Secret)
+	}
+	c.w.Header().Set("Location", strings.NewReplacer("{name}", c.account, "{id}", e.Device.ID).Replace(api.PathDevice))
+	writeJSON(c.w, http.StatusCreated, out)
+	return nil
+}
+
+func (s *Server) activateDevice(c *call) error { return s.syncDevice(c, true) }
+func (s *Server) resyncDevice(c *call) error   { return s.syncDevice(c, false) }
+
+func (s *Server) syncDevice(c *call, activate bool) error {
+	var req api.CodePair
+	if err := c.decode(&req); err != nil {
+		return err
+	}
+	codes := authn.CodePair{Code1: req.Code1, Code2: req.Code2}
+	sync := s.b.Devices.Resync
+	if activate {
+		sync = s.b.Devices.Activate
+	}
+	d, err := sync(c.ctx(), c.actor(), c.account, c.r.PathValue("id"), codes)
+	if err != nil {
+		return err
+	}
+	writeJSON(c.w, http.StatusOK, apiDevice(d))
+	return nil
+}
+
+func (s *Server) authenticate(c *call) error {
+	var req api.Authenticate
+	if err := c.decode(&req); err != nil {
+		return err
+	}
+	if req.Code == "" {
+		return authn.Errorf(authn.ClassInvalid, authn.CodeInvalidRequest, "send the code the device shows")
+	}
+	res, err := s.b.Devices.Authenticate(c.ctx(), c.actor(), authn.AuthRequest{Account: req.Account, Code: req.Code})
+	if err != nil {
+		return err
+	}
+	out := api.AuthResult{OK: true, Account: req.Account, Device: apiDevice(&res.Device),
+		StepUpToken: res.StepUpToken, StepUpExpiry: res.StepUpExpiry}
+	if devs, err := s.b.Devices.Devices(req.Account); err == nil {
+		out.Warning = singleDeviceWarning(devs)
+	}
+	writeJSON(c.w, http.StatusOK, out)
+	return nil
+}
+
+func apiToken(t *authn.Token) api.Token {
+	out := api.Token{Serial: t.Serial, Manufacturer: t.Manufacturer, Model: t.Model, Kind: "totp",
+		Algorithm: t.OTP.Algorithm, Digits: t.OTP.Digits, Period: t.OTP.Period, ImportedAt: t.ImportedAt,
+		AssignedTo: t.AssignedTo, DeviceID: t.DeviceID, Retired: t.Retired}
+	if t.OTP.Event {
+		out.Kind = "hotp"
+	}
+	return out
+}
+
+func (s *Server) importTokens(c *call) error {
+	var req api.TokenImport
+	if err := c.decode(&req); err != nil {
+		return err
+	}
+	opts := totp.PSKCOptions{}
+	if req.Password != "" {
+		opts.Password = []byte(req.Password)
+	}
+	if req.PreSharedKey != "" {
+		k, err := hex.DecodeString(req.PreSharedKey)
+		if err != nil {
+			return authn.Errorf(authn.ClassInvalid, authn.CodeInvalidRequest, "pre_shared_key must be hex")
+		}
+		opts.PreSharedKey = k
+	}
+	toks, err := s.b.Tokens.ImportTokens(c.ctx(), c.actor(), []byte(req.PSKC), opts)
+	if err != nil {
+		return err
+	}
+	out := api.TokenList{Tokens: make([]api.Token, 0, len(toks))}
+	for i := range toks {
+		out.Tokens = append(out.Tokens, apiToken(&toks[i]))
+	}
+	writeJSON(c.w, http.StatusCreated, out)
+	return nil
+}
+
+func (s *Server) listTokens(c *call) error {
+	toks, err := s.b.Tokens.Tokens()
+	if err != nil {
+		return err
+	}
+	out := api.TokenList{Tokens: make([]api.Token, 0, len(toks))}
+	for i := range toks {
+		out.Tokens = append(out.Tokens, apiToken(&toks[i]))
+	}
+	writeJSON(c.w, http.StatusOK, out)
+	return nil
+}
