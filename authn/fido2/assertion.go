@@ -80,8 +80,8 @@ func VerifyAssertion(cred StoredCredential, in AssertionInput, want AssertionExp
 	}
 	signed := make([]byte, 0, len(in.AuthData)+len(cdh))
 	signed = append(append(signed, in.AuthData...), cdh...)
-	if err := verifySig(key, alg, signed, in.Signature); err != nil {
-		return ad.SignCount, fmt.Errorf("assertion: %w", err)
+	if err := verifySig("assertion", key, alg, signed, in.Signature); err != nil {
+		return ad.SignCount, err
 	}
 	if (cred.SignCount != 0 || ad.SignCount != 0) && ad.SignCount <= cred.SignCount {
 		return ad.SignCount, fail(ErrCounterNotIncreasing, "sign counter %d after %d: the key may be cloned", ad.SignCount, cred.SignCount)

@@ -254,8 +254,8 @@ func verifyPacked(obj *AttestationObject, ad *ctap2.AuthData, credKey crypto.Pub
 		if st.Alg != credAlg {
 			return nil, fail(ErrUnsupportedAlgorithm, "self attestation alg %d, credential alg %d", st.Alg, credAlg)
 		}
-		if err := verifySig(credKey, st.Alg, signed, st.Sig); err != nil {
-			return nil, fmt.Errorf("packed self attestation: %w", err)
+		if err := verifySig("packed self attestation", credKey, st.Alg, signed, st.Sig); err != nil {
+			return nil, err
 		}
 		return &Statement{Format: FormatPacked, Type: AttestationSelf, Alg: st.Alg}, nil
 	}
@@ -264,8 +264,8 @@ func verifyPacked(obj *AttestationObject, ad *ctap2.AuthData, credKey crypto.Pub
 		return nil, err
 	}
 	leaf := chain[0]
-	if err := verifySig(leaf.PublicKey, st.Alg, signed, st.Sig); err != nil {
-		return nil, fmt.Errorf("packed attestation: %w", err)
+	if err := verifySig("packed attestation", leaf.PublicKey, st.Alg, signed, st.Sig); err != nil {
+		return nil, err
 	}
 	if err := checkPackedCert(leaf, ad.AttestedCredential.AAGUID); err != nil {
 		return nil, err
@@ -345,8 +345,8 @@ func verifyFIDOU2F(obj *AttestationObject, ad *ctap2.AuthData, credKey crypto.Pu
 	msg = append(msg, cdh...)
 	msg = append(msg, id...)
 	msg = append(msg, point...)
-	if err := verifySig(chain[0].PublicKey, ctap2.AlgES256, msg, st.Sig); err != nil {
-		return nil, fmt.Errorf("fido-u2f attestation: %w", err)
+	if err := verifySig("fido-u2f attestation", chain[0].PublicKey, ctap2.AlgES256, msg, st.Sig); err != nil {
+		return nil, err
 	}
 	return &Statement{Format: FormatFIDOU2F, Type: AttestationBasic, Alg: ctap2.AlgES256, Chain: chain}, nil
 }
@@ -357,16 +357,16 @@ const minRSABits = 2048
 // verifySig checks sig over message with pub under alg: what
 // ctap2.VerifySignature does, plus RS256 for attestation certificates and
 // MDS signers. It returns nil or an error wrapping ErrBadSignature or
-// ErrUnsupportedAlgorithm.
-func verifySig(pub crypto.PublicKey, alg ctap2.COSEAlgorithm, message, sig []byte) error {
+// ErrUnsupportedAlgorithm; what names the signature in it.
+func verifySig(what string, pub crypto.PublicKey, alg ctap2.COSEAlgorithm, message, sig []byte) error {
 	if alg == ctap2.AlgRS256 {
 		p, ok := pub.(*rsa.PublicKey)
 		if !ok || p.N == nil || p.N.BitLen() < minRSABits {
-			return fail(ErrUnsupportedAlgorithm, "RS256 with key %T", pub)
+			return fail(ErrUnsupportedAlgorithm, "%s: RS256 with key %T", what, pub)
 		}
 		h := sha256.Sum256(message)
 		if rsa.VerifyPKCS1v15(p, crypto.SHA256, h[:], sig) != nil {
-			return fail(ErrBadSignature, "RS256 signature does not verify")
+			return fail(ErrBadSignature, "%s: signature does not verify", what)
 		}
 		return nil
 	}
@@ -374,8 +374,8 @@ func verifySig(pub crypto.PublicKey, alg ctap2.COSEAlgorithm, message, sig []byt
 	case err == nil:
 		return nil
 	case errors.Is(err, ctap2.ErrSignature):
-		return fmt.Errorf("%w: signature does not verify", ErrBadSignature)
+		return fail(ErrBadSignature, "%s: signature does not verify", what)
 	default:
-		return fmt.Errorf("%w: %w", ErrUnsupportedAlgorithm, err)
+		return fmt.Errorf("%w: %s: %w", ErrUnsupportedAlgorithm, what, err)
 	}
 }

@@ -274,10 +274,7 @@ func verifyJWS(alg string, signer *x509.Certificate, signed, sig []byte) error {
 		}
 		return nil
 	case "RS256":
-		if err := verifySig(signer.PublicKey, ctap2.AlgRS256, signed, sig); err != nil {
-			return fmt.Errorf("MDS: %w", err)
-		}
-		return nil
+		return verifySig("MDS", signer.PublicKey, ctap2.AlgRS256, signed, sig)
 	}
 	return fail(ErrUnsupportedAlgorithm, "MDS: JWS alg %q", alg)
 }
