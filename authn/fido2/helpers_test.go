@@ -211,3 +211,7 @@ func wantReason(t testing.TB, err error, want Reason) {
 		t.Fatalf("ReasonOf = %q, want %q (%v)", got, want, err)
 	}
 }
+
+func x509VerifyAt(roots *x509.CertPool) x509.VerifyOptions {
+	return x509.VerifyOptions{Roots: roots, CurrentTime: testNow, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}}
+}

@@ -229,7 +229,9 @@ func TestVerifyRegistration(t *testing.T) {
 		{name: "fido-u2f non-zero AAGUID", mut: func(r *reg) { u2f(r, u2fLeaf); r.aaguid = testAAGUID }, want: ErrMalformed},
 		{name: "fido-u2f two certificates", mut: func(r *reg) { u2f(r, u2fLeaf); r.x5c = append(r.x5c, f.ca.cert) }, want: ErrMalformed},
 		{name: "fido-u2f EdDSA credential", mut: func(r *reg) { u2f(r, u2fLeaf); r.cred = newCredKey(t, ctap2.AlgEdDSA) }, want: ErrUnsupportedAlgorithm},
-		{name: "fido-u2f untrusted", mut: func(r *reg) { u2f(r, f.otherCA.issue(t, &x509.Certificate{Subject: pkix.Name{CommonName: "U2F EE"}}, f.attKey.Public())) }, want: ErrUntrustedAttestation},
+		{name: "fido-u2f untrusted", mut: func(r *reg) {
+			u2f(r, f.otherCA.issue(t, &x509.Certificate{Subject: pkix.Name{CommonName: "U2F EE"}}, f.attKey.Public()))
+		}, want: ErrUntrustedAttestation},
 
 		{name: "self attestation under self", mut: self, pol: func(p *Policy) { p.Mode = ModeSelf }, wantType: AttestationSelf},
 		{name: "self attestation EdDSA", mut: func(r *reg) { self(r); r.cred = newCredKey(t, ctap2.AlgEdDSA); r.stmtAlg = ctap2.AlgEdDSA }, pol: func(p *Policy) { p.Mode = ModeSelf }, wantType: AttestationSelf},
