@@ -36,7 +36,7 @@ func (a *app) client() *client.Client {
 
 // print writes v as JSON with --json, else calls human.
 func (a *app) print(v any, human func(w *tabwriter.Writer)) error {
-	if a.json {
+	if a.json || human == nil {
 		enc := json.NewEncoder(a.out)
 		enc.SetIndent("", "  ")
 		return enc.Encode(v)
@@ -56,7 +56,7 @@ func newRoot(a *app) *cobra.Command {
 	root.PersistentFlags().StringVar(&a.socket, "socket", client.SocketFromEnv(), "mfad API socket ($MFAD_SOCKET)")
 	root.PersistentFlags().BoolVar(&a.json, "json", false, "print JSON instead of tables")
 	root.PersistentFlags().StringVar(&a.bearer, "step-up", os.Getenv("MFAD_STEP_UP"), "step-up token from `mfactl authenticate` ($MFAD_STEP_UP)")
-	root.AddCommand(infoCmd(a), accountCmd(a), auditCmd(a), adminCmd(a))
+	root.AddCommand(infoCmd(a), accountCmd(a), deviceCmd(a), authenticateCmd(a), tokenCmd(a), auditCmd(a), adminCmd(a))
 	return root
 }
 
