@@ -37,7 +37,7 @@ func mustHex(s string) []byte {
 // reassembles its CTAPHID message: the payload of the initialization
 // report (after CID, CMD and BCNT, 7 bytes) and of the continuation
 // reports (after CID and SEQ, 5 bytes), cut to BCNT.
-func recordedMessage(t *testing.T, name string) (cmd byte, msg []byte) {
+func recordedMessage(t testing.TB, name string) (cmd byte, msg []byte) {
 	t.Helper()
 	f, err := os.Open("testdata/libfido2-recorded.txt")
 	if err != nil {
