@@ -6,6 +6,7 @@ import (
 	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/rsa"
 	"crypto/sha256"
 	"crypto/x509"
 	"crypto/x509/pkix"
@@ -146,6 +147,13 @@ func sign(t testing.TB, key crypto.Signer, message []byte) []byte {
 		return sig
 	case ed25519.PrivateKey:
 		return ed25519.Sign(k, message)
+	case *rsa.PrivateKey:
+		h := sha256.Sum256(message)
+		sig, err := rsa.SignPKCS1v15(rand.Reader, k, crypto.SHA256, h[:])
+		if err != nil {
+			t.Fatal(err)
+		}
+		return sig
 	}
 	t.Fatalf("key %T", key)
 	return nil

@@ -183,6 +183,9 @@ func verifyRegistration(obj *AttestationObject, cdh []byte, want RegistrationExp
 	if acd == nil {
 		return nil, fail(ErrMalformed, "authData without attested credential data (AT flag clear)")
 	}
+	if len(acd.CredentialID) == 0 {
+		return nil, fail(ErrMalformed, "empty credential id")
+	}
 	key, alg, err := ctap2.ParseCOSEKey(acd.PublicKey)
 	switch {
 	case errors.Is(err, ctap2.ErrUnsupportedAlgorithm):

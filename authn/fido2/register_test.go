@@ -5,6 +5,8 @@ import (
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/rsa"
 	"crypto/sha256"
 	"crypto/x509"
 	"crypto/x509/pkix"
@@ -173,6 +175,11 @@ func TestVerifyRegistration(t *testing.T) {
 	inter := f.ca.intermediate(t, "mfad test attestation intermediate")
 	interLeaf := inter.issue(t, attestationTemplate(t, testAAGUID[:]), f.attKey.Public())
 	u2fLeaf := f.ca.issue(t, &x509.Certificate{Subject: pkix.Name{CommonName: "U2F EE"}}, f.attKey.Public())
+	rsaKey, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rsaLeaf := f.ca.issue(t, attestationTemplate(t, testAAGUID[:]), rsaKey.Public())
 
 	tests := []struct {
 		name     string
@@ -189,6 +196,12 @@ func TestVerifyRegistration(t *testing.T) {
 		{name: "in pieces", mut: func(r *reg) { r.pieces = true }, wantType: AttestationBasic},
 		{name: "EdDSA credential", mut: func(r *reg) { r.cred = newCredKey(t, ctap2.AlgEdDSA) }, wantType: AttestationBasic},
 		{name: "UV required and set", uv: true, wantType: AttestationBasic},
+		{name: "packed RS256 attestation key", mut: func(r *reg) { r.x5c, r.attKey, r.stmtAlg = []*x509.Certificate{rsaLeaf}, rsaKey, ctap2.AlgRS256 }, wantType: AttestationBasic},
+		{name: "packed RS256 flipped signature", mut: func(r *reg) {
+			r.x5c, r.attKey, r.stmtAlg, r.flipSig = []*x509.Certificate{rsaLeaf}, rsaKey, ctap2.AlgRS256, true
+		}, want: ErrBadSignature},
+		{name: "packed RS256 claimed by an EC key", mut: func(r *reg) { r.stmtAlg = ctap2.AlgRS256 }, want: ErrUnsupportedAlgorithm},
+		{name: "empty credential id", mut: func(r *reg) { r.credID = []byte{} }, want: ErrMalformed},
 
 		{name: "wrong rpIdHash", mut: func(r *reg) { r.rpIDHash = rpIDHash("pam://elsewhere") }, want: ErrRPIDMismatch},
 		{name: "flipped signature bit", mut: func(r *reg) { r.flipSig = true }, want: ErrBadSignature},
