@@ -8,12 +8,18 @@ import (
 	"time"
 )
 
+// maxStepUps bounds the tokens held at once; past it the oldest go first.
+const maxStepUps = 100_000
+
 // stepUps holds the short-lived tokens a successful authentication hands
 // out. They live in memory only (a restart signs everyone out) and are
-// kept by hash, so a memory dump shows no usable token.
+// kept by hash, so a memory dump shows no usable token. Every token has
+// the same lifetime, so issue order is expiry order: a FIFO prunes them
+// in O(1) per token.
 type stepUps struct {
 	mu     sync.Mutex
 	tokens map[[32]byte]stepUp
+	order  [][32]byte // issue order
 }
 
 type stepUp struct {
@@ -29,15 +35,20 @@ func (s *stepUps) issue(uid uint32, account string, now time.Time, ttl time.Dura
 	b := make([]byte, 32)
 	rand.Read(b)
 	tok := base64.RawURLEncoding.EncodeToString(b)
+	h := sha256.Sum256([]byte(tok))
+	expires := now.Add(ttl)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for k, v := range s.tokens {
-		if !now.Before(v.expires) {
-			delete(s.tokens, k)
+	for len(s.order) > 0 {
+		oldest := s.order[0]
+		if v, ok := s.tokens[oldest]; ok && now.Before(v.expires) && len(s.order) < maxStepUps {
+			break
 		}
+		delete(s.tokens, oldest)
+		s.order = s.order[1:]
 	}
-	expires := now.Add(ttl)
-	s.tokens[sha256.Sum256([]byte(tok))] = stepUp{uid: uid, account: account, expires: expires}
+	s.tokens[h] = stepUp{uid: uid, account: account, expires: expires}
+	s.order = append(s.order, h)
 	return tok, expires
 }
 
@@ -46,8 +57,9 @@ func (s *stepUps) valid(tok string, uid uint32, account string, now time.Time) b
 	if tok == "" {
 		return false
 	}
+	h := sha256.Sum256([]byte(tok))
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	v, ok := s.tokens[sha256.Sum256([]byte(tok))]
+	v, ok := s.tokens[h]
 	return ok && v.uid == uid && v.account == account && now.Before(v.expires)
 }

@@ -77,6 +77,9 @@ type LockoutConfig struct {
 type StoreConfig struct {
 	// LockTimeout bounds the wait for another mfad to release the database.
 	LockTimeout Duration `toml:"lock_timeout"`
+	// MaxBatch bounds how many concurrent writes share one commit (group
+	// commit); 1 commits every write on its own.
+	MaxBatch int `toml:"max_batch"`
 }
 
 // AuditConfig tunes the audit log.
@@ -108,7 +111,7 @@ func DefaultConfig() Config {
 		StateDir:   "/var/lib/mfad",
 		AdminGroup: "mfad-admin",
 		LogLevel:   "info",
-		Store:      StoreConfig{LockTimeout: Duration{3 * time.Second}},
+		Store:      StoreConfig{LockTimeout: Duration{3 * time.Second}, MaxBatch: 256},
 		Audit:      AuditConfig{Retention: 100000},
 		OTP: OTPConfig{
 			Issuer: "mfad", PendingTTL: Duration{10 * time.Minute},
@@ -185,6 +188,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Lockout.MaxFailures < 1 || c.Lockout.LockoutAfter <= c.Lockout.MaxFailures || c.Lockout.Duration.Duration < time.Second {
 		errs = append(errs, errors.New("lockout: need 1 <= max_failures < lockout_after and a duration of at least 1s"))
+	}
+	if c.Store.MaxBatch < 1 || c.Store.MaxBatch > 4096 {
+		errs = append(errs, errors.New("store: max_batch must be 1..4096"))
 	}
 	if c.Audit.Retention < 100 {
 		errs = append(errs, errors.New("audit: retention must be at least 100 entries"))

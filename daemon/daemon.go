@@ -37,6 +37,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	st, err := store.Open(cfg.StateDir, key, store.Options{
 		LockTimeout:    cfg.Store.LockTimeout.Duration,
 		AuditRetention: cfg.Audit.Retention,
+		MaxBatch:       cfg.Store.MaxBatch,
 	})
 	clear(key)
 	if err != nil {

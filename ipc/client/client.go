@@ -262,3 +262,10 @@ func (c *Client) Tokens(ctx context.Context) ([]api.Token, error) {
 	err := c.Do(ctx, "GET", api.PathTokens, nil, &out, nil)
 	return out.Tokens, err
 }
+
+// Close closes the client's idle connections.
+func (c *Client) Close() {
+	if c.hc != nil {
+		c.hc.CloseIdleConnections()
+	}
+}

@@ -1,0 +1,191 @@
+// Command mfad-load measures durable verifications per second through
+// mfad's socket. It starts mfad itself (twice: with group commit, then with
+// one commit per request), fills it with event-based (HOTP) hardware
+// tokens imported from a PSKC file it writes, one token per client so
+// that every request is a fresh, valid code, and drives POST
+// /v1/authenticate from N concurrent clients, each on its own connection.
+//
+// HOTP rather than TOTP: a TOTP device accepts at most a few codes per
+// 30 s step (replay protection), while an event-based token accepts the
+// next counter at once. Both take the same path through mfad: read the
+// account and its devices, match the code, store the counter and an audit
+// entry in the transaction that accepts it, and flush.
+//
+//	mfad-load --mfad bin/mfad --clients 1,32,256 --duration 5s
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/mfad/mfad/authn/totp"
+	"github.com/mfad/mfad/ipc/api"
+	"github.com/mfad/mfad/ipc/client"
+)
+
+func main() {
+	mfad := flag.String("mfad", "bin/mfad", "mfad binary to start")
+	clientsFlag := flag.String("clients", "1,32,256", "concurrent client counts to measure")
+	duration := flag.Duration("duration", 5*time.Second, "measuring time per client count")
+	modes := flag.String("modes", "group,single", "commit modes: group (default config) and single (max_batch = 1)")
+	flag.Parse()
+	var counts []int
+	for _, s := range strings.Split(*clientsFlag, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(s))
+		if err != nil || n < 1 {
+			fail("bad --clients %q", *clientsFlag)
+		}
+		counts = append(counts, n)
+	}
+	host, _ := os.Hostname()
+	fmt.Printf("mfad-load: %s, GOMAXPROCS of mfad default, %s per point, %s\n\n", host, *duration, time.Now().UTC().Format(time.RFC3339))
+	fmt.Println("| commit mode | clients | verifications/s | p50 | p99 | errors |")
+	fmt.Println("|---|---|---|---|---|---|")
+	for _, mode := range strings.Split(*modes, ",") {
+		run(*mfad, mode, counts, *duration)
+	}
+}
+
+func fail(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "mfad-load: "+format+"\n", args...)
+	os.Exit(1)
+}
+
+type tokenSeed struct {
+	serial, account string
+	secret          []byte
+}
+
+func run(mfad, mode string, counts []int, dur time.Duration) {
+	dir, err := os.MkdirTemp("", "mfad-load-")
+	if err != nil {
+		fail("%v", err)
+	}
+	defer os.RemoveAll(dir)
+	maxClients := slices.Max(counts)
+	g, _ := user.LookupGroupId(strconv.Itoa(os.Getgid()))
+	batch := 256
+	if mode == "single" {
+		batch = 1
+	}
+	cfg := fmt.Sprintf(`admin_group = %q
+[store]
+max_batch = %d
+[limits]
+connections = %d
+connections_per_uid = %d
+connections_root_reserved = 16
+[lockout]
+max_failures = 1000000
+lockout_after = 1000001
+`, g.Name, batch, maxClients+64, maxClients+32)
+	cfgPath := filepath.Join(dir, "mfad.toml")
+	os.WriteFile(cfgPath, []byte(cfg), 0o600)
+	sock := filepath.Join(dir, "mfad.sock")
+	cmd := exec.Command(mfad, "--config", cfgPath, "--socket", sock, "--state-dir", filepath.Join(dir, "state"), "--log-level", "warn")
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		fail("start %s: %v", mfad, err)
+	}
+	defer func() { cmd.Process.Kill(); cmd.Wait() }()
+	c := &client.Client{Socket: sock}
+	ctx := context.Background()
+	for i := 0; ; i++ {
+		if _, err := c.Info(ctx); err == nil {
+			break
+		} else if i > 200 {
+			fail("mfad did not start: %v", err)
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
+
+	seeds := make([]tokenSeed, maxClients)
+	var pskc strings.Builder
+	pskc.WriteString(`<?xml version="1.0" encoding="UTF-8"?><KeyContainer Version="1.0" xmlns="urn:ietf:params:xml:ns:keyprov:pskc">`)
+	for i := range seeds {
+		secret := make([]byte, 20)
+		rand.Read(secret)
+		seeds[i] = tokenSeed{serial: fmt.Sprintf("LOAD-%05d", i), account: fmt.Sprintf("load%d", i), secret: secret}
+		fmt.Fprintf(&pskc, `<KeyPackage><DeviceInfo><Manufacturer>mfad-load</Manufacturer><SerialNo>%s</SerialNo></DeviceInfo>`+
+			`<Key Id="%s" Algorithm="urn:ietf:params:xml:ns:keyprov:pskc:hotp"><AlgorithmParameters><ResponseFormat Length="6" Encoding="DECIMAL"/></AlgorithmParameters>`+
+			`<Data><Secret><PlainValue>%s</PlainValue></Secret><Counter><PlainValue>0</PlainValue></Counter></Data></Key></KeyPackage>`,
+			seeds[i].serial, seeds[i].serial, base64.StdEncoding.EncodeToString(secret))
+	}
+	pskc.WriteString(`</KeyContainer>`)
+	if _, err := c.ImportTokens(ctx, api.TokenImport{PSKC: pskc.String()}); err != nil {
+		fail("import: %v", err)
+	}
+	params := totp.Params{Algorithm: totp.SHA1, Digits: 6, Period: 30 * time.Second}
+	counters := make([]uint64, maxClients)
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 32)
+	for i := range seeds {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			s := seeds[i]
+			e, err := c.AddDevice(ctx, s.account, api.CreateDevice{Type: "hardware-otp", Serial: s.serial})
+			if err != nil {
+				fail("assign %s: %v", s.serial, err)
+			}
+			if _, err := c.ActivateDevice(ctx, s.account, e.Device.ID, api.CodePair{
+				Code1: totp.Code(s.secret, params, 0), Code2: totp.Code(s.secret, params, 1)}); err != nil {
+				fail("activate %s: %v", s.serial, err)
+			}
+			counters[i] = 2
+		}()
+	}
+	wg.Wait()
+	c.Close()
+
+	for _, n := range counts {
+		lat := make([][]time.Duration, n)
+		errs := make([]int, n)
+		deadline := time.Now().Add(dur)
+		start := time.Now()
+		for w := range n {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				cl := &client.Client{Socket: sock} // its own connection
+				defer cl.Close()
+				s := seeds[w]
+				for time.Now().Before(deadline) {
+					code := totp.Code(s.secret, params, counters[w])
+					counters[w]++
+					t0 := time.Now()
+					_, err := cl.Authenticate(ctx, api.Authenticate{Account: s.account, Code: code})
+					lat[w] = append(lat[w], time.Since(t0))
+					if err != nil {
+						errs[w]++
+					}
+				}
+			}()
+		}
+		wg.Wait()
+		elapsed := time.Since(start)
+		var all []time.Duration
+		nerr := 0
+		for w := range n {
+			all = append(all, lat[w]...)
+			nerr += errs[w]
+		}
+		slices.Sort(all)
+		p := func(q float64) time.Duration { return all[int(q*float64(len(all)-1))] }
+		fmt.Printf("| %s | %d | %.0f | %s | %s | %d |\n", mode, n, float64(len(all)-nerr)/elapsed.Seconds(),
+			p(0.50).Round(time.Microsecond), p(0.99).Round(time.Microsecond), nerr)
+	}
+}
