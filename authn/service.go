@@ -292,3 +292,35 @@ func (s *Service) RecordAudit(ctx context.Context, actor Actor, e AuditEvent) er
 	}
 	return err
 }
+
+// ActPasswordChanged records that the sign-in helper saw a password change.
+const ActPasswordChanged = "account.password_changed"
+
+// PasswordChanged clears password_change_required once the sign-in helper
+// (uid 0, after pam_unix changed the password) reports the change (seed
+// point 6). A user cannot clear their own flag: the route is root's.
+func (s *Service) PasswordChanged(ctx context.Context, actor Actor, name string) (*Account, error) {
+	var out *Account
+	ev := AuditEvent{Action: ActPasswordChanged, Account: name}
+	err := s.store.Update(ctx, func(t Tx) error {
+		a, err := t.Account(name)
+		if err != nil {
+			return err
+		}
+		if !a.HasFlag(FlagPasswordChangeRequired) {
+			ev.Detail = "no change was required"
+		}
+		a.SetFlag(FlagPasswordChangeRequired, false)
+		a.UpdatedAt = s.now().UTC()
+		if err := t.PutAccount(a); err != nil {
+			return err
+		}
+		out = a
+		return s.audit(t, actor, ev)
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.logAudit(ev)
+	return out, nil
+}

@@ -19,6 +19,7 @@ import (
 // wantPerm is the permission each route must carry, written out here
 // independently of the route table so that a changed permission fails.
 var wantPerm = map[string]string{
+	"POST /v1/accounts/{name}/password-changed":      "root",
 	"GET /v1/accounts":                               "admin",
 	"POST /v1/accounts":                              "admin",
 	"GET /v1/accounts/{name}":                        "self",

@@ -16,6 +16,8 @@ const (
 	PathAudit    = "/v1/audit"
 	PathBackup   = "/v1/admin/backup"
 
+	PathPasswordChanged = "/v1/accounts/{name}/password-changed"
+
 	PathDevices        = "/v1/accounts/{name}/devices"
 	PathDevice         = "/v1/accounts/{name}/devices/{id}"
 	PathDeviceActivate = "/v1/accounts/{name}/devices/{id}/activate"
@@ -136,6 +138,9 @@ type Account struct {
 	UpdatedAt      time.Time `json:"updated_at"`
 	FailedAttempts int       `json:"failed_attempts"`
 	LockedUntil    time.Time `json:"locked_until,omitzero"`
+	// EverEnrolled: a device was activated once. Without an active device
+	// such an account is recovery pending (no bootstrap enrollment).
+	EverEnrolled bool `json:"ever_enrolled"`
 }
 
 // CreateAccount is the body of POST /v1/accounts.

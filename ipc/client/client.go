@@ -269,3 +269,9 @@ func (c *Client) Close() {
 		c.hc.CloseIdleConnections()
 	}
 }
+
+// PasswordChanged calls POST /v1/accounts/{name}/password-changed (uid 0).
+func (c *Client) PasswordChanged(ctx context.Context, name string) (*api.Account, error) {
+	var out api.Account
+	return &out, c.Do(ctx, "POST", devicePath(api.PathPasswordChanged, name, ""), nil, &out, nil)
+}

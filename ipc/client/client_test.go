@@ -69,6 +69,7 @@ func TestOneMethodPerRoute(t *testing.T) {
 		func() error { _, err := c.Authenticate(ctx, api.Authenticate{Account: "a"}); return err },
 		func() error { _, err := c.ImportTokens(ctx, api.TokenImport{}); return err },
 		func() error { _, err := c.Tokens(ctx); return err },
+		func() error { _, err := c.PasswordChanged(ctx, "a"); return err },
 	}
 	for i, call := range calls {
 		if err := call(); err != nil {

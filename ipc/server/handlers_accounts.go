@@ -19,6 +19,7 @@ func apiAccount(a *authn.Account) api.Account {
 		Phone: a.Phone, PhoneVerified: a.PhoneVerified,
 		Flags: flags, CreatedAt: a.CreatedAt, UpdatedAt: a.UpdatedAt,
 		FailedAttempts: a.FailedAttempts, LockedUntil: a.LockedUntil,
+		EverEnrolled: a.EverEnrolled,
 	}
 }
 
@@ -142,5 +143,14 @@ func (s *Server) backup(c *call) error {
 		s.log.Error("backup stream failed", "err", err)
 		panic(http.ErrAbortHandler)
 	}
+	return nil
+}
+
+func (s *Server) passwordChanged(c *call) error {
+	a, err := s.b.Accounts.PasswordChanged(c.ctx(), c.actor(), c.account)
+	if err != nil {
+		return err
+	}
+	writeJSON(c.w, http.StatusOK, apiAccount(a))
 	return nil
 }

@@ -51,6 +51,7 @@ func (s *Server) routeTable() []Route {
 		{Method: "DELETE", Pattern: api.PathAccount, Perm: PermAdmin, handle: s.deleteAccount},
 		{Method: "GET", Pattern: api.PathAccount, Perm: PermSelf, handle: s.getAccount},
 		{Method: "PATCH", Pattern: api.PathAccount, Perm: PermAdmin, handle: s.patchAccount},
+		{Method: "POST", Pattern: api.PathPasswordChanged, Perm: PermRoot, handle: s.passwordChanged},
 		{Method: "GET", Pattern: api.PathDevices, Perm: PermSelf, handle: s.listDevices},
 		{Method: "POST", Pattern: api.PathDevices, Perm: PermSelf, handle: s.createDevice},
 		{Method: "GET", Pattern: api.PathDevice, Perm: PermSelf, handle: s.getDevice},

@@ -81,6 +81,7 @@ type AccountBackend interface {
 	DeleteAccount(ctx context.Context, actor authn.Actor, name string) error
 	Audit(after uint64, limit int) ([]authn.AuditEvent, error)
 	RecordAudit(ctx context.Context, actor authn.Actor, e authn.AuditEvent) error
+	PasswordChanged(ctx context.Context, actor authn.Actor, name string) (*authn.Account, error)
 }
 
 // BackupBackend streams a consistent copy of the database.
