@@ -39,7 +39,8 @@ type Device struct {
 	DeactivatedAt time.Time   `json:"deactivated_at,omitzero"`
 	LastUsedAt    time.Time   `json:"last_used_at,omitzero"`
 
-	OTP *OTPState `json:"otp,omitempty"`
+	OTP  *OTPState  `json:"otp,omitempty"`
+	FIDO *FIDOState `json:"fido,omitempty"`
 
 	// Resync attempts have their own budget per hour.
 	ResyncFailures    int       `json:"resync_failures,omitempty"`

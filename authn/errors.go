@@ -51,6 +51,19 @@ const (
 	CodeRequestTooLarge      = "request_too_large"
 	CodeMethodNotAllowed     = "method_not_allowed"
 	CodeUnsupportedMediaType = "unsupported_media_type"
+	CodeNoKeyPresent         = "no_key_present"
+	CodeNoKeyTouched         = "no_key_touched"
+	CodePINRequired          = "pin_required"
+	CodeInvalidPIN           = "invalid_pin"
+	CodePINBlocked           = "pin_blocked"
+	CodeCredentialExcluded   = "credential_excluded"
+	CodeAttestationRefused   = "attestation_refused"
+	CodeEmulatedKeyRefused   = "emulated_key_refused"
+	CodePossiblyCloned       = "possibly_cloned"
+	CodeKeyError             = "key_error"
+	CodeKeyNotFound          = "key_not_found"
+	CodeEmulatorsDisabled    = "emulators_disabled"
+	CodeResetWindow          = "reset_window_passed"
 )
 
 // Error is a domain error with a stable code, a class and a human detail.

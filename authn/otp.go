@@ -87,7 +87,7 @@ func (s *Service) dropPending(t Tx, actor Actor, d *Device, why string) error {
 // admins always; the account's own user while it never had a device
 // (bootstrap), and otherwise only with a step-up token bound to their uid
 // and this account. It creates the account (as a member) on a first
-// enrollment and returns it.
+// enrollment when create is set, and returns it.
 func (s *Service) authorizeChange(t Tx, actor Actor, name string, now time.Time, create bool) (*Account, error) {
 	a, err := t.Account(name)
 	if errors.Is(err, ErrNotFound) && create {
@@ -106,22 +106,49 @@ func (s *Service) authorizeChange(t Tx, actor Actor, name string, now time.Time,
 	if err != nil {
 		return nil, err
 	}
-	if actor.Admin || s.stepUps.valid(actor.StepUp, actor.UID, name, now) {
-		return a, nil
-	}
-	_, active, err := s.countDevices(t, actor, name, now)
+	devs, err := t.Devices(name)
 	if err != nil {
 		return nil, err
 	}
+	return a, s.mayChange(actor, a, devs, now)
+}
+
+// checkChange is authorizeChange without writing: for long operations
+// (a touch) that must be refused before they start.
+func (s *Service) checkChange(t Tx, actor Actor, name string, now time.Time) error {
+	a, err := t.Account(name)
+	if errors.Is(err, ErrNotFound) {
+		return ValidateName(name)
+	}
+	if err != nil {
+		return err
+	}
+	devs, err := t.Devices(name)
+	if err != nil {
+		return err
+	}
+	return s.mayChange(actor, a, devs, now)
+}
+
+func (s *Service) mayChange(actor Actor, a *Account, devs []Device, now time.Time) error {
+	if actor.Admin || s.stepUps.valid(actor.StepUp, actor.UID, a.Name, now) {
+		return nil
+	}
+	active := 0
+	for _, d := range devs {
+		if d.State == StateActive {
+			active++
+		}
+	}
 	switch {
 	case active > 0:
-		return nil, Errorf(ClassForbidden, CodeStepUpRequired,
-			"%s has an active device: sign in with it first (POST /v1/authenticate) and send the step_up_token as Authorization: Bearer", name)
+		return Errorf(ClassForbidden, CodeStepUpRequired,
+			"%s has an active device: sign in with it first (POST /v1/authenticate) and send the step_up_token as Authorization: Bearer", a.Name)
 	case a.EverEnrolled:
-		return nil, Errorf(ClassForbidden, CodeRecoveryPending,
-			"%s has no active device left: enrolling again needs a temporary access code from an admin or an owner's recovery", name)
+		return Errorf(ClassForbidden, CodeRecoveryPending,
+			"%s has no active device left: enrolling again needs a temporary access code from an admin or an owner's recovery", a.Name)
 	}
-	return a, nil
+	return nil
 }
 
 // Enroll begins an OTP enrollment: a virtual TOTP device with a new secret,

@@ -7,6 +7,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/mfad/mfad/authn/fido2"
 )
 
 // Actor is who asks for a change: the peer as ipc/server identified it.
@@ -26,6 +28,12 @@ type Config struct {
 	Now    func() time.Time
 	Logger *slog.Logger
 	Policy Policy
+	// FIDO is the relying-party policy; Keys the connected security keys
+	// (nil: no security key driver).
+	FIDO FIDOPolicy
+	Keys KeyRing
+	// OnAudit sees every audit event once it is committed (the event stream).
+	OnAudit func(AuditEvent)
 }
 
 // Service is the domain's entry point: every use case is one method.
@@ -36,6 +44,9 @@ type Service struct {
 	policy  Policy
 	stepUps *stepUps
 	clock   *clockWatch
+	fido    FIDOPolicy
+	keys    KeyRing
+	onAudit func(AuditEvent)
 }
 
 // NewService returns a Service over store.
@@ -46,8 +57,18 @@ func NewService(store Store, cfg Config) *Service {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Service{store: store, now: cfg.Now, log: cfg.Logger, policy: cfg.Policy.withDefaults(),
-		stepUps: newStepUps(), clock: newClockWatch(cfg.Logger)}
+	svc := &Service{store: store, now: cfg.Now, log: cfg.Logger, policy: cfg.Policy.withDefaults(),
+		stepUps: newStepUps(), clock: newClockWatch(cfg.Logger), fido: cfg.FIDO, keys: cfg.Keys, onAudit: cfg.OnAudit}
+	if svc.fido.TouchTimeout == 0 {
+		svc.fido.TouchTimeout = 30 * time.Second
+	}
+	if svc.fido.RPID == "" {
+		svc.fido.RPID = "pam://localhost"
+	}
+	if svc.fido.Attestation.Mode == "" {
+		svc.fido.Attestation.Mode = fido2.ModeSelf
+	}
+	return svc
 }
 
 // audit appends e in t and mirrors it to the log once the caller commits.
@@ -67,6 +88,12 @@ func (s *Service) logAudit(e AuditEvent) {
 	}
 	s.log.Info("audit", "action", e.Action, "outcome", e.Outcome, "account", e.Account,
 		"device", e.Device, "actor_uid", e.ActorUID, "detail", e.Detail)
+	if s.onAudit != nil {
+		if e.Time.IsZero() {
+			e.Time = s.now().UTC()
+		}
+		s.onAudit(e)
+	}
 }
 
 // NewAccount is what an admin supplies to create an account.

@@ -45,11 +45,44 @@ type Config struct {
 	// LogLevel is debug, info, warn or error.
 	LogLevel string `toml:"log_level"`
 
-	Store   StoreConfig   `toml:"store"`
-	Audit   AuditConfig   `toml:"audit"`
-	Limits  LimitsConfig  `toml:"limits"`
-	OTP     OTPConfig     `toml:"otp"`
-	Lockout LockoutConfig `toml:"lockout"`
+	Store    StoreConfig    `toml:"store"`
+	Audit    AuditConfig    `toml:"audit"`
+	Limits   LimitsConfig   `toml:"limits"`
+	OTP      OTPConfig      `toml:"otp"`
+	Lockout  LockoutConfig  `toml:"lockout"`
+	FIDO     FIDOConfig     `toml:"fido"`
+	Emulator EmulatorConfig `toml:"emulator"`
+}
+
+// FIDOConfig is how mfad acts as a relying party for security keys.
+type FIDOConfig struct {
+	// RPID defaults to pam://<hostname>; it is fixed in the store at first
+	// start, so that renaming the host orphans no credential.
+	RPID string `toml:"rp_id"`
+	// Attestation is none, self or trusted.
+	Attestation string `toml:"attestation"`
+	// TrustedRoots is a directory of PEM roots for attestation = "trusted".
+	TrustedRoots string `toml:"trusted_roots"`
+	// AAGUIDs, when set, are the only authenticator models accepted.
+	AAGUIDs []string `toml:"aaguids"`
+	// MDS is an offline FIDO MDS3 blob, checked against MDSRoot (PEM).
+	MDS       string `toml:"mds"`
+	MDSRoot   string `toml:"mds_root"`
+	RequireUV bool   `toml:"require_uv"`
+	// TouchTimeout bounds the wait for a touch.
+	TouchTimeout Duration `toml:"touch_timeout"`
+}
+
+// EmulatorConfig turns software keys on. They are off unless enabled
+// here (or, outside systemd, with --emulators); credentials they made sign
+// in only while they are on.
+type EmulatorConfig struct {
+	Enabled bool `toml:"enabled"`
+	// Presence is auto (every touch approved) or manual (POST .../touch).
+	Presence string `toml:"presence"`
+	// Attach names software keys attached at start; each keeps its state
+	// in the store under its name.
+	Attach []string `toml:"attach"`
 }
 
 // OTPConfig tunes TOTP and HOTP devices. Windows are in steps (TOTP) or
@@ -119,7 +152,9 @@ func DefaultConfig() Config {
 			HOTPLookAhead: 10, HOTPResyncWindow: 1000, ResyncBudget: 5,
 			StepUpTTL: Duration{5 * time.Minute},
 		},
-		Lockout: LockoutConfig{MaxFailures: 5, LockoutAfter: 10, Duration: Duration{15 * time.Minute}},
+		Lockout:  LockoutConfig{MaxFailures: 5, LockoutAfter: 10, Duration: Duration{15 * time.Minute}},
+		FIDO:     FIDOConfig{Attestation: "self", TouchTimeout: Duration{30 * time.Second}},
+		Emulator: EmulatorConfig{Presence: "auto"},
 		Limits: LimitsConfig{
 			MaxBodyBytes: 64 << 10,
 			Connections:  256, ConnectionsPerUID: 32, ConnectionsRootReserved: 64,
@@ -188,6 +223,27 @@ func (c *Config) Validate() error {
 	}
 	if c.Lockout.MaxFailures < 1 || c.Lockout.LockoutAfter <= c.Lockout.MaxFailures || c.Lockout.Duration.Duration < time.Second {
 		errs = append(errs, errors.New("lockout: need 1 <= max_failures < lockout_after and a duration of at least 1s"))
+	}
+	switch c.FIDO.Attestation {
+	case "none", "self":
+	case "trusted":
+		if c.FIDO.TrustedRoots == "" && c.FIDO.MDS == "" {
+			errs = append(errs, errors.New("fido: attestation = \"trusted\" needs trusted_roots or mds"))
+		}
+	default:
+		errs = append(errs, fmt.Errorf("fido: attestation must be none, self or trusted, not %q", c.FIDO.Attestation))
+	}
+	if (c.FIDO.MDS == "") != (c.FIDO.MDSRoot == "") {
+		errs = append(errs, errors.New("fido: mds and mds_root go together"))
+	}
+	if c.FIDO.TouchTimeout.Duration < time.Second || c.FIDO.TouchTimeout.Duration > 5*time.Minute {
+		errs = append(errs, errors.New("fido: touch_timeout must be between 1s and 5m"))
+	}
+	if c.Emulator.Presence != "auto" && c.Emulator.Presence != "manual" {
+		errs = append(errs, fmt.Errorf("emulator: presence must be auto or manual, not %q", c.Emulator.Presence))
+	}
+	if len(c.Emulator.Attach) > 0 && !c.Emulator.Enabled {
+		errs = append(errs, errors.New("emulator: attach needs enabled = true"))
 	}
 	if c.Store.MaxBatch < 1 || c.Store.MaxBatch > 4096 {
 		errs = append(errs, errors.New("store: max_batch must be 1..4096"))

@@ -2,6 +2,8 @@ package daemon
 
 import (
 	"context"
+	"crypto/x509"
+	"encoding/pem"
 	"fmt"
 	"log/slog"
 	"os"
@@ -10,7 +12,9 @@ import (
 	"time"
 
 	"github.com/mfad/mfad/authn"
+	"github.com/mfad/mfad/authn/fido2"
 	"github.com/mfad/mfad/authn/store"
+	"github.com/mfad/mfad/hw/emu"
 	"github.com/mfad/mfad/ipc/api"
 	"github.com/mfad/mfad/ipc/server"
 )
@@ -46,7 +50,26 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	defer st.Close()
 	log.Info("store open", "path", st.Path(), "key", keyPath)
 
-	svc := authn.NewService(st, authn.Config{Logger: log, Policy: cfg.Policy()})
+	fidoPolicy, err := relyingParty(cfg, st, log)
+	if err != nil {
+		return err
+	}
+	events := newHub()
+	keys := newKeyRing(ctx, log, st, events, cfg.Emulator.Enabled)
+	defer keys.close()
+	if cfg.Emulator.Presence == "manual" {
+		keys.presence = emu.PresenceManual
+	}
+	svc := authn.NewService(st, authn.Config{Logger: log, Policy: cfg.Policy(), FIDO: fidoPolicy, Keys: keys,
+		OnAudit: func(e authn.AuditEvent) {
+			ae := api.AuditEvent(e)
+			events.publish(api.Event{Event: "audit", Audit: &ae})
+		}})
+	for _, name := range cfg.Emulator.Attach {
+		if _, err := keys.AddEmulator(name, ""); err != nil {
+			return fmt.Errorf("attaching software key %s: %w", name, err)
+		}
+	}
 	adminGID := int64(-1)
 	if g, err := user.LookupGroup(cfg.AdminGroup); err == nil {
 		adminGID, _ = strconv.ParseInt(g.Gid, 10, 64)
@@ -57,9 +80,11 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	info := infoFunc(func() api.Info {
 		return api.Info{
 			Version: Version, API: api.Version, StartedAt: started,
-			Store:   api.StoreInfo{Backend: "bbolt", Path: st.Path(), Schema: store.SchemaVersion},
-			Drivers: []string{},
-			Clock:   clockInfo(svc.ClockCheck()),
+			Store:     api.StoreInfo{Backend: "bbolt", Path: st.Path(), Schema: store.SchemaVersion},
+			Drivers:   drivers(cfg),
+			Keys:      keys.count(),
+			Emulators: cfg.Emulator.Enabled,
+			Clock:     clockInfo(svc.ClockCheck()),
 		}
 	})
 	l := cfg.Limits
@@ -73,7 +98,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		WriteTimeout:      l.WriteTimeout.Duration,
 		IdleTimeout:       l.IdleTimeout.Duration,
 		Logger:            log,
-	}, server.Backends{Accounts: svc, Devices: svc, Tokens: svc, Backup: st, Info: info})
+	}, server.Backends{Accounts: svc, Devices: svc, Tokens: svc, Backup: st, Info: info, Keys: keys, Events: events})
 
 	ln, activated, err := listen(cfg.Socket, cfg.SocketName, log)
 	if err != nil {
@@ -126,4 +151,70 @@ func clockInfo(v authn.ClockVerdict) api.Clock {
 		c.Verdict = "unknown"
 	}
 	return c
+}
+
+func drivers(cfg Config) []string {
+	out := []string{}
+	if cfg.Emulator.Enabled {
+		out = append(out, "emulator")
+	}
+	return out
+}
+
+// relyingParty builds the FIDO policy: the rpId fixed in the store at
+// first start, and the attestation policy.
+func relyingParty(cfg Config, st *store.Store, log *slog.Logger) (authn.FIDOPolicy, error) {
+	want := cfg.FIDO.RPID
+	if want == "" {
+		host, err := os.Hostname()
+		if err != nil {
+			return authn.FIDOPolicy{}, err
+		}
+		want = fido2.DefaultRPID(host)
+	}
+	rpID, err := st.SetMetaOnce("rp_id", want)
+	if err != nil {
+		return authn.FIDOPolicy{}, err
+	}
+	if rpID != want && cfg.FIDO.RPID != "" {
+		log.Warn("fido.rp_id differs from the one fixed at first start; keeping the stored one so that no credential is orphaned",
+			"stored", rpID, "configured", cfg.FIDO.RPID)
+	}
+	p := authn.FIDOPolicy{RPID: rpID, RequireUV: cfg.FIDO.RequireUV, TouchTimeout: cfg.FIDO.TouchTimeout.Duration,
+		AllowSoftwareKeys: cfg.Emulator.Enabled, SoftwareAAGUIDs: [][16]byte{emu.AAGUID},
+		Attestation: fido2.Policy{Mode: fido2.Mode(cfg.FIDO.Attestation), Now: time.Now}}
+	if cfg.FIDO.TrustedRoots != "" {
+		if p.Attestation.Roots, err = fido2.LoadRootsDir(cfg.FIDO.TrustedRoots); err != nil {
+			return p, fmt.Errorf("fido.trusted_roots: %w", err)
+		}
+	}
+	for _, s := range cfg.FIDO.AAGUIDs {
+		a, err := fido2.ParseAAGUID(s)
+		if err != nil {
+			return p, fmt.Errorf("fido.aaguids: %w", err)
+		}
+		p.Attestation.AllowedAAGUIDs = append(p.Attestation.AllowedAAGUIDs, a)
+	}
+	if cfg.FIDO.MDS != "" {
+		blob, err := os.ReadFile(cfg.FIDO.MDS)
+		if err != nil {
+			return p, fmt.Errorf("fido.mds: %w", err)
+		}
+		rootPEM, err := os.ReadFile(cfg.FIDO.MDSRoot)
+		if err != nil {
+			return p, fmt.Errorf("fido.mds_root: %w", err)
+		}
+		blk, _ := pem.Decode(rootPEM)
+		if blk == nil {
+			return p, fmt.Errorf("fido.mds_root: %s holds no PEM certificate", cfg.FIDO.MDSRoot)
+		}
+		root, err := x509.ParseCertificate(blk.Bytes)
+		if err != nil {
+			return p, fmt.Errorf("fido.mds_root: %w", err)
+		}
+		if p.Attestation.MDS, err = fido2.ParseMDS(blob, root, time.Now()); err != nil {
+			return p, fmt.Errorf("fido.mds: %w", err)
+		}
+	}
+	return p, nil
 }

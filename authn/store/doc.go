@@ -1,7 +1,7 @@
 // Package store is the bbolt implementation of authn.Store: one file,
 // mfad.db, under the state directory.
 //
-// Bucket tree (schema version 1):
+// Bucket tree (schema version 2):
 //
 //	mfad/                      root; key "schema" = big-endian uint32 version
 //	├── meta/                  key/value settings fixed at first start (created_at, rp_id)
@@ -9,7 +9,10 @@
 //	├── devices/
 //	│   └── <account>/         <id>     -> device record: authn.Device (JSON) + sealed secret
 //	├── tokens/                <serial> -> token record: authn.Token (JSON) + sealed secret
-//	└── audit/                 <seq, 8-byte big-endian> -> authn.AuditEvent (JSON)
+//	├── audit/                 <seq, 8-byte big-endian> -> authn.AuditEvent (JSON)
+//	└── blobs/                 <name>   -> sealed opaque state (software keys: "emulator/<name>")
+//
+// Migrations: v0 -> v1 creates the first five buckets; v1 -> v2 adds blobs.
 //
 // Secrets are sealed with AES-256-GCM under the master key (see LoadKey),
 // with the record's bucket path as additional data so a sealed value cannot

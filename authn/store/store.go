@@ -22,7 +22,7 @@ const DBFileName = "mfad.db"
 
 // SchemaVersion is the schema this build writes. Older databases are
 // migrated at Open; newer ones are refused.
-const SchemaVersion = 1
+const SchemaVersion = 2
 
 var (
 	bktRoot     = []byte("mfad")
@@ -31,6 +31,7 @@ var (
 	bktDevices  = []byte("devices")
 	bktTokens   = []byte("tokens")
 	bktAudit    = []byte("audit")
+	bktBlobs    = []byte("blobs")
 	keySchema   = []byte("schema")
 )
 
@@ -43,6 +44,10 @@ var migrations = []func(root *bolt.Bucket) error{
 			}
 		}
 		return nil
+	},
+	1: func(root *bolt.Bucket) error {
+		_, err := root.CreateBucketIfNotExists(bktBlobs)
+		return err
 	},
 }
 
@@ -319,7 +324,7 @@ func Check(path string) error {
 		if v := binary.BigEndian.Uint32(b); v > SchemaVersion {
 			return fmt.Errorf("store: %s has schema v%d, newer than this mfad (v%d)", path, v, SchemaVersion)
 		}
-		for _, name := range [][]byte{bktMeta, bktAccounts, bktDevices, bktTokens, bktAudit} {
+		for _, name := range [][]byte{bktMeta, bktAccounts, bktDevices, bktTokens, bktAudit, bktBlobs} {
 			if root.Bucket(name) == nil {
 				return fmt.Errorf("store: %s lacks bucket %s", path, name)
 			}
@@ -379,4 +384,33 @@ func Restore(src, stateDir string) error {
 	}
 	defer d.Close()
 	return d.Sync()
+}
+
+// SaveBlob stores data under name, sealed (a software key's state, say).
+func (s *Store) SaveBlob(name string, data []byte) error {
+	return s.db.Update(func(tx *bolt.Tx) error {
+		return tx.Bucket(bktRoot).Bucket(bktBlobs).Put([]byte(name), s.seal.seal(data, "blobs/"+name))
+	})
+}
+
+// LoadBlob returns what SaveBlob stored under name, or nil when nothing is.
+func (s *Store) LoadBlob(name string) ([]byte, error) {
+	var out []byte
+	err := s.db.View(func(tx *bolt.Tx) error {
+		v := tx.Bucket(bktRoot).Bucket(bktBlobs).Get([]byte(name))
+		if v == nil {
+			return nil
+		}
+		var err error
+		out, err = s.seal.open(v, "blobs/"+name)
+		return err
+	})
+	return out, err
+}
+
+// DeleteBlob removes name.
+func (s *Store) DeleteBlob(name string) error {
+	return s.db.Update(func(tx *bolt.Tx) error {
+		return tx.Bucket(bktRoot).Bucket(bktBlobs).Delete([]byte(name))
+	})
 }

@@ -283,3 +283,31 @@ func BenchmarkGroupCommit(b *testing.B) {
 	c, u := s.Stats()
 	b.ReportMetric(float64(u)/float64(max(c, 1)), "updates/commit")
 }
+
+func TestBlobsSealedAndMigratedFromV1(t *testing.T) {
+	dir := t.TempDir()
+	s := openTest(t, dir, Options{})
+	// Turn the database back into a v1 one: no blobs bucket, schema 1.
+	s.db.Update(func(tx *bolt.Tx) error {
+		root := tx.Bucket(bktRoot)
+		root.DeleteBucket(bktBlobs)
+		return root.Put(keySchema, []byte{0, 0, 0, 1})
+	})
+	s.Close()
+	s2 := openTest(t, dir, Options{})
+	if err := s2.SaveBlob("emulator/k1", []byte("KEYSTATE-PLAINTEXT")); err != nil {
+		t.Fatalf("v1 database not migrated: %v", err)
+	}
+	got, err := s2.LoadBlob("emulator/k1")
+	if err != nil || string(got) != "KEYSTATE-PLAINTEXT" {
+		t.Fatalf("LoadBlob = %q, %v", got, err)
+	}
+	if none, err := s2.LoadBlob("emulator/none"); none != nil || err != nil {
+		t.Fatalf("absent blob: %q %v", none, err)
+	}
+	s2.Close()
+	raw, _ := os.ReadFile(filepath.Join(dir, DBFileName))
+	if bytes.Contains(raw, []byte("KEYSTATE-PLAINTEXT")) {
+		t.Fatal("blob stored in the clear")
+	}
+}

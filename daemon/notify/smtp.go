@@ -82,10 +82,9 @@ func (s SMTP) SendMail(ctx context.Context, to, subject, body string) error {
 		return fail(err)
 	}
 	defer conn.Close()
-	if dl, ok := ctx.Deadline(); ok {
-		conn.SetDeadline(dl)
-	}
-	// Cancellation interrupts a blocked read or write at once.
+	// The deadline or a cancellation interrupts a blocked read or write
+	// at once. (Not conn.SetDeadline(deadline): its timer could fire
+	// before ctx's and leave a bare "i/o timeout".)
 	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Unix(1, 0)) })
 	defer stop()
 

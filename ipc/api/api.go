@@ -18,6 +18,15 @@ const (
 
 	PathPasswordChanged = "/v1/accounts/{name}/password-changed"
 
+	PathKeys           = "/v1/keys"
+	PathKeyWink        = "/v1/keys/{id}/wink"
+	PathKeyPIN         = "/v1/keys/{id}/pin"
+	PathKeyReset       = "/v1/keys/{id}/reset"
+	PathEmulators      = "/v1/emulators"
+	PathEmulator       = "/v1/emulators/{id}"
+	PathEmulatorAction = "/v1/emulators/{id}/{action}" // touch, unplug, plug, fault
+	PathEvents         = "/v1/events"
+
 	PathDevices        = "/v1/accounts/{name}/devices"
 	PathDevice         = "/v1/accounts/{name}/devices/{id}"
 	PathDeviceActivate = "/v1/accounts/{name}/devices/{id}/activate"
@@ -87,6 +96,19 @@ const (
 	CodeRequestTooLarge      = "request_too_large"
 	CodeMethodNotAllowed     = "method_not_allowed"
 	CodeUnsupportedMediaType = "unsupported_media_type"
+	CodeNoKeyPresent         = "no_key_present"
+	CodeNoKeyTouched         = "no_key_touched"
+	CodePINRequired          = "pin_required"
+	CodeInvalidPIN           = "invalid_pin"
+	CodePINBlocked           = "pin_blocked"
+	CodeCredentialExcluded   = "credential_excluded"
+	CodeAttestationRefused   = "attestation_refused"
+	CodeEmulatedKeyRefused   = "emulated_key_refused"
+	CodePossiblyCloned       = "possibly_cloned"
+	CodeKeyError             = "key_error"
+	CodeKeyNotFound          = "key_not_found"
+	CodeEmulatorsDisabled    = "emulators_disabled"
+	CodeResetWindow          = "reset_window_passed"
 )
 
 // Info answers GET /v1/info.
@@ -204,6 +226,24 @@ type Device struct {
 	DeactivatedAt time.Time `json:"deactivated_at,omitzero"`
 	LastUsedAt    time.Time `json:"last_used_at,omitzero"`
 	OTP           *OTP      `json:"otp,omitempty"`
+	FIDO          *FIDO     `json:"fido,omitempty"`
+}
+
+// FIDO describes a security key credential.
+type FIDO struct {
+	AAGUID          string `json:"aaguid"`
+	Model           string `json:"model,omitempty"`
+	Format          string `json:"format"`
+	AttestationType string `json:"attestation_type"`
+	Verdict         string `json:"verdict"`
+	SignCount       uint32 `json:"sign_count"`
+	Software        bool   `json:"software,omitempty"`
+	PossiblyCloned  bool   `json:"possibly_cloned,omitempty"`
+	CredentialID    []byte `json:"credential_id,omitempty"` // base64
+	// Admins reading one device get the signed registration bytes, so an
+	// audit can verify the attestation again (base64url, no padding).
+	AttestationObject string `json:"attestation_object,omitempty"`
+	ClientDataJSON    string `json:"client_data_json,omitempty"`
 }
 
 // OTP describes an OTP device's parameters and sync state.
@@ -226,12 +266,14 @@ type DeviceList struct {
 
 // CreateDevice is the body of POST /v1/accounts/{name}/devices.
 type CreateDevice struct {
-	Type      string `json:"type"` // totp, hardware-otp, fido
-	Label     string `json:"label,omitempty"`
-	Serial    string `json:"serial,omitempty"`    // hardware-otp
-	Algorithm string `json:"algorithm,omitempty"` // totp: SHA1 (default), SHA256, SHA512
-	Digits    int    `json:"digits,omitempty"`    // totp: 6 (default) or 8
-	Period    int    `json:"period,omitempty"`    // totp: 30 (default) or 60 seconds
+	Type       string `json:"type"` // totp, hardware-otp, fido
+	Label      string `json:"label,omitempty"`
+	Serial     string `json:"serial,omitempty"`       // hardware-otp
+	Algorithm  string `json:"algorithm,omitempty"`    // totp: SHA1 (default), SHA256, SHA512
+	Digits     int    `json:"digits,omitempty"`       // totp: 6 (default) or 8
+	Period     int    `json:"period,omitempty"`       // totp: 30 (default) or 60 seconds
+	PIN        string `json:"pin,omitempty"`          // fido: the key's PIN, after pin_required
+	WaitForKey bool   `json:"wait_for_key,omitempty"` // fido: wait for a key to be plugged in
 }
 
 // Enrollment answers a new enrollment. Secret, OTPAuthURI and QRPNG appear
@@ -254,7 +296,12 @@ type CodePair struct {
 // Authenticate is the body of POST /v1/authenticate.
 type Authenticate struct {
 	Account string `json:"account"`
-	Code    string `json:"code,omitempty"`
+	// Code is a TOTP/HOTP code or a temporary access code; without one,
+	// the account's security keys are asked for an assertion.
+	Code          string `json:"code,omitempty"`
+	PIN           string `json:"pin,omitempty"`
+	WaitForKey    bool   `json:"wait_for_key,omitempty"`
+	RecoveryToken string `json:"recovery_token,omitempty"`
 }
 
 // AccountName names the account the request acts on (for the router).
@@ -296,4 +343,75 @@ type Token struct {
 // TokenList answers GET /v1/tokens and POST /v1/tokens/import.
 type TokenList struct {
 	Tokens []Token `json:"tokens"`
+}
+
+// Key is a connected security key.
+type Key struct {
+	ID           string          `json:"id"`
+	Driver       string          `json:"driver"`
+	Transport    string          `json:"transport,omitempty"`
+	EmulatorID   string          `json:"emulator_id,omitempty"`
+	VendorID     uint16          `json:"vendor_id,omitempty"`
+	ProductID    uint16          `json:"product_id,omitempty"`
+	Manufacturer string          `json:"manufacturer,omitempty"`
+	Product      string          `json:"product,omitempty"`
+	Serial       string          `json:"serial,omitempty"`
+	AAGUID       string          `json:"aaguid,omitempty"`
+	Versions     []string        `json:"versions,omitempty"`
+	Extensions   []string        `json:"extensions,omitempty"`
+	Options      map[string]bool `json:"options,omitempty"`
+	PINRetries   *int            `json:"pin_retries,omitempty"`
+}
+
+// KeyList answers GET /v1/keys.
+type KeyList struct {
+	Keys []Key `json:"keys"`
+}
+
+// KeyPIN is the body of POST /v1/keys/{id}/pin: sets the first PIN, or
+// changes it when CurrentPIN is given.
+type KeyPIN struct {
+	PIN        string `json:"pin"`
+	CurrentPIN string `json:"current_pin,omitempty"`
+}
+
+// AddEmulator is the body of POST /v1/emulators.
+type AddEmulator struct {
+	Name     string `json:"name"`
+	Presence string `json:"presence,omitempty"` // auto (default) or manual
+}
+
+// Emulator is a software key.
+type Emulator struct {
+	ID       string `json:"id"`
+	KeyID    string `json:"key_id"`
+	Presence string `json:"presence"`
+	Plugged  bool   `json:"plugged"`
+}
+
+// EmulatorList answers GET /v1/emulators.
+type EmulatorList struct {
+	Emulators []Emulator `json:"emulators"`
+}
+
+// Fault is the body of POST /v1/emulators/{id}/fault.
+type Fault struct {
+	Kind       string `json:"kind"` // no_answer, ctap_error, corrupt_frames, counter_rollback, slow_keepalive, clear
+	Status     byte   `json:"status,omitempty"`
+	Count      int    `json:"count,omitempty"`
+	IntervalMS int    `json:"interval_ms,omitempty"`
+}
+
+// Event is one line of an NDJSON stream: GET /v1/events, and the progress
+// of long operations (touch a key), whose last line is always a "result".
+type Event struct {
+	Event  string      `json:"event"`
+	Status string      `json:"status,omitempty"` // keepalive: processing or up_needed
+	Key    *Key        `json:"key,omitempty"`
+	Audit  *AuditEvent `json:"audit,omitempty"`
+	Count  int         `json:"count,omitempty"`
+	Keys   int         `json:"keys,omitempty"`
+	OK     *bool       `json:"ok,omitempty"`
+	Result any         `json:"result,omitempty"`
+	Error  *Problem    `json:"error,omitempty"`
 }

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"encoding/base64"
 	"encoding/hex"
 	"net/http"
 	"strings"
@@ -32,6 +33,10 @@ func apiDevice(d *authn.Device) api.Device {
 		if o.Event {
 			out.OTP.Kind = "hotp"
 		}
+	}
+	if f := d.FIDO; f != nil {
+		out.FIDO = &api.FIDO{AAGUID: f.AAGUID, Model: f.Model, Format: f.Format, AttestationType: f.AttestationType,
+			Verdict: f.Verdict, SignCount: f.SignCount, Software: f.Software, PossiblyCloned: f.PossiblyCloned, CredentialID: f.CredentialID}
 	}
 	return out
 }
@@ -69,7 +74,12 @@ func (s *Server) getDevice(c *call) error {
 	if err != nil {
 		return err
 	}
-	writeJSON(c.w, http.StatusOK, apiDevice(d))
+	out := apiDevice(d)
+	if out.FIDO != nil && c.p.Admin {
+		out.FIDO.AttestationObject = base64.RawURLEncoding.EncodeToString(d.FIDO.AttestationObject)
+		out.FIDO.ClientDataJSON = base64.RawURLEncoding.EncodeToString(d.FIDO.ClientDataJSON)
+	}
+	writeJSON(c.w, http.StatusOK, out)
 	return nil
 }
 
@@ -77,6 +87,16 @@ func (s *Server) createDevice(c *call) error {
 	var req api.CreateDevice
 	if err := c.decode(&req); err != nil {
 		return err
+	}
+	if req.Type == string(authn.DeviceFIDO) {
+		return c.runLong(func(progress func(string, map[string]any)) (any, error) {
+			d, err := s.b.Devices.EnrollFIDO(c.ctx(), c.actor(), c.account,
+				authn.FIDOEnrollRequest{Label: req.Label, PIN: req.PIN, WaitForKey: req.WaitForKey}, progress)
+			if err != nil {
+				return nil, err
+			}
+			return api.Enrollment{Device: apiDevice(d), Next: "the key is active: sign in with it (POST /v1/authenticate)"}, nil
+		})
 	}
 	er := authn.EnrollRequest{Type: authn.DeviceType(req.Type), Label: req.Label, Serial: req.Serial}
 	if req.Algorithm != "" || req.Digits != 0 || req.Period != 0 {
@@ -136,19 +156,29 @@ func (s *Server) authenticate(c *call) error {
 	if err := c.decode(&req); err != nil {
 		return err
 	}
+	result := func(res *authn.AuthResult) api.AuthResult {
+		out := api.AuthResult{OK: true, Account: req.Account, Device: apiDevice(&res.Device),
+			StepUpToken: res.StepUpToken, StepUpExpiry: res.StepUpExpiry}
+		if devs, err := s.b.Devices.Devices(req.Account); err == nil {
+			out.Warning = singleDeviceWarning(devs)
+		}
+		return out
+	}
 	if req.Code == "" {
-		return authn.Errorf(authn.ClassInvalid, authn.CodeInvalidRequest, "send the code the device shows")
+		return c.runLong(func(progress func(string, map[string]any)) (any, error) {
+			res, err := s.b.Devices.AuthenticateFIDO(c.ctx(), c.actor(),
+				authn.FIDOAuthRequest{Account: req.Account, PIN: req.PIN, WaitForKey: req.WaitForKey}, progress)
+			if err != nil {
+				return nil, err
+			}
+			return result(res), nil
+		})
 	}
 	res, err := s.b.Devices.Authenticate(c.ctx(), c.actor(), authn.AuthRequest{Account: req.Account, Code: req.Code})
 	if err != nil {
 		return err
 	}
-	out := api.AuthResult{OK: true, Account: req.Account, Device: apiDevice(&res.Device),
-		StepUpToken: res.StepUpToken, StepUpExpiry: res.StepUpExpiry}
-	if devs, err := s.b.Devices.Devices(req.Account); err == nil {
-		out.Warning = singleDeviceWarning(devs)
-	}
-	writeJSON(c.w, http.StatusOK, out)
+	writeJSON(c.w, http.StatusOK, result(res))
 	return nil
 }
 

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os/user"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/mfad/mfad/authn"
@@ -54,6 +55,25 @@ type Backends struct {
 	Tokens   TokenBackend
 	Backup   BackupBackend
 	Info     InfoBackend
+	Keys     KeyBackend
+	Events   EventBackend
+}
+
+// KeyBackend reaches the connected security keys and the software keys.
+type KeyBackend interface {
+	ListKeys(ctx context.Context) []api.Key
+	Wink(ctx context.Context, id string) error
+	SetPIN(ctx context.Context, id, current, pin string) error
+	Reset(ctx context.Context, id string) error
+	Emulators() ([]api.Emulator, error)
+	AddEmulator(name, presence string) (*api.Emulator, error)
+	RemoveEmulator(name string) error
+	EmulatorAct(name, action string, fault *api.Fault) error
+}
+
+// EventBackend publishes key and security events.
+type EventBackend interface {
+	Subscribe() (<-chan api.Event, func())
 }
 
 // DeviceBackend enrolls, activates, resyncs and verifies devices (authn.Service).
@@ -64,6 +84,8 @@ type DeviceBackend interface {
 	Activate(ctx context.Context, actor authn.Actor, account, id string, codes authn.CodePair) (*authn.Device, error)
 	Resync(ctx context.Context, actor authn.Actor, account, id string, codes authn.CodePair) (*authn.Device, error)
 	Authenticate(ctx context.Context, actor authn.Actor, req authn.AuthRequest) (*authn.AuthResult, error)
+	EnrollFIDO(ctx context.Context, actor authn.Actor, account string, req authn.FIDOEnrollRequest, progress authn.Progress) (*authn.Device, error)
+	AuthenticateFIDO(ctx context.Context, actor authn.Actor, req authn.FIDOAuthRequest, progress authn.Progress) (*authn.AuthResult, error)
 }
 
 // TokenBackend keeps the hardware token inventory (authn.Service).
@@ -105,6 +127,10 @@ type Server struct {
 	conns   *slots
 	streams *slots
 	names   *userNames
+	// stopping is closed by Shutdown, to end event streams that would
+	// otherwise hold the graceful stop.
+	stopping     chan struct{}
+	stoppingOnce sync.Once
 }
 
 // New builds a server over b.
@@ -139,7 +165,8 @@ func New(cfg Config, b Backends) *Server {
 	s := &Server{
 		cfg: cfg, b: b, log: cfg.Logger,
 		conns: newSlots(cfg.Conns), streams: newSlots(cfg.Streams),
-		names: &userNames{lookup: cfg.LookupUser, cache: map[uint32]nameEntry{}},
+		names:    &userNames{lookup: cfg.LookupUser, cache: map[uint32]nameEntry{}},
+		stopping: make(chan struct{}),
 	}
 	s.routes = s.routeTable()
 	s.mux = http.NewServeMux()
@@ -192,7 +219,10 @@ func (s *Server) Serve(l net.Listener) error {
 }
 
 // Shutdown stops accepting and waits for in-flight requests until ctx ends.
-func (s *Server) Shutdown(ctx context.Context) error { return s.http.Shutdown(ctx) }
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.stoppingOnce.Do(func() { close(s.stopping) })
+	return s.http.Shutdown(ctx)
+}
 
 // Routes returns the route table (method, pattern, permission).
 func (s *Server) Routes() []Route { return s.routes }

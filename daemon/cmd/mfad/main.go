@@ -24,6 +24,7 @@ func main() {
 	socket := fs.String("socket", "", "API socket path (default /run/mfad/mfad.sock)")
 	stateDir := fs.String("state-dir", "", "state directory (default /var/lib/mfad)")
 	logLevel := fs.String("log-level", "", "debug, info, warn or error")
+	emulators := fs.Bool("emulators", false, "turn software FIDO2 keys on (not under systemd: use [emulator] enabled in the config)")
 	version := fs.Bool("version", false, "print the version and exit")
 	fs.Parse(os.Args[1:])
 	if *version {
@@ -47,8 +48,14 @@ func main() {
 			cfg.StateDir = *stateDir
 		case "log-level":
 			cfg.LogLevel = *logLevel
+		case "emulators":
+			cfg.Emulator.Enabled = *emulators
 		}
 	})
+	if *emulators && os.Getenv("INVOCATION_ID") != "" {
+		fmt.Fprintln(os.Stderr, "mfad: --emulators is refused under systemd; software keys are turned on only by the config ([emulator] enabled = true)")
+		os.Exit(2)
+	}
 	log := daemon.NewLogger(os.Stderr, cfg.LogLevel)
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)

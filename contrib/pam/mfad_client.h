@@ -1,0 +1,121 @@
+/*
+ * mfad_client: the HTTP/1.1 + JSON client that pam_mfad uses to talk to
+ * mfad over its Unix socket. One request per connection (Connection:
+ * close); every buffer is bounded; responses are read with a deadline.
+ * Nothing here knows about PAM, so the response parser can be fuzzed on
+ * its own (fuzz_response.c).
+ */
+#ifndef MFAD_CLIENT_H
+#define MFAD_CLIENT_H
+
+#include <stddef.h>
+#include <json-c/json.h>
+
+/* Bounds. */
+#define MFAD_MAX_REQUEST   8192          /* whole request, headers and body */
+#define MFAD_MAX_BODY      (64 * 1024)   /* a non-streamed answer */
+#define MFAD_MAX_LINE      (8 * 1024)    /* one NDJSON line */
+#define MFAD_MAX_HDR_LINE  4096          /* status line or one header line */
+#define MFAD_MAX_HEADERS   64
+#define MFAD_MAX_EVENTS    4096          /* NDJSON lines in one stream */
+#define MFAD_MAX_CHUNK     (1 << 24)     /* one chunk of a chunked body */
+#define MFAD_JSON_DEPTH    16
+
+/* Results. */
+enum {
+	MFAD_OK = 0,
+	MFAD_EOF = 1,        /* end of body (internal) */
+	MFAD_ECONNECT = -1,  /* no socket or nothing listening: mfad is not running */
+	MFAD_EIO = -2,       /* read or write failed, or the peer closed early */
+	MFAD_ETIMEOUT = -3,  /* the deadline passed */
+	MFAD_EPROTO = -4,    /* malformed HTTP or JSON */
+	MFAD_ETOOBIG = -5,   /* a bound was exceeded */
+	MFAD_ECANCEL = -6,   /* the caller cancelled (conversation error, signal) */
+	MFAD_EBUSY = -7,     /* the socket's backlog is full: mfad is there but busy */
+};
+
+const char *mfad_strerror(int err);
+
+/* A byte source: a socket read with a deadline, or memory (for fuzzing). */
+struct mfad_src {
+	int fd;                       /* -1: read from mem */
+	const unsigned char *mem;
+	size_t memlen, mempos;
+	long long deadline_ms;        /* CLOCK_MONOTONIC, 0: none */
+	int cancel_on_eintr;          /* a signal while waiting cancels */
+	unsigned char buf[4096];
+	size_t pos, len;
+	int err;                      /* sticky error, MFAD_E* */
+};
+
+void mfad_src_mem(struct mfad_src *s, const void *data, size_t len);
+
+/* A response being read. */
+struct mfad_resp {
+	int status;
+	int chunked;
+	long long content_length;     /* -1: until the connection closes */
+	int ndjson;                   /* Content-Type: application/x-ndjson */
+	long long remaining;          /* in the current chunk or the whole body */
+	int in_chunk;                 /* chunked: a chunk's data is being read */
+	int body_done;
+	size_t body_read;             /* decoded bytes so far */
+	size_t body_limit;            /* 0: none */
+};
+
+int mfad_read_head(struct mfad_src *s, struct mfad_resp *r);
+/* Reads the whole (decoded) body into buf (NUL-terminated); *n its length. */
+int mfad_read_body(struct mfad_src *s, struct mfad_resp *r, char *buf, size_t cap, size_t *n);
+/* Reads one line of the decoded body, without its "\n" (and "\r");
+ * MFAD_EOF at the end of the body. */
+int mfad_read_line(struct mfad_src *s, struct mfad_resp *r, char *buf, size_t cap, size_t *n);
+
+/* Parses a JSON object of len bytes with a bounded depth; NULL if it is
+ * not exactly one JSON object (surrounding whitespace allowed). */
+json_object *mfad_parse_object(const char *buf, size_t len);
+
+/* Field helpers: NULL / 0 / def when absent or of another type. */
+const char *mfad_str(json_object *o, const char *key);
+int mfad_bool(json_object *o, const char *key);
+long long mfad_int(json_object *o, const char *key, long long def);
+
+/* JSON string escaping into a bounded buffer; -1 if it does not fit. */
+int mfad_json_escape(char *out, size_t cap, size_t *pos, const char *in);
+/* Percent-encoding of a path segment; -1 if it does not fit. */
+int mfad_path_escape(char *out, size_t cap, const char *in);
+
+/* A whole exchange. */
+struct mfad_client {
+	const char *socket;
+	int io_timeout_ms;            /* each plain request */
+	int debug;
+};
+
+struct mfad_answer {
+	int status;
+	json_object *body;            /* the JSON object answered, or NULL */
+	const char *code;             /* problem code (points into body), or NULL */
+};
+
+void mfad_answer_free(struct mfad_answer *a);
+
+/* One request; body may be NULL. The request buffer is wiped afterwards
+ * (it may hold a code). */
+int mfad_call(const struct mfad_client *c, const char *method, const char *path,
+	      const char *body, struct mfad_answer *out);
+
+/* A streamed request (Accept: application/x-ndjson). on_event sees every
+ * line before the result; returning nonzero cancels (the connection is
+ * closed, which cancels the operation in mfad). *result receives the
+ * result line's object, or, when mfad answers one document instead of a
+ * stream, that document (with a problem's code in out->code). */
+typedef int (*mfad_event_fn)(void *ctx, json_object *event);
+int mfad_stream(const struct mfad_client *c, const char *path, const char *body,
+		int timeout_ms, mfad_event_fn on_event, void *ctx, struct mfad_answer *out);
+
+/* The response half of mfad_stream and mfad_call, on any source: the
+ * fuzz harness drives it on memory. */
+int mfad_read_answer(struct mfad_src *s, int stream, mfad_event_fn on_event, void *ctx,
+		     struct mfad_answer *out);
+
+#endif

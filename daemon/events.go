@@ -1,0 +1,55 @@
+package daemon
+
+import (
+	"sync"
+
+	"github.com/mfad/mfad/ipc/api"
+)
+
+// hub fans events out to /v1/events subscribers. A subscriber that does
+// not keep up loses events (its channel is bounded) rather than slowing
+// the daemon; it is told so with an "events_dropped" event.
+type hub struct {
+	mu   sync.Mutex
+	subs map[chan api.Event]*subscriber
+}
+
+type subscriber struct {
+	dropped int
+}
+
+func newHub() *hub { return &hub{subs: map[chan api.Event]*subscriber{}} }
+
+func (h *hub) publish(e api.Event) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for ch, s := range h.subs {
+		if s.dropped > 0 {
+			select {
+			case ch <- api.Event{Event: "events_dropped", Count: s.dropped}:
+				s.dropped = 0
+			default:
+				s.dropped++
+				continue
+			}
+		}
+		select {
+		case ch <- e:
+		default:
+			s.dropped++
+		}
+	}
+}
+
+// Subscribe returns a channel of events and a function to stop.
+func (h *hub) Subscribe() (<-chan api.Event, func()) {
+	ch := make(chan api.Event, 64)
+	h.mu.Lock()
+	h.subs[ch] = &subscriber{}
+	h.mu.Unlock()
+	return ch, func() {
+		h.mu.Lock()
+		delete(h.subs, ch)
+		h.mu.Unlock()
+	}
+}
