@@ -138,7 +138,10 @@ func TestCommandPhoneScript(t *testing.T) {
 	if err := p.SendCode(ctx, "+15557654321", "bob", "000111"); err != nil {
 		t.Fatal(err)
 	}
-	want := []notifytest.PhoneMessage{{"+15551234567", "alice", testCode}, {"+15557654321", "bob", "000111"}}
+	want := []notifytest.PhoneMessage{
+		{Phone: "+15551234567", Account: "alice", Code: testCode},
+		{Phone: "+15557654321", Account: "bob", Code: "000111"},
+	}
 	if got := read(); !slices.Equal(got, want) {
 		t.Errorf("delivered %v, want %v", got, want)
 	}
