@@ -29,7 +29,7 @@ var allowedImports = map[string][]string{
 	"ipc/peercred":      {"golang.org/x/sys"},
 	"ipc/server":        {"ipc/api", "ipc/peercred", "authn"},
 	"ipc/client":        {"ipc/api"},
-	"contrib/mfactl":    {"ipc/client", "ipc/api", "github.com/spf13/cobra", "github.com/spf13/pflag"},
+	"contrib/mfactl":    {"ipc/client", "ipc/api", "github.com/spf13/cobra", "github.com/spf13/pflag", "golang.org/x/term"},
 	"contrib/mfad-load": {"ipc/client", "ipc/api", "authn/totp"},
 }
 

@@ -110,6 +110,7 @@ func deviceAddCmd(a *app) *cobra.Command {
 	cmd.Flags().IntVar(&req.Digits, "digits", 0, "totp: 6 (default) or 8")
 	cmd.Flags().IntVar(&req.Period, "period", 0, "totp: 30 (default) or 60 seconds")
 	cmd.Flags().BoolVar(&noQR, "no-qr", false, "do not draw the QR code")
+	cmd.Flags().BoolVar(&req.WaitForKey, "wait", false, "fido: wait for a key to be plugged in")
 	return cmd
 }
 
@@ -141,10 +142,10 @@ func deviceCodesCmd(a *app, verb string) *cobra.Command {
 }
 
 func authenticateCmd(a *app) *cobra.Command {
-	var tokenOnly bool
+	var tokenOnly, useKey, wait bool
 	cmd := &cobra.Command{
 		Use:   "authenticate [ACCOUNT] [CODE]",
-		Short: "Sign in with a device code; prints a step-up token for changes (valid 5 minutes)",
+		Short: "Sign in with a device code or (--key) a security key; prints a step-up token for changes",
 		Args:  cobra.MaximumNArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			name, err := accountArg(args, 0)
@@ -152,7 +153,12 @@ func authenticateCmd(a *app) *cobra.Command {
 				return err
 			}
 			code := ""
-			if len(args) > 1 {
+			var res *api.AuthResult
+			if useKey {
+				res, err = withPIN(a, func(pin string) (*api.AuthResult, error) {
+					return a.client().AuthenticateKey(cmd.Context(), api.Authenticate{Account: name, PIN: pin, WaitForKey: wait}, a.showProgress)
+				})
+			} else if len(args) > 1 {
 				code = args[1]
 			} else {
 				fmt.Fprint(a.errOut, "code: ")
@@ -162,7 +168,9 @@ func authenticateCmd(a *app) *cobra.Command {
 				}
 				code = strings.TrimSpace(line)
 			}
-			res, err := a.client().Authenticate(cmd.Context(), api.Authenticate{Account: name, Code: code})
+			if !useKey {
+				res, err = a.client().Authenticate(cmd.Context(), api.Authenticate{Account: name, Code: code})
+			}
 			if err != nil {
 				return err
 			}
@@ -183,6 +191,8 @@ func authenticateCmd(a *app) *cobra.Command {
 			return nil
 		},
 	}
+	cmd.Flags().BoolVar(&useKey, "key", false, "sign in with a security key (touch it)")
+	cmd.Flags().BoolVar(&wait, "wait", false, "with --key: wait for a key to be plugged in")
 	cmd.Flags().BoolVar(&tokenOnly, "token-only", false, "print only the step-up token (for scripts: export MFAD_STEP_UP=$(mfactl authenticate --token-only ...))")
 	return cmd
 }

@@ -1,6 +1,7 @@
 package client
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -274,4 +275,142 @@ func (c *Client) Close() {
 func (c *Client) PasswordChanged(ctx context.Context, name string) (*api.Account, error) {
 	var out api.Account
 	return &out, c.Do(ctx, "POST", devicePath(api.PathPasswordChanged, name, ""), nil, &out, nil)
+}
+
+// stream sends a long operation asking for NDJSON progress: each event
+// goes to onEvent, and the last line (the result) is decoded into out or
+// returned as a *api.Problem.
+func (c *Client) stream(ctx context.Context, method, path string, in, out any, onEvent func(api.Event)) error {
+	resp, err := c.send(ctx, method, path, in, http.Header{"Accept": {api.ContentNDJSON}})
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if mt, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type")); mt != api.ContentNDJSON {
+		// A server that answered at once (no progress) sent the result whole.
+		if out != nil {
+			return json.NewDecoder(resp.Body).Decode(out)
+		}
+		return nil
+	}
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		var e api.Event
+		if err := json.Unmarshal(sc.Bytes(), &e); err != nil {
+			return fmt.Errorf("client: bad progress line from %s: %w", path, err)
+		}
+		if e.Event != "result" {
+			if onEvent != nil {
+				onEvent(e)
+			}
+			continue
+		}
+		if e.OK == nil || !*e.OK {
+			if e.Error != nil {
+				return e.Error
+			}
+			return &api.Problem{Code: api.CodeInternal, Detail: "operation failed without a reason"}
+		}
+		if out != nil {
+			return json.Unmarshal(sc.Bytes(), out)
+		}
+		return nil
+	}
+	if err := sc.Err(); err != nil {
+		return err
+	}
+	return fmt.Errorf("client: %s %s: stream ended without a result", method, path)
+}
+
+// AuthenticateKey calls POST /v1/authenticate without a code: the
+// account's security keys, with progress ("touch_required", keepalives).
+func (c *Client) AuthenticateKey(ctx context.Context, req api.Authenticate, onEvent func(api.Event)) (*api.AuthResult, error) {
+	var out api.AuthResult
+	return &out, c.stream(ctx, "POST", api.PathAuthenticate, req, &out, onEvent)
+}
+
+// AddKeyDevice calls POST /v1/accounts/{name}/devices for a security key,
+// with progress.
+func (c *Client) AddKeyDevice(ctx context.Context, account string, req api.CreateDevice, onEvent func(api.Event)) (*api.Enrollment, error) {
+	req.Type = "fido"
+	var out api.Enrollment
+	return &out, c.stream(ctx, "POST", devicePath(api.PathDevices, account, ""), req, &out, onEvent)
+}
+
+// Keys calls GET /v1/keys.
+func (c *Client) Keys(ctx context.Context) ([]api.Key, error) {
+	var out api.KeyList
+	err := c.Do(ctx, "GET", api.PathKeys, nil, &out, nil)
+	return out.Keys, err
+}
+
+func keyPath(pattern, id string) string { return strings.Replace(pattern, "{id}", url.PathEscape(id), 1) }
+
+// WinkKey calls POST /v1/keys/{id}/wink.
+func (c *Client) WinkKey(ctx context.Context, id string) error {
+	return c.Do(ctx, "POST", keyPath(api.PathKeyWink, id), nil, nil, nil)
+}
+
+// SetKeyPIN calls POST /v1/keys/{id}/pin.
+func (c *Client) SetKeyPIN(ctx context.Context, id string, req api.KeyPIN) error {
+	return c.Do(ctx, "POST", keyPath(api.PathKeyPIN, id), req, nil, nil)
+}
+
+// ResetKey calls POST /v1/keys/{id}/reset.
+func (c *Client) ResetKey(ctx context.Context, id string) error {
+	return c.Do(ctx, "POST", keyPath(api.PathKeyReset, id), nil, nil, nil)
+}
+
+// Emulators calls GET /v1/emulators.
+func (c *Client) Emulators(ctx context.Context) ([]api.Emulator, error) {
+	var out api.EmulatorList
+	err := c.Do(ctx, "GET", api.PathEmulators, nil, &out, nil)
+	return out.Emulators, err
+}
+
+// AddEmulator calls POST /v1/emulators.
+func (c *Client) AddEmulator(ctx context.Context, req api.AddEmulator) (*api.Emulator, error) {
+	var out api.Emulator
+	return &out, c.Do(ctx, "POST", api.PathEmulators, req, &out, nil)
+}
+
+// RemoveEmulator calls DELETE /v1/emulators/{id}.
+func (c *Client) RemoveEmulator(ctx context.Context, id string) error {
+	return c.Do(ctx, "DELETE", keyPath(api.PathEmulator, id), nil, nil, nil)
+}
+
+// EmulatorAction calls POST /v1/emulators/{id}/{action}: touch, unplug,
+// plug, or fault (with f).
+func (c *Client) EmulatorAction(ctx context.Context, id, action string, f *api.Fault) error {
+	path := strings.NewReplacer("{id}", url.PathEscape(id), "{action}", url.PathEscape(action)).Replace(api.PathEmulatorAction)
+	var in any
+	if f != nil {
+		in = f
+	}
+	return c.Do(ctx, "POST", path, in, nil, nil)
+}
+
+// Events calls GET /v1/events and hands each event to fn until ctx ends
+// or fn returns false.
+func (c *Client) Events(ctx context.Context, fn func(api.Event) bool) error {
+	resp, err := c.send(ctx, "GET", api.PathEvents, nil, nil)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		var e api.Event
+		if err := json.Unmarshal(sc.Bytes(), &e); err != nil {
+			return err
+		}
+		if !fn(e) {
+			return nil
+		}
+	}
+	if ctx.Err() != nil {
+		return nil
+	}
+	return sc.Err()
 }

@@ -70,6 +70,15 @@ func TestOneMethodPerRoute(t *testing.T) {
 		func() error { _, err := c.ImportTokens(ctx, api.TokenImport{}); return err },
 		func() error { _, err := c.Tokens(ctx); return err },
 		func() error { _, err := c.PasswordChanged(ctx, "a"); return err },
+		func() error { _, err := c.Keys(ctx); return err },
+		func() error { return c.WinkKey(ctx, "k") },
+		func() error { return c.SetKeyPIN(ctx, "k", api.KeyPIN{PIN: "1234"}) },
+		func() error { return c.ResetKey(ctx, "k") },
+		func() error { _, err := c.Emulators(ctx); return err },
+		func() error { _, err := c.AddEmulator(ctx, api.AddEmulator{Name: "e"}); return err },
+		func() error { return c.RemoveEmulator(ctx, "e") },
+		func() error { return c.EmulatorAction(ctx, "e", "touch", nil) },
+		func() error { return c.Events(ctx, func(api.Event) bool { return false }) },
 	}
 	for i, call := range calls {
 		if err := call(); err != nil {
