@@ -73,9 +73,15 @@ func TestSendmailFailure(t *testing.T) {
 	// The fake echoes the whole message to stderr, as a broken MTA might.
 	path := writeScript(t, "cat >&2\necho 'sendmail: fatal: queue file write error' >&2\nexit 75\n")
 	m := notify.Sendmail{Path: path, From: "mfad@host.example"}
-	err := m.SendMail(context.Background(), "alice@example.org", "Your code", "Your code is "+testCode+".\n")
+	body := "Hello alice,\nYour code is " + testCode + ".\nIt expires in ten minutes.\n"
+	err := m.SendMail(context.Background(), "alice@example.org", "Your code", body)
 	if !errors.Is(err, notify.ErrDelivery) {
 		t.Fatalf("err = %v, want ErrDelivery", err)
+	}
+	for _, line := range []string{"Hello alice,", "Your code is", "expires in ten minutes"} {
+		if strings.Contains(err.Error(), line) {
+			t.Errorf("error echoes the body (%q): %v", line, err)
+		}
 	}
 	for _, want := range []string{"exit status 75", path} {
 		if !strings.Contains(err.Error(), want) {

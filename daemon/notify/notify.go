@@ -94,13 +94,22 @@ func codeRedactor(code string) redactor {
 	return redactor{code}
 }
 
-// bodyRedactor hides whatever in a message body may be a code: every run
-// of letters and digits of at least 4 characters that holds a digit, and
-// every such run of at least 12 characters (long base32 codes). The body
-// says what the code is only to its reader; this package cannot tell, so
-// it errs on the side of hiding words.
+// bodyRedactor hides a message body echoed back (each line of at least 8
+// characters, whitespace collapsed as in boundedBuffer.String) and
+// whatever in it may be a code: every run of letters and digits of at
+// least 4 characters that holds a digit, and every such run of at least
+// 12 characters (long base32 codes). The body says what the code is only
+// to its reader; this package cannot tell, so it errs on the side of
+// hiding words.
 func bodyRedactor(texts ...string) redactor {
 	var r redactor
+	for _, text := range texts {
+		for _, line := range strings.Split(text, "\n") {
+			if line = strings.Join(strings.Fields(line), " "); len(line) >= 8 {
+				r = append(r, line)
+			}
+		}
+	}
 	for _, text := range texts {
 		for _, w := range strings.FieldsFunc(text, func(c rune) bool { return !isAlnum(c) }) {
 			if len(w) >= 12 || (len(w) >= 4 && strings.ContainsAny(w, "0123456789")) {
