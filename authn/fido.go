@@ -90,6 +90,16 @@ type FIDOState struct {
 	PossiblyCloned    bool   `json:"possibly_cloned,omitempty"`
 	AttestationObject []byte `json:"attestation_object"`
 	ClientDataJSON    []byte `json:"client_data_json"`
+	// LastAssertion keeps the signed bytes of the latest sign-in, so that
+	// an audit can verify it again.
+	LastAssertion *SignedAssertion `json:"last_assertion,omitempty"`
+}
+
+// SignedAssertion is what a key signed at a sign-in.
+type SignedAssertion struct {
+	AuthData       []byte `json:"auth_data"`
+	Signature      []byte `json:"signature"`
+	ClientDataJSON []byte `json:"client_data_json"`
 }
 
 // Progress receives what a long key operation is waiting for, to stream
@@ -492,6 +502,7 @@ func (s *Service) AuthenticateFIDO(ctx context.Context, actor Actor, req FIDOAut
 			return err
 		}
 		d.FIDO.SignCount, d.LastUsedAt = newCount, now
+		d.FIDO.LastAssertion = &SignedAssertion{AuthData: in.AuthData, Signature: in.Signature, ClientDataJSON: in.ClientDataJSON}
 		if err := t.PutDevice(d); err != nil {
 			return err
 		}

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"os/user"
+	"runtime"
 	"strconv"
 	"time"
 
@@ -80,11 +81,12 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	info := infoFunc(func() api.Info {
 		return api.Info{
 			Version: Version, API: api.Version, StartedAt: started,
-			Store:     api.StoreInfo{Backend: "bbolt", Path: st.Path(), Schema: store.SchemaVersion},
-			Drivers:   drivers(cfg),
-			Keys:      keys.count(),
-			Emulators: cfg.Emulator.Enabled,
-			Clock:     clockInfo(svc.ClockCheck()),
+			Store:      api.StoreInfo{Backend: "bbolt", Path: st.Path(), Schema: store.SchemaVersion},
+			Drivers:    drivers(cfg),
+			Keys:       keys.count(),
+			Emulators:  cfg.Emulator.Enabled,
+			Clock:      clockInfo(svc.ClockCheck()),
+			Goroutines: runtime.NumGoroutine(),
 		}
 	})
 	l := cfg.Limits

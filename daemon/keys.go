@@ -50,11 +50,27 @@ type keyEntry struct {
 	emulator  string
 	key       *fidokey.Key
 	added     time.Time
+
+	errMu   sync.Mutex
+	lastErr string
+}
+
+// noteError remembers a failure of the key itself (not a refusal such as
+// a wrong PIN or no credential), so that /v1/keys shows it failing.
+func (e *keyEntry) noteError(err error) {
+	var status ctap2.StatusError
+	if err == nil || errors.As(err, &status) || errors.Is(err, context.Canceled) {
+		return
+	}
+	e.errMu.Lock()
+	e.lastErr = err.Error()
+	e.errMu.Unlock()
 }
 
 type emuEntry struct {
-	name string
-	key  *emu.Key
+	name     string
+	key      *emu.Key
+	presence emu.Presence
 }
 
 func newKeyRing(ctx context.Context, log *slog.Logger, blobs blobStore, h *hub, emulators bool) *keyRing {
@@ -137,14 +153,18 @@ func (e *keyEntry) Describe() authn.KeyInfo {
 
 // MakeCredential implements authn.SecurityKey.
 func (e *keyEntry) MakeCredential(ctx context.Context, p authn.MakeCredentialParams) (*ctap2.MakeCredentialResponse, error) {
-	return e.key.MakeCredential(ctx, fidokey.MakeCredentialParams{ClientDataHash: p.ClientDataHash, RP: p.RP, User: p.User,
+	resp, err := e.key.MakeCredential(ctx, fidokey.MakeCredentialParams{ClientDataHash: p.ClientDataHash, RP: p.RP, User: p.User,
 		ExcludeList: p.ExcludeList, UV: p.UV, PIN: p.PIN, OnKeepalive: p.OnKeepalive})
+	e.noteError(err)
+	return resp, err
 }
 
 // GetAssertion implements authn.SecurityKey, always with a touch.
 func (e *keyEntry) GetAssertion(ctx context.Context, p authn.GetAssertionParams) ([]*ctap2.GetAssertionResponse, error) {
-	return e.key.GetAssertion(ctx, fidokey.GetAssertionParams{RPID: p.RPID, ClientDataHash: p.ClientDataHash, AllowList: p.AllowList,
+	resp, err := e.key.GetAssertion(ctx, fidokey.GetAssertionParams{RPID: p.RPID, ClientDataHash: p.ClientDataHash, AllowList: p.AllowList,
 		UP: true, UV: p.UV, PIN: p.PIN, OnKeepalive: p.OnKeepalive})
+	e.noteError(err)
+	return resp, err
 }
 
 func apiKey(e *keyEntry, retries *int) *api.Key {
@@ -152,7 +172,12 @@ func apiKey(e *keyEntry, retries *int) *api.Key {
 	dev := e.key.Device()
 	k := &api.Key{ID: e.id, Driver: e.driver, Transport: e.transport, EmulatorID: e.emulator,
 		VendorID: dev.VendorID, ProductID: dev.ProductID, Manufacturer: dev.Manufacturer, Product: dev.Product, Serial: dev.Serial,
-		Versions: info.Versions, Extensions: info.Extensions, Options: info.Options, PINRetries: retries}
+		Versions: info.Versions, Extensions: info.Extensions, Options: info.Options, PINRetries: retries, Status: "ok"}
+	e.errMu.Lock()
+	if e.lastErr != "" {
+		k.Status, k.LastError = "failing", e.lastErr
+	}
+	e.errMu.Unlock()
 	if len(info.AAGUID) == 16 {
 		k.AAGUID = fmt.Sprintf("%x-%x-%x-%x-%x", info.AAGUID[0:4], info.AAGUID[4:6], info.AAGUID[6:8], info.AAGUID[8:10], info.AAGUID[10:16])
 	}
@@ -296,7 +321,7 @@ func (r *keyRing) AddEmulator(name, presence string) (*api.Emulator, error) {
 		return nil, fmt.Errorf("software key %s: %w", name, err)
 	}
 	r.mu.Lock()
-	r.emus[name] = &emuEntry{name: name, key: k}
+	r.emus[name] = &emuEntry{name: name, key: k, presence: pres}
 	r.mu.Unlock()
 	if err := r.add("emu-"+name, "emulator", "in-process", name, conn, emuDevice(name)); err != nil {
 		k.Close()
@@ -305,18 +330,25 @@ func (r *keyRing) AddEmulator(name, presence string) (*api.Emulator, error) {
 		r.mu.Unlock()
 		return nil, err
 	}
-	return r.describeEmulator(name, pres), nil
+	return r.describeEmulator(name), nil
 }
 
 func emuDevice(name string) fidokey.DeviceInfo {
 	return fidokey.DeviceInfo{Path: "emulator:" + name, Manufacturer: "mfad", Product: "mfad software key", Serial: name}
 }
 
-func (r *keyRing) describeEmulator(name string, p emu.Presence) *api.Emulator {
+func (r *keyRing) describeEmulator(name string) *api.Emulator {
 	r.mu.Lock()
 	_, plugged := r.keys["emu-"+name]
+	e := r.emus[name]
 	r.mu.Unlock()
-	return &api.Emulator{ID: name, KeyID: "emu-" + name, Presence: p.String(), Plugged: plugged}
+	out := &api.Emulator{ID: name, KeyID: "emu-" + name, Plugged: plugged}
+	if e != nil {
+		out.Presence = e.presence.String()
+		out.Cancellations = e.key.Cancellations()
+		out.CACertificatePEM = string(e.key.CACertificatePEM())
+	}
+	return out
 }
 
 func (r *keyRing) emulator(name string) (*emuEntry, error) {
@@ -345,7 +377,7 @@ func (r *keyRing) Emulators() ([]api.Emulator, error) {
 	sort.Strings(names)
 	out := []api.Emulator{}
 	for _, n := range names {
-		out = append(out, *r.describeEmulator(n, r.presence))
+		out = append(out, *r.describeEmulator(n))
 	}
 	return out, nil
 }

@@ -122,6 +122,8 @@ type Info struct {
 	Emulators bool      `json:"emulators"`
 	Clock     Clock     `json:"clock"`
 	Caller    Caller    `json:"caller"`
+	// Goroutines is the daemon's goroutine count (a leak shows here).
+	Goroutines int `json:"goroutines"`
 }
 
 // Clock is the host clock check: when most recently verified TOTP devices
@@ -361,6 +363,10 @@ type Key struct {
 	Extensions   []string        `json:"extensions,omitempty"`
 	Options      map[string]bool `json:"options,omitempty"`
 	PINRetries   *int            `json:"pin_retries,omitempty"`
+	// Status is "ok", or "failing" after an operation failed on the key
+	// itself (framing errors, no answer); LastError says how.
+	Status    string `json:"status"`
+	LastError string `json:"last_error,omitempty"`
 }
 
 // KeyList answers GET /v1/keys.
@@ -387,6 +393,11 @@ type Emulator struct {
 	KeyID    string `json:"key_id"`
 	Presence string `json:"presence"`
 	Plugged  bool   `json:"plugged"`
+	// Cancellations counts operations the key saw cancelled (CTAPHID_CANCEL).
+	Cancellations int `json:"cancellations"`
+	// CACertificatePEM is the key's attestation root, for relying parties
+	// that trust software keys (attestation = "trusted").
+	CACertificatePEM string `json:"ca_certificate_pem"`
 }
 
 // EmulatorList answers GET /v1/emulators.

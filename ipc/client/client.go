@@ -345,7 +345,9 @@ func (c *Client) Keys(ctx context.Context) ([]api.Key, error) {
 	return out.Keys, err
 }
 
-func keyPath(pattern, id string) string { return strings.Replace(pattern, "{id}", url.PathEscape(id), 1) }
+func keyPath(pattern, id string) string {
+	return strings.Replace(pattern, "{id}", url.PathEscape(id), 1)
+}
 
 // WinkKey calls POST /v1/keys/{id}/wink.
 func (c *Client) WinkKey(ctx context.Context, id string) error {
