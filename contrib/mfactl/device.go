@@ -73,15 +73,18 @@ func deviceAddCmd(a *app) *cobra.Command {
 	var req api.CreateDevice
 	var noQR bool
 	cmd := &cobra.Command{
-		Use:       "add totp|hardware-otp [ACCOUNT]",
-		Short:     "Begin an enrollment: a new authenticator-app secret, or a hardware token by --serial",
+		Use:       "add totp|hardware-otp|fido [ACCOUNT]",
+		Short:     "Enroll a device: a new authenticator-app secret, a hardware token by --serial, or a security key (touch it)",
 		Args:      cobra.RangeArgs(1, 2),
-		ValidArgs: []string{"totp", "hardware-otp"},
+		ValidArgs: []string{"totp", "hardware-otp", "fido"},
 		RunE: func(cmd *cobra.Command, args []string) error {
 			req.Type = args[0]
 			name, err := accountArg(args, 1)
 			if err != nil {
 				return err
+			}
+			if req.Type == "fido" {
+				return a.addKeyDevice(cmd.Context(), name, req.Label, req.WaitForKey)
 			}
 			e, err := a.client().AddDevice(cmd.Context(), name, req)
 			if err != nil {

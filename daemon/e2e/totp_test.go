@@ -46,17 +46,24 @@ func nextStep() {
 	time.Sleep(time.Duration(30-time.Now().Unix()%30)*time.Second + 200*time.Millisecond)
 }
 
-// mfactlAs runs mfactl as a test user (or root for "").
-func mfactlAs(t *testing.T, who, sock string, env []string, args ...string) (string, string, int) {
-	t.Helper()
+// mfactlCmd prepares mfactl as a test user (or root for "").
+func mfactlCmd(who, sock string, args ...string) *exec.Cmd {
 	cmd := exec.Command(filepath.Join(binDir, "mfactl"), append([]string{"--socket", sock}, args...)...)
-	cmd.Env = append([]string{"PATH=/usr/bin:/bin", "HOME=/"}, env...)
+	cmd.Env = []string{"PATH=/usr/bin:/bin", "HOME=/"}
 	if who != "" {
 		u := users[who]
 		uid, _ := strconv.Atoi(u.Uid)
 		gid, _ := strconv.Atoi(u.Gid)
 		cmd.SysProcAttr = credOf(uint32(uid), uint32(gid))
 	}
+	return cmd
+}
+
+// mfactlAs runs mfactl as a test user (or root for "").
+func mfactlAs(t *testing.T, who, sock string, env []string, args ...string) (string, string, int) {
+	t.Helper()
+	cmd := mfactlCmd(who, sock, args...)
+	cmd.Env = append(cmd.Env, env...)
 	var out, errb strings.Builder
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	err := cmd.Run()
