@@ -527,7 +527,7 @@ func (s *Service) AuthenticateFIDO(ctx context.Context, actor Actor, req FIDOAut
 		return nil, refusal
 	}
 	res := &AuthResult{Device: *dev}
-	res.StepUpToken, res.StepUpExpiry = s.stepUps.issue(actor.UID, req.Account, now, s.policy.StepUpTTL)
+	res.StepUpToken, res.StepUpExpiry = s.stepUps.issue(actor.UID, req.Account, SourceDevice, now, s.policy.StepUpTTL)
 	return res, nil
 }
 

@@ -205,9 +205,26 @@ func TestFIDOTouchTimeoutAndSelectByTouch(t *testing.T) {
 	}
 	f.ring.set(other, k)
 	before := other.emu.Cancellations()
+	// Touch k once both keys have had time to start waiting, and keep
+	// touching it (a touch before k waits is dropped) until it answers.
+	var once sync.Once
+	stop := make(chan struct{})
+	defer close(stop)
 	res, err := f.svc.AuthenticateFIDO(f.ctx, root, authn.FIDOAuthRequest{Account: "pia"}, func(ev string, fields map[string]any) {
 		if ev == "keepalive" && fields["status"] == "up_needed" {
-			k.emu.Touch()
+			once.Do(func() {
+				go func() {
+					time.Sleep(300 * time.Millisecond)
+					for {
+						k.emu.Touch()
+						select {
+						case <-stop:
+							return
+						case <-time.After(50 * time.Millisecond):
+						}
+					}
+				}()
+			})
 		}
 	})
 	if err != nil {

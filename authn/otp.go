@@ -131,9 +131,10 @@ func (s *Service) checkChange(t Tx, actor Actor, name string, now time.Time) err
 }
 
 func (s *Service) mayChange(actor Actor, a *Account, devs []Device, now time.Time) error {
-	if actor.Admin || s.stepUps.valid(actor.StepUp, actor.UID, a.Name, now) {
+	if actor.Admin {
 		return nil
 	}
+	source, stepped := s.stepUps.lookup(actor.StepUp, actor.UID, a.Name, now)
 	active := 0
 	for _, d := range devs {
 		if d.State == StateActive {
@@ -141,12 +142,14 @@ func (s *Service) mayChange(actor Actor, a *Account, devs []Device, now time.Tim
 		}
 	}
 	switch {
-	case active > 0:
+	case active > 0 && !stepped:
 		return Errorf(ClassForbidden, CodeStepUpRequired,
 			"%s has an active device: sign in with it first (POST /v1/authenticate) and send the step_up_token as Authorization: Bearer", a.Name)
-	case a.EverEnrolled:
+	case active == 0 && a.EverEnrolled && !(stepped && (source == SourceTemporaryCode || source == SourceRecovery)):
+		// Recovery pending: a session alone, or a step-up earned with a
+		// device since lost, is not enough.
 		return Errorf(ClassForbidden, CodeRecoveryPending,
-			"%s has no active device left: enrolling again needs a temporary access code from an admin or an owner's recovery", a.Name)
+			"%s has no active device left: enrolling again needs a temporary access code from an admin (members) or the e-mail and phone recovery (owners)", a.Name)
 	}
 	return nil
 }
@@ -594,7 +597,7 @@ func (s *Service) Authenticate(ctx context.Context, actor Actor, req AuthRequest
 	}
 	res := &AuthResult{Device: *matched}
 	res.Device.Secret = nil
-	res.StepUpToken, res.StepUpExpiry = s.stepUps.issue(actor.UID, req.Account, now, s.policy.StepUpTTL)
+	res.StepUpToken, res.StepUpExpiry = s.stepUps.issue(actor.UID, req.Account, SourceDevice, now, s.policy.StepUpTTL)
 	return res, nil
 }
 

@@ -25,13 +25,21 @@ type stepUps struct {
 type stepUp struct {
 	uid     uint32
 	account string
+	source  string // how it was earned: device, temporary_code, recovery
 	expires time.Time
 }
+
+// Step-up sources.
+const (
+	SourceDevice        = "device"
+	SourceTemporaryCode = "temporary_code"
+	SourceRecovery      = "recovery"
+)
 
 func newStepUps() *stepUps { return &stepUps{tokens: map[[32]byte]stepUp{}} }
 
 // issue returns a new token for (uid, account) valid for ttl from now.
-func (s *stepUps) issue(uid uint32, account string, now time.Time, ttl time.Duration) (string, time.Time) {
+func (s *stepUps) issue(uid uint32, account, source string, now time.Time, ttl time.Duration) (string, time.Time) {
 	b := make([]byte, 32)
 	rand.Read(b)
 	tok := base64.RawURLEncoding.EncodeToString(b)
@@ -47,19 +55,37 @@ func (s *stepUps) issue(uid uint32, account string, now time.Time, ttl time.Dura
 		delete(s.tokens, oldest)
 		s.order = s.order[1:]
 	}
-	s.tokens[h] = stepUp{uid: uid, account: account, expires: expires}
+	s.tokens[h] = stepUp{uid: uid, account: account, source: source, expires: expires}
 	s.order = append(s.order, h)
 	return tok, expires
 }
 
 // valid reports whether tok was issued to uid for account and is unexpired.
 func (s *stepUps) valid(tok string, uid uint32, account string, now time.Time) bool {
+	_, ok := s.lookup(tok, uid, account, now)
+	return ok
+}
+
+// lookup is valid that also says how the token was earned.
+func (s *stepUps) lookup(tok string, uid uint32, account string, now time.Time) (string, bool) {
 	if tok == "" {
-		return false
+		return "", false
 	}
 	h := sha256.Sum256([]byte(tok))
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	v, ok := s.tokens[h]
-	return ok && v.uid == uid && v.account == account && now.Before(v.expires)
+	if !ok || v.uid != uid || v.account != account || !now.Before(v.expires) {
+		return "", false
+	}
+	return v.source, true
+}
+
+// revoke forgets tok (a recovery token used for its one sign-in keeps
+// serving as step-up; revoke is for tokens that must not).
+func (s *stepUps) revoke(tok string) {
+	h := sha256.Sum256([]byte(tok))
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.tokens, h)
 }

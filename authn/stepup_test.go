@@ -8,9 +8,9 @@ import (
 func TestStepUpsBoundedAndPruned(t *testing.T) {
 	s := newStepUps()
 	now := time.Unix(1000, 0)
-	first, _ := s.issue(1, "a", now, time.Minute)
+	first, _ := s.issue(1, "a", SourceDevice, now, time.Minute)
 	for i := 0; i < maxStepUps+10; i++ {
-		s.issue(1, "a", now, time.Minute)
+		s.issue(1, "a", SourceDevice, now, time.Minute)
 	}
 	if len(s.tokens) > maxStepUps || len(s.order) > maxStepUps {
 		t.Fatalf("%d tokens held, cap %d", len(s.tokens), maxStepUps)
@@ -19,7 +19,7 @@ func TestStepUpsBoundedAndPruned(t *testing.T) {
 		t.Error("the oldest token survived the cap")
 	}
 	later := now.Add(2 * time.Minute)
-	tok, _ := s.issue(2, "b", later, time.Minute)
+	tok, _ := s.issue(2, "b", SourceDevice, later, time.Minute)
 	if len(s.tokens) != 1 || !s.valid(tok, 2, "b", later) {
 		t.Errorf("expired tokens not pruned: %d held", len(s.tokens))
 	}
