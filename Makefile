@@ -13,9 +13,10 @@ STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 # Debian packages: cgo headers for the libfido2 driver and the PAM module,
 # and the independent implementations the tests hold mfad against.
 DEB_PKGS := gcc pkg-config libfido2-dev libpam0g-dev libjson-c-dev \
-            oathtool fido2-tools python3-fido2 pamtester curl
+            oathtool fido2-tools python3-fido2 pamtester curl \
+            libpam-google-authenticator libpam-oath systemd
 
-.PHONY: all deps build run test unit fuzz lint clean
+.PHONY: all deps build pam pam-fuzz install run test unit fuzz lint clean
 
 all: build
 
@@ -34,9 +35,58 @@ deps:
 	fi
 	@command -v $(GO) >/dev/null || { echo "make deps: Go 1.26 is needed at /usr/local/go/bin (https://go.dev/dl/)"; exit 1; }
 
-build: deps
+build: deps pam
 	$(GO) build -ldflags "$(LDFLAGS)" -o bin/mfad ./daemon/cmd/mfad
 	$(GO) build -ldflags "$(LDFLAGS)" -o bin/mfactl ./contrib/mfactl
+
+# pam: the sign-in helper, bin/pam_mfad.so (contrib/pam/Makefile).
+pam: deps
+	$(MAKE) -C contrib/pam O=$(CURDIR)/bin
+
+# pam-fuzz: its response parser's fuzz driver over the seed corpus and
+# mutations (libFuzzer under clang, else a standalone driver with ASan+UBSan).
+pam-fuzz: deps
+	$(MAKE) -C contrib/pam O=$(CURDIR)/bin fuzz
+
+# install: DESTDIR for staging, PREFIX for the binaries, man pages and
+# completions. PAM modules, units and udev rules go where Debian's libpam,
+# systemd and udev look for them. BIN= installs binaries built elsewhere
+# (with INSTALL_NOBUILD=1, nothing is built first).
+PREFIX   ?= /usr
+DESTDIR  ?=
+BIN      ?= bin
+PAMDIR   ?= $(shell d=$$(pkg-config --variable=libdir pam 2>/dev/null); \
+              [ -n "$$d" ] || d=/lib/$$(dpkg-architecture -qDEB_HOST_MULTIARCH 2>/dev/null || gcc -print-multiarch); \
+              echo $$d/security)
+UNITDIR  ?= $(shell pkg-config --variable=systemdsystemunitdir systemd 2>/dev/null || echo /lib/systemd/system)
+UDEVDIR  ?= $(shell pkg-config --variable=udevdir udev 2>/dev/null || echo /lib/udev)
+SYSUSERSDIR ?= /usr/lib/sysusers.d
+TMPFILESDIR ?= /usr/lib/tmpfiles.d
+SYSCONFDIR  ?= /etc
+
+install: $(if $(INSTALL_NOBUILD),,build)
+	install -d -m 0755 $(DESTDIR)$(PREFIX)/sbin $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PAMDIR) \
+	  $(DESTDIR)$(UNITDIR) $(DESTDIR)$(UDEVDIR)/rules.d $(DESTDIR)$(SYSUSERSDIR) $(DESTDIR)$(TMPFILESDIR) \
+	  $(DESTDIR)$(SYSCONFDIR)/mfad $(DESTDIR)$(PREFIX)/share/man/man8 $(DESTDIR)$(PREFIX)/share/man/man1 \
+	  $(DESTDIR)$(PREFIX)/share/bash-completion/completions $(DESTDIR)$(PREFIX)/share/zsh/vendor-completions \
+	  $(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d $(DESTDIR)$(PREFIX)/share/doc/mfad
+	install -m 0755 $(BIN)/mfad $(DESTDIR)$(PREFIX)/sbin/mfad
+	install -m 0755 $(BIN)/mfactl $(DESTDIR)$(PREFIX)/bin/mfactl
+	install -m 0644 $(BIN)/pam_mfad.so $(DESTDIR)$(PAMDIR)/pam_mfad.so
+	install -m 0644 systemd/mfad.service systemd/mfad.socket $(DESTDIR)$(UNITDIR)/
+	install -m 0644 systemd/mfad.sysusers.conf $(DESTDIR)$(SYSUSERSDIR)/mfad.conf
+	install -m 0644 systemd/mfad.tmpfiles.conf $(DESTDIR)$(TMPFILESDIR)/mfad.conf
+	install -m 0644 contrib/udev/70-mfad.rules $(DESTDIR)$(UDEVDIR)/rules.d/70-mfad.rules
+	@# The example configuration never replaces one that is there.
+	@if [ -e $(DESTDIR)$(SYSCONFDIR)/mfad/mfad.toml ]; then \
+	  echo "install: keeping $(DESTDIR)$(SYSCONFDIR)/mfad/mfad.toml; the example is in $(PREFIX)/share/doc/mfad"; \
+	else install -m 0644 contrib/mfad.toml $(DESTDIR)$(SYSCONFDIR)/mfad/mfad.toml; fi
+	install -m 0644 contrib/mfad.toml docs/pam.md docs/systemd.md $(DESTDIR)$(PREFIX)/share/doc/mfad/
+	install -m 0644 contrib/man/mfad.8 $(DESTDIR)$(PREFIX)/share/man/man8/mfad.8
+	install -m 0644 contrib/man/mfactl.1 $(DESTDIR)$(PREFIX)/share/man/man1/mfactl.1
+	$(BIN)/mfactl completion bash >$(DESTDIR)$(PREFIX)/share/bash-completion/completions/mfactl
+	$(BIN)/mfactl completion zsh >$(DESTDIR)$(PREFIX)/share/zsh/vendor-completions/_mfactl
+	$(BIN)/mfactl completion fish >$(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d/mfactl.fish
 
 run: build
 	@mkdir -p $(RUNDIR) && chmod 700 $(RUNDIR)
@@ -50,8 +100,9 @@ unit:
 	MFAD_REQUIRE_TOOLS=1 MFAD_REQUIRE_ROOT=$$([ "$$(id -u)" = 0 ] && echo 1 || echo 0) \
 	  $(GO) test -race -count=1 -timeout 15m ./...
 
-# fuzz: every fuzz target for $(FUZZTIME), from its seed corpus on.
-fuzz:
+# fuzz: every fuzz target for $(FUZZTIME), from its seed corpus on, and
+# pam_mfad's response parser.
+fuzz: pam-fuzz
 	@set -e; for pkg in $$($(GO) list ./...); do \
 	  for f in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz' || true); do \
 	    echo "fuzz $$pkg $$f"; \
