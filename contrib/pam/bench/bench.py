@@ -1,0 +1,242 @@
+#!/usr/bin/env python3
+"""One TOTP sign-in through pamtester: pam_mfad against pam_google_authenticator
+and pam_oath, measured as docs/research PERF-BASELINE §4 does.
+
+Whole process, timed here: fork/exec of `pamtester SVC USER authenticate`, the
+code written to its stdin, wait4. RUNS sequential runs per repetition; the
+figure is the median of the REPS repetition medians. Child CPU from wait4.
+Codes come from oathtool (not timed). State is restored before each run for
+the stateful peers (not timed), so each timed run still does its state write.
+
+mfad refuses a code it accepted before (replay), so its runs sign in a
+different account each time (ACCOUNTS accounts, one TOTP device each, all
+enrolled through the API first); every run is one durable verification.
+
+Usage (root): bench.py --mfad BIN/mfad --module BIN/pam_mfad.so [--runs 200]
+              [--reps 5] [--sink] [--only mfad,gauth,...]
+--sink binds a reader on /dev/log for the run (this VM has none, so glibc's
+syslog() writes to /dev/console, which is slow), and removes it afterwards.
+"""
+import argparse, json, os, shutil, signal, socket, statistics, subprocess, sys, tempfile, threading, time
+
+SECRET = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP"  # 20 bytes, as PERF-BASELINE §4
+
+
+def b32hex(s):
+    import base64
+    return base64.b32decode(s).hex()
+
+
+def oath(secret, at=None):
+    args = ["oathtool", "--totp", "-b", secret]
+    if at is not None:
+        args += ["-N", "@%d" % int(at)]
+    return subprocess.check_output(args, text=True).strip()
+
+
+def api(sock, method, path, body=None):
+    s = socket.socket(socket.AF_UNIX)
+    s.connect(sock)
+    b = json.dumps(body).encode() if body is not None else b""
+    s.sendall(("%s %s HTTP/1.1\r\nHost: mfad\r\nConnection: close\r\nContent-Type: application/json\r\n"
+               "Content-Length: %d\r\n\r\n" % (method, path, len(b))).encode() + b)
+    out = b""
+    while True:
+        d = s.recv(65536)
+        if not d:
+            break
+        out += d
+    s.close()
+    head, _, body = out.partition(b"\r\n\r\n")
+    status = int(head.split()[1])
+    if b"chunked" in head.lower():
+        raw, body = body, b""
+        while raw:
+            n, _, rest = raw.partition(b"\r\n")
+            n = int(n.split(b";")[0], 16)
+            if n == 0:
+                break
+            body += rest[:n]
+            raw = rest[n + 2:]
+    return status, json.loads(body) if body.strip() else None
+
+
+def step_wait(margin=3):
+    rem = 30 - time.time() % 30
+    if rem < margin:
+        time.sleep(rem + 0.2)
+
+
+def run_once(svc, user, code):
+    t0 = time.perf_counter()
+    p = subprocess.Popen(["pamtester", svc, user, "authenticate"], stdin=subprocess.PIPE,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        p.stdin.write((code + "\n").encode())
+        p.stdin.close()
+    except BrokenPipeError:
+        pass  # pam_permit never reads
+    _, status, ru = os.wait4(p.pid, 0)
+    t1 = time.perf_counter()
+    p.returncode = os.waitstatus_to_exitcode(status)
+    return t1 - t0, ru.ru_utime + ru.ru_stime, p.returncode
+
+
+class Sink:
+    def __init__(self):
+        self.s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.s.bind("/dev/log")
+        self.n = 0
+        threading.Thread(target=self.loop, daemon=True).start()
+
+    def loop(self):
+        while True:
+            try:
+                self.s.recv(65536)
+                self.n += 1
+            except OSError:
+                return
+
+    def close(self):
+        self.s.close()
+        os.unlink("/dev/log")
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--mfad", required=True)
+    ap.add_argument("--module", required=True)
+    ap.add_argument("--runs", type=int, default=200)
+    ap.add_argument("--reps", type=int, default=5)
+    ap.add_argument("--sink", action="store_true")
+    ap.add_argument("--only", default="permit,gauth,gauth-reuse,oath,mfad")
+    a = ap.parse_args()
+    only = a.only.split(",")
+    work = tempfile.mkdtemp(prefix="mfad-pambench-")
+    os.chmod(work, 0o755)
+    services, mfad, sink = [], None, None
+    results = {}
+    try:
+        if a.sink:
+            if os.path.exists("/dev/log"):
+                sys.exit("/dev/log exists already: run without --sink")
+            sink = Sink()
+        # Peers' state, as PERF-BASELINE §4.
+        ga = os.path.join(work, "gauth")
+        with open(ga, "w") as f:
+            f.write(SECRET + "\n\" WINDOW_SIZE 3\n\" TOTP_AUTH\n")
+        gar = os.path.join(work, "gauth-reuse.tmpl")
+        with open(gar, "w") as f:
+            f.write(SECRET + "\n\" WINDOW_SIZE 3\n\" TOTP_AUTH\n\" DISALLOW_REUSE\n")
+        for p in (ga, gar):
+            os.chmod(p, 0o400)
+        oatht = os.path.join(work, "users.oath.tmpl")
+        with open(oatht, "w") as f:
+            f.write("HOTP/T30 perfuser - %s\n" % b32hex(SECRET))
+        os.chmod(oatht, 0o600)
+        sock = os.path.join(work, "mfad.sock")
+        svc = {
+            "permit": "auth required pam_permit.so",
+            "gauth": "auth required pam_google_authenticator.so secret=%s user=root" % ga,
+            "gauth-reuse": "auth required pam_google_authenticator.so secret=%s user=root" % os.path.join(work, "gauth-reuse"),
+            "oath": "auth required pam_oath.so usersfile=%s window=1" % os.path.join(work, "users.oath"),
+            "mfad": "auth required %s socket=%s" % (os.path.abspath(a.module), sock),
+        }
+        names = {}
+        for k, line in svc.items():
+            n = "mfad-bench-%s-%d" % (k, os.getpid())
+            with open("/etc/pam.d/" + n, "w") as f:
+                f.write(line + "\n")
+            services.append("/etc/pam.d/" + n)
+            names[k] = n
+
+        def restore(k):
+            if k == "gauth-reuse":
+                shutil.copy(gar, os.path.join(work, "gauth-reuse"))
+                os.chmod(os.path.join(work, "gauth-reuse"), 0o400)
+            elif k == "oath":
+                shutil.copy(oatht, os.path.join(work, "users.oath"))
+                for suffix in (".lock", ".new"):
+                    try:
+                        os.unlink(os.path.join(work, "users.oath" + suffix))
+                    except FileNotFoundError:
+                        pass
+
+        accounts = []
+        if "mfad" in only:
+            state = os.path.join(work, "state")
+            mfad = subprocess.Popen([a.mfad, "--socket", sock, "--state-dir", state, "--log-level", "warn"],
+                                    stderr=open(os.path.join(work, "mfad.log"), "w"),
+                                    env=dict(os.environ, NOTIFY_SOCKET="", LISTEN_FDS=""))
+            for _ in range(200):
+                if os.path.exists(sock):
+                    break
+                time.sleep(0.05)
+            for i in range(a.runs):
+                name = "perf%03d" % i
+                st, _ = api(sock, "POST", "/v1/accounts", {"name": name, "kind": "member"})
+                assert st == 201, st
+                st, enr = api(sock, "POST", "/v1/accounts/%s/devices" % name, {"type": "totp"})
+                assert st == 201, st
+                step_wait()
+                now = time.time()
+                st, _ = api(sock, "POST", "/v1/accounts/%s/devices/%s/activate" % (name, enr["device"]["id"]),
+                            {"code1": oath(enr["secret"], now - 30), "code2": oath(enr["secret"], now)})
+                assert st == 200, st
+                accounts.append((name, enr["secret"]))
+
+        for k in only:
+            reps = []
+            for r in range(a.reps):
+                walls, cpus, fails = [], [], 0
+                if k == "mfad":
+                    # A new step for every repetition: each account signs in once per step.
+                    time.sleep(30 - time.time() % 30 + 0.3)
+                cache = {}
+                for i in range(a.runs):
+                    restore(k)
+                    if k == "mfad":
+                        user, secret = accounts[i]
+                        code = oath(secret)
+                    else:
+                        user = "perfuser"
+                        stepn = int(time.time() // 30)
+                        if stepn not in cache:
+                            cache = {stepn: oath(SECRET)}
+                        code = cache[stepn]
+                    w, c, rc = run_once(names[k], user, code)
+                    if rc != 0:
+                        fails += 1
+                    walls.append(w)
+                    cpus.append(c)
+                reps.append((statistics.median(walls), statistics.median(cpus), fails))
+                print("%-12s rep %d: wall %.3f ms, child cpu %.3f ms, failures %d" %
+                      (k, r + 1, reps[-1][0] * 1e3, reps[-1][1] * 1e3, fails), flush=True)
+            results[k] = (statistics.median(x[0] for x in reps), statistics.median(x[1] for x in reps),
+                          sum(x[2] for x in reps))
+        print()
+        print("%-12s %10s %14s %9s" % ("service", "wall ms", "child cpu ms", "failures"))
+        for k, (w, c, f) in results.items():
+            print("%-12s %10.3f %14.3f %9d" % (k, w * 1e3, c * 1e3, f))
+        if "mfad" in results:
+            for peer in ("gauth", "gauth-reuse", "oath"):
+                if peer in results:
+                    print("ratio mfad / %-11s %.2f" % (peer, results["mfad"][0] / results[peer][0]))
+        if sink:
+            print("syslog lines received on /dev/log: %d" % sink.n)
+    finally:
+        for p in services:
+            try:
+                os.unlink(p)
+            except FileNotFoundError:
+                pass
+        if mfad:
+            mfad.send_signal(signal.SIGTERM)
+            mfad.wait(timeout=15)
+        if sink:
+            sink.close()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
