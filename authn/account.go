@@ -44,6 +44,11 @@ type Account struct {
 	FailedAttempts int       `json:"failed_attempts"`
 	LastFailureAt  time.Time `json:"last_failure_at,omitzero"`
 	LockedUntil    time.Time `json:"locked_until,omitzero"`
+
+	// TempCode is an admin-issued single-use access code, hashed.
+	TempCode *TempCodeState `json:"temp_code,omitempty"`
+	// PendingContact is an e-mail or phone change waiting for its code.
+	PendingContact *PendingContact `json:"pending_contact,omitempty"`
 }
 
 // HasFlag reports whether flag is set.

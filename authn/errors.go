@@ -64,6 +64,11 @@ const (
 	CodeKeyNotFound          = "key_not_found"
 	CodeEmulatorsDisabled    = "emulators_disabled"
 	CodeResetWindow          = "reset_window_passed"
+	CodeRecoveryNeedsAdmin   = "recovery_needs_admin"
+	CodeRecoveryWrongStep    = "recovery_wrong_step"
+	CodeRecoveryAborted      = "recovery_aborted"
+	CodeRecoveryDelivery     = "recovery_delivery_failed"
+	CodeContactNotPending    = "contact_not_pending"
 )
 
 // Error is a domain error with a stable code, a class and a human detail.

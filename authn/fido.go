@@ -240,6 +240,8 @@ type FIDOEnrollRequest struct {
 	Label      string
 	PIN        string
 	WaitForKey bool
+	// Replace names a device deleted in the same transaction.
+	Replace string
 }
 
 // EnrollFIDO registers a security key on the account: MakeCredential on
@@ -262,10 +264,13 @@ func (s *Service) EnrollFIDO(ctx context.Context, actor Actor, account string, r
 		}
 		n := 0
 		for _, d := range devs {
+			if d.ID == req.Replace {
+				continue
+			}
 			if d.State != StatePending || now.Before(d.ExpiresAt) {
 				n++
 			}
-			if d.FIDO != nil {
+			if d.FIDO != nil && d.ID != req.Replace {
 				exclude = append(exclude, d.FIDO.CredentialID)
 			}
 		}
@@ -316,10 +321,17 @@ func (s *Service) EnrollFIDO(ctx context.Context, actor Actor, account string, r
 			SignCount: cred.SignCount, Format: cred.Format, AttestationType: string(cred.AttestationType), Verdict: cred.Verdict,
 			Model: cred.Model, Software: software, AttestationObject: cred.AttestationObject, ClientDataJSON: cred.ClientDataJSON}}
 	var ev AuditEvent
+	var replaced []AuditEvent
 	err = s.store.Update(context.WithoutCancel(ctx), func(t Tx) error {
-		a, err := s.authorizeChange(t, actor, account, now, true)
+		replaced = nil
+		a, err := s.authorizeChange(t, actor, account, now, req.Replace == "")
 		if err != nil {
 			return err
+		}
+		if req.Replace != "" {
+			if replaced, err = s.removeForReplace(t, actor, account, req.Replace, string(DeviceFIDO)); err != nil {
+				return err
+			}
 		}
 		slots, _, err := s.countDevices(t, actor, account, now)
 		if err != nil {
@@ -338,6 +350,7 @@ func (s *Service) EnrollFIDO(ctx context.Context, actor Actor, account string, r
 			}
 		}
 		a.EverEnrolled = true
+		a.TempCode = nil // a new device ends the temporary code's use
 		a.UpdatedAt = now
 		if err := t.PutAccount(a); err != nil {
 			return err
@@ -351,6 +364,9 @@ func (s *Service) EnrollFIDO(ctx context.Context, actor Actor, account string, r
 	})
 	if err != nil {
 		return nil, err
+	}
+	for _, e := range replaced {
+		s.logAudit(e)
 	}
 	s.logAudit(ev)
 	return d, nil
@@ -526,7 +542,7 @@ func (s *Service) AuthenticateFIDO(ctx context.Context, actor Actor, req FIDOAut
 	if refusal != nil {
 		return nil, refusal
 	}
-	res := &AuthResult{Device: *dev}
+	res := &AuthResult{Method: SourceDevice, Device: *dev}
 	res.StepUpToken, res.StepUpExpiry = s.stepUps.issue(actor.UID, req.Account, SourceDevice, now, s.policy.StepUpTTL)
 	return res, nil
 }

@@ -158,6 +158,12 @@ func (s *Service) mayChange(actor Actor, a *Account, devs []Device, now time.Tim
 // or a hardware token assigned from the inventory. The device is pending
 // until activated with two consecutive codes.
 func (s *Service) Enroll(ctx context.Context, actor Actor, account string, req EnrollRequest) (*Enrollment, error) {
+	return s.enroll(ctx, actor, account, req, "")
+}
+
+// enroll begins an OTP enrollment, first deleting the device replaceID
+// (when set) in the same transaction.
+func (s *Service) enroll(ctx context.Context, actor Actor, account string, req EnrollRequest, replaceID string) (*Enrollment, error) {
 	if len(req.Label) > 64 {
 		return nil, Errorf(ClassInvalid, CodeInvalidRequest, "label is longer than 64 characters")
 	}
@@ -186,10 +192,18 @@ func (s *Service) Enroll(ctx context.Context, actor Actor, account string, req E
 		return nil, Errorf(ClassInvalid, CodeUnsupportedType, "device type must be totp or hardware-otp")
 	}
 	var ev AuditEvent
+	var replaced []AuditEvent
 	err := s.store.Update(ctx, func(t Tx) error {
-		out = nil
-		if _, err := s.authorizeChange(t, actor, account, now, true); err != nil {
+		out, replaced = nil, nil
+		if _, err := s.authorizeChange(t, actor, account, now, replaceID == ""); err != nil {
 			return err
+		}
+		if replaceID != "" {
+			evs, err := s.removeForReplace(t, actor, account, replaceID, string(req.Type))
+			if err != nil {
+				return err
+			}
+			replaced = evs
 		}
 		slots, _, err := s.countDevices(t, actor, account, now)
 		if err != nil {
@@ -237,6 +251,9 @@ func (s *Service) Enroll(ctx context.Context, actor Actor, account string, req E
 	})
 	if err != nil {
 		return nil, err
+	}
+	for _, e := range replaced {
+		s.logAudit(e)
 	}
 	s.logAudit(ev)
 	if key != nil {
@@ -406,6 +423,7 @@ func (s *Service) syncDevice(ctx context.Context, actor Actor, account, id strin
 		if activate {
 			d.State, d.ActivatedAt, d.ExpiresAt = StateActive, now, time.Time{}
 			a.EverEnrolled = true
+			a.TempCode = nil // a new device ends the temporary code's use
 		}
 		a.FailedAttempts, a.LastFailureAt = 0, time.Time{}
 		a.UpdatedAt = now
@@ -476,6 +494,8 @@ type AuthRequest struct {
 
 // AuthResult is a successful sign-in.
 type AuthResult struct {
+	// Method is how the sign-in was proven: device, temporary_code, recovery.
+	Method       string
 	Device       Device
 	StepUpToken  string
 	StepUpExpiry time.Time
@@ -490,8 +510,9 @@ func (s *Service) Authenticate(ctx context.Context, actor Actor, req AuthRequest
 	var refusal error
 	var events []AuditEvent
 	var hostStep uint64
+	var tempUsed bool
 	err := s.store.Update(ctx, func(t Tx) error {
-		matched, refusal, events = nil, nil, nil
+		matched, refusal, events, tempUsed = nil, nil, nil, false
 		a, err := t.Account(req.Account)
 		if err != nil {
 			return err
@@ -505,6 +526,22 @@ func (s *Service) Authenticate(ctx context.Context, actor Actor, req AuthRequest
 			ev := AuditEvent{Action: ActAuthenticate, Account: a.Name, Outcome: "fail", Detail: AsError(err).Code}
 			events = append(events, ev)
 			refusal = err
+			return s.audit(t, actor, ev)
+		}
+		if tc, ok := looksLikeTempCode(req.Code); ok {
+			if !s.useTempCode(t, a, tc, now) {
+				ev := AuditEvent{Action: ActTempCodeUsed, Detail: "temporary code refused"}
+				events = append(events, ev)
+				refusal = Errorf(ClassForbidden, CodeInvalidCode, "the temporary access code is wrong, used or expired")
+				return s.fail(t, actor, a, now, ev)
+			}
+			a.FailedAttempts, a.LastFailureAt = 0, time.Time{}
+			if err := t.PutAccount(a); err != nil {
+				return err
+			}
+			tempUsed = true
+			ev := AuditEvent{Action: ActTempCodeUsed, Account: a.Name, Detail: "signed in with a temporary access code (now spent)"}
+			events = append(events, ev)
 			return s.audit(t, actor, ev)
 		}
 		devs, err := t.Devices(req.Account)
@@ -592,10 +629,15 @@ func (s *Service) Authenticate(ctx context.Context, actor Actor, req AuthRequest
 	if refusal != nil {
 		return nil, refusal
 	}
+	if tempUsed {
+		res := &AuthResult{Method: SourceTemporaryCode}
+		res.StepUpToken, res.StepUpExpiry = s.stepUps.issue(actor.UID, req.Account, SourceTemporaryCode, now, s.policy.StepUpTTL)
+		return res, nil
+	}
 	if !matched.OTP.Event {
 		s.clock.observe(matched.ID, matched.OTP.Drift, matched.OTP.Period, hostStep, now)
 	}
-	res := &AuthResult{Device: *matched}
+	res := &AuthResult{Method: SourceDevice, Device: *matched}
 	res.Device.Secret = nil
 	res.StepUpToken, res.StepUpExpiry = s.stepUps.issue(actor.UID, req.Account, SourceDevice, now, s.policy.StepUpTTL)
 	return res, nil

@@ -32,6 +32,15 @@ type Policy struct {
 	StepUpTTL time.Duration
 	// Issuer names mfad in authenticator apps (otpauth issuer).
 	Issuer string
+	// TempCodeTTL is how long an admin's temporary access code lasts.
+	TempCodeTTL time.Duration
+	// Recovery of owner accounts: how long the e-mail and phone codes
+	// last, how many attempts and resends each allows, and how long the
+	// recovery session (the recovery token) lasts.
+	RecoveryCodeTTL  time.Duration
+	RecoveryAttempts int
+	RecoveryResends  int
+	RecoverySession  time.Duration
 }
 
 // DefaultPolicy is what mfad ships with.
@@ -49,6 +58,11 @@ func DefaultPolicy() Policy {
 		ResyncBudget:     5,
 		StepUpTTL:        5 * time.Minute,
 		Issuer:           "mfad",
+		TempCodeTTL:      24 * time.Hour,
+		RecoveryCodeTTL:  15 * time.Minute,
+		RecoveryAttempts: 5,
+		RecoveryResends:  3,
+		RecoverySession:  15 * time.Minute,
 	}
 }
 
@@ -75,6 +89,11 @@ func (p Policy) withDefaults() Policy {
 	setDur(&p.LockoutDuration, d.LockoutDuration)
 	setInt(&p.ResyncBudget, d.ResyncBudget)
 	setDur(&p.StepUpTTL, d.StepUpTTL)
+	setDur(&p.TempCodeTTL, d.TempCodeTTL)
+	setDur(&p.RecoveryCodeTTL, d.RecoveryCodeTTL)
+	setInt(&p.RecoveryAttempts, d.RecoveryAttempts)
+	setInt(&p.RecoveryResends, d.RecoveryResends)
+	setDur(&p.RecoverySession, d.RecoverySession)
 	if p.Issuer == "" {
 		p.Issuer = d.Issuer
 	}

@@ -34,6 +34,9 @@ type Config struct {
 	Keys KeyRing
 	// OnAudit sees every audit event once it is committed (the event stream).
 	OnAudit func(AuditEvent)
+	// Mailer and Phone deliver notices and recovery codes (nil: not configured).
+	Mailer Mailer
+	Phone  Phone
 }
 
 // Service is the domain's entry point: every use case is one method.
@@ -47,6 +50,9 @@ type Service struct {
 	fido    FIDOPolicy
 	keys    KeyRing
 	onAudit func(AuditEvent)
+	mailer  Mailer
+	phone   Phone
+	recov   *recoveries
 }
 
 // NewService returns a Service over store.
@@ -58,7 +64,8 @@ func NewService(store Store, cfg Config) *Service {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	svc := &Service{store: store, now: cfg.Now, log: cfg.Logger, policy: cfg.Policy.withDefaults(),
-		stepUps: newStepUps(), clock: newClockWatch(cfg.Logger), fido: cfg.FIDO, keys: cfg.Keys, onAudit: cfg.OnAudit}
+		stepUps: newStepUps(), clock: newClockWatch(cfg.Logger), fido: cfg.FIDO, keys: cfg.Keys, onAudit: cfg.OnAudit,
+		mailer: cfg.Mailer, phone: cfg.Phone, recov: newRecoveries()}
 	if svc.fido.TouchTimeout == 0 {
 		svc.fido.TouchTimeout = 30 * time.Second
 	}

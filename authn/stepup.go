@@ -89,3 +89,12 @@ func (s *stepUps) revoke(tok string) {
 	defer s.mu.Unlock()
 	delete(s.tokens, h)
 }
+
+// expiry returns when tok expires.
+func (s *stepUps) expiry(tok string) (string, time.Time, bool) {
+	h := sha256.Sum256([]byte(tok))
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	v, ok := s.tokens[h]
+	return v.account, v.expires, ok
+}

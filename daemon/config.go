@@ -10,6 +10,7 @@ import (
 	"github.com/BurntSushi/toml"
 
 	"github.com/mfad/mfad/authn"
+	"github.com/mfad/mfad/daemon/notify"
 )
 
 // Duration is a time.Duration written as "5s", "10m" in the config file.
@@ -52,6 +53,19 @@ type Config struct {
 	Lockout  LockoutConfig  `toml:"lockout"`
 	FIDO     FIDOConfig     `toml:"fido"`
 	Emulator EmulatorConfig `toml:"emulator"`
+	Recovery RecoveryConfig `toml:"recovery"`
+}
+
+// RecoveryConfig is how lost devices are recovered: the admin's temporary
+// access codes and the owners' e-mail and phone recovery, with the
+// channels that deliver codes and notices.
+type RecoveryConfig struct {
+	TemporaryCodeTTL Duration `toml:"temporary_code_ttl"`
+	CodeTTL          Duration `toml:"code_ttl"`
+	Attempts         int      `toml:"attempts"`
+	Resends          int      `toml:"resends"`
+	Session          Duration `toml:"session"`
+	notify.Config
 }
 
 // FIDOConfig is how mfad acts as a relying party for security keys.
@@ -153,8 +167,10 @@ func DefaultConfig() Config {
 			StepUpTTL: Duration{5 * time.Minute},
 		},
 		Lockout:  LockoutConfig{MaxFailures: 5, LockoutAfter: 10, Duration: Duration{15 * time.Minute}},
-		FIDO:     FIDOConfig{Attestation: "self", TouchTimeout: Duration{30 * time.Second}},
-		Emulator: EmulatorConfig{Presence: "auto"},
+		FIDO:     FIDOConfig{Attestation: "self", AAGUIDs: []string{}, TouchTimeout: Duration{30 * time.Second}},
+		Emulator: EmulatorConfig{Presence: "auto", Attach: []string{}},
+		Recovery: RecoveryConfig{TemporaryCodeTTL: Duration{24 * time.Hour}, CodeTTL: Duration{15 * time.Minute},
+			Attempts: 5, Resends: 3, Session: Duration{15 * time.Minute}},
 		Limits: LimitsConfig{
 			MaxBodyBytes: 64 << 10,
 			Connections:  256, ConnectionsPerUID: 32, ConnectionsRootReserved: 64,
@@ -245,6 +261,13 @@ func (c *Config) Validate() error {
 	if len(c.Emulator.Attach) > 0 && !c.Emulator.Enabled {
 		errs = append(errs, errors.New("emulator: attach needs enabled = true"))
 	}
+	r := c.Recovery
+	if r.TemporaryCodeTTL.Duration < time.Minute || r.CodeTTL.Duration < time.Minute || r.Session.Duration < time.Minute || r.Attempts < 1 || r.Resends < 0 {
+		errs = append(errs, errors.New("recovery: durations of at least 1m, attempts >= 1, resends >= 0"))
+	}
+	if err := r.Config.Validate(); err != nil {
+		errs = append(errs, err)
+	}
 	if c.Store.MaxBatch < 1 || c.Store.MaxBatch > 4096 {
 		errs = append(errs, errors.New("store: max_batch must be 1..4096"))
 	}
@@ -272,5 +295,10 @@ func (c *Config) Policy() authn.Policy {
 		ResyncBudget:     c.OTP.ResyncBudget,
 		StepUpTTL:        c.OTP.StepUpTTL.Duration,
 		Issuer:           c.OTP.Issuer,
+		TempCodeTTL:      c.Recovery.TemporaryCodeTTL.Duration,
+		RecoveryCodeTTL:  c.Recovery.CodeTTL.Duration,
+		RecoveryAttempts: c.Recovery.Attempts,
+		RecoveryResends:  c.Recovery.Resends,
+		RecoverySession:  c.Recovery.Session.Duration,
 	}
 }

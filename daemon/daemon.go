@@ -15,6 +15,7 @@ import (
 	"github.com/mfad/mfad/authn"
 	"github.com/mfad/mfad/authn/fido2"
 	"github.com/mfad/mfad/authn/store"
+	"github.com/mfad/mfad/daemon/notify"
 	"github.com/mfad/mfad/hw/emu"
 	"github.com/mfad/mfad/ipc/api"
 	"github.com/mfad/mfad/ipc/server"
@@ -61,11 +62,23 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if cfg.Emulator.Presence == "manual" {
 		keys.presence = emu.PresenceManual
 	}
-	svc := authn.NewService(st, authn.Config{Logger: log, Policy: cfg.Policy(), FIDO: fidoPolicy, Keys: keys,
+	mailer, phone, err := notify.New(cfg.Recovery.Config)
+	if err != nil {
+		return err
+	}
+	acfg := authn.Config{Logger: log, Policy: cfg.Policy(), FIDO: fidoPolicy, Keys: keys,
 		OnAudit: func(e authn.AuditEvent) {
 			ae := api.AuditEvent(e)
 			events.publish(api.Event{Event: "audit", Audit: &ae})
-		}})
+		}}
+	// Typed nils would look configured: set the channels only when they are.
+	if mailer != nil {
+		acfg.Mailer = mailer
+	}
+	if phone != nil {
+		acfg.Phone = phone
+	}
+	svc := authn.NewService(st, acfg)
 	for _, name := range cfg.Emulator.Attach {
 		if _, err := keys.AddEmulator(name, ""); err != nil {
 			return fmt.Errorf("attaching software key %s: %w", name, err)
@@ -110,7 +123,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	go func() { served <- srv.Serve(ln) }()
 	where := ln.Addr().String()
 	log.Info("serving", "socket", where, "socket_activated", activated, "version", Version)
-	notify(log, fmt.Sprintf("READY=1\nSTATUS=serving on %s", where))
+	sdNotify(log, fmt.Sprintf("READY=1\nSTATUS=serving on %s", where))
 
 	wdCtx, stopWatchdog := context.WithCancel(ctx)
 	defer stopWatchdog()
@@ -121,11 +134,11 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 
 	select {
 	case err := <-served:
-		notify(log, "STOPPING=1\nSTATUS=server failed")
+		sdNotify(log, "STOPPING=1\nSTATUS=server failed")
 		return fmt.Errorf("serve: %w", err)
 	case <-ctx.Done():
 	}
-	notify(log, "STOPPING=1\nSTATUS=finishing in-flight requests")
+	sdNotify(log, "STOPPING=1\nSTATUS=finishing in-flight requests")
 	log.Info("stopping: finishing in-flight requests")
 	sctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
 	defer cancel()

@@ -68,8 +68,8 @@ func listen(path, name string, log *slog.Logger) (net.Listener, bool, error) {
 	return l, false, nil
 }
 
-// notify sends a state to systemd; outside systemd it does nothing.
-func notify(log *slog.Logger, state string) {
+// sdNotify sends a state to systemd; outside systemd it does nothing.
+func sdNotify(log *slog.Logger, state string) {
 	if _, err := sddaemon.SdNotify(false, state); err != nil {
 		log.Warn("sd_notify failed", "err", err)
 	}
@@ -93,7 +93,7 @@ func watchdog(ctx context.Context, log *slog.Logger, healthy func() error) {
 				log.Error("health check failed; withholding watchdog ping", "err", err)
 				continue
 			}
-			notify(log, sddaemon.SdNotifyWatchdog)
+			sdNotify(log, sddaemon.SdNotifyWatchdog)
 		}
 	}
 }

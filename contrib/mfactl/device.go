@@ -182,7 +182,11 @@ func authenticateCmd(a *app) *cobra.Command {
 				return nil
 			}
 			if err := a.print(res, func(w *tabwriter.Writer) {
-				fmt.Fprintf(w, "signed in\t%s with device %s (%s)\n", res.Account, res.Device.ID, res.Device.Type)
+				if res.Device != nil {
+					fmt.Fprintf(w, "signed in\t%s with device %s (%s)\n", res.Account, res.Device.ID, res.Device.Type)
+				} else {
+					fmt.Fprintf(w, "signed in\t%s with a %s\n", res.Account, strings.ReplaceAll(res.Method, "_", " "))
+				}
 				fmt.Fprintf(w, "step-up token\t%s (until %s)\n", res.StepUpToken, res.StepUpExpiry.Local().Format("15:04:05"))
 				fmt.Fprintf(w, "use it\texport MFAD_STEP_UP=%s\n", res.StepUpToken)
 			}); err != nil {

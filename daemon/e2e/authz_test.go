@@ -19,42 +19,54 @@ import (
 // wantPerm is the permission each route must carry, written out here
 // independently of the route table so that a changed permission fails.
 var wantPerm = map[string]string{
-	"GET /v1/keys":                                   "anyone",
-	"POST /v1/keys/{id}/wink":                        "admin",
-	"POST /v1/keys/{id}/pin":                         "admin",
-	"POST /v1/keys/{id}/reset":                       "admin",
-	"GET /v1/emulators":                              "admin",
-	"POST /v1/emulators":                             "admin",
-	"DELETE /v1/emulators/{id}":                      "admin",
-	"POST /v1/emulators/{id}/{action}":               "admin",
-	"GET /v1/events":                                 "anyone",
-	"POST /v1/accounts/{name}/password-changed":      "root",
-	"GET /v1/accounts":                               "admin",
-	"POST /v1/accounts":                              "admin",
-	"GET /v1/accounts/{name}":                        "self",
-	"PATCH /v1/accounts/{name}":                      "admin",
-	"DELETE /v1/accounts/{name}":                     "admin",
-	"GET /v1/admin/backup":                           "admin",
-	"GET /v1/audit":                                  "admin",
-	"GET /v1/info":                                   "anyone",
-	"GET /v1/accounts/{name}/devices":                "self",
-	"POST /v1/accounts/{name}/devices":               "self",
-	"GET /v1/accounts/{name}/devices/{id}":           "self",
-	"POST /v1/accounts/{name}/devices/{id}/activate": "self",
-	"POST /v1/accounts/{name}/devices/{id}/resync":   "self",
-	"POST /v1/authenticate":                          "self-body",
-	"GET /v1/tokens":                                 "admin",
-	"POST /v1/tokens/import":                         "admin",
+	"DELETE /v1/accounts/{name}/devices/{id}":           "self",
+	"POST /v1/accounts/{name}/devices/{id}/deactivate":  "self",
+	"POST /v1/accounts/{name}/devices/{id}/replace":     "self",
+	"POST /v1/accounts/{name}/devices/{id}/report-lost": "self",
+	"POST /v1/accounts/{name}/temporary-code":           "admin",
+	"POST /v1/accounts/{name}/contact":                  "self",
+	"POST /v1/accounts/{name}/contact/verify":           "self",
+	"POST /v1/recovery":                                 "self-or-root",
+	"POST /v1/recovery/{id}/{step}":                     "recovery-starter",
+	"GET /v1/keys":                                      "anyone",
+	"POST /v1/keys/{id}/wink":                           "admin",
+	"POST /v1/keys/{id}/pin":                            "admin",
+	"POST /v1/keys/{id}/reset":                          "admin",
+	"GET /v1/emulators":                                 "admin",
+	"POST /v1/emulators":                                "admin",
+	"DELETE /v1/emulators/{id}":                         "admin",
+	"POST /v1/emulators/{id}/{action}":                  "admin",
+	"GET /v1/events":                                    "anyone",
+	"POST /v1/accounts/{name}/password-changed":         "root",
+	"GET /v1/accounts":                                  "admin",
+	"POST /v1/accounts":                                 "admin",
+	"GET /v1/accounts/{name}":                           "self",
+	"PATCH /v1/accounts/{name}":                         "admin",
+	"DELETE /v1/accounts/{name}":                        "admin",
+	"GET /v1/admin/backup":                              "admin",
+	"GET /v1/audit":                                     "admin",
+	"GET /v1/info":                                      "anyone",
+	"GET /v1/accounts/{name}/devices":                   "self",
+	"POST /v1/accounts/{name}/devices":                  "self",
+	"GET /v1/accounts/{name}/devices/{id}":              "self",
+	"POST /v1/accounts/{name}/devices/{id}/activate":    "self",
+	"POST /v1/accounts/{name}/devices/{id}/resync":      "self",
+	"POST /v1/authenticate":                             "self-body",
+	"GET /v1/tokens":                                    "admin",
+	"POST /v1/tokens/import":                            "admin",
 }
 
 // mayCall says who passes each permission: root, the admin-group member,
 // the account's own user, another user.
 var mayCall = map[string]map[string]bool{
-	"anyone":    {"": true, userAdmin: true, userSelf: true, userOther: true},
-	"self":      {"": true, userAdmin: true, userSelf: true},
-	"self-body": {"": true, userAdmin: true, userSelf: true},
-	"admin":     {"": true, userAdmin: true},
-	"root":      {"": true},
+	"anyone":       {"": true, userAdmin: true, userSelf: true, userOther: true},
+	"self":         {"": true, userAdmin: true, userSelf: true},
+	"self-body":    {"": true, userAdmin: true, userSelf: true},
+	"admin":        {"": true, userAdmin: true},
+	"root":         {"": true},
+	"self-or-root": {"": true, userSelf: true},
+	// any peer reaches a recovery, which then refuses all but its starter
+	"recovery-starter": {"": true, userAdmin: true, userSelf: true, userOther: true},
 }
 
 func TestEveryRouteHasItsPermission(t *testing.T) {
@@ -97,7 +109,7 @@ func TestAuthorizationMatrix(t *testing.T) {
 		for _, who := range []string{userOther, userSelf, userAdmin, ""} {
 			ensure()
 			n++
-			path := strings.NewReplacer("{name}", userSelf, "{id}", "0123456789abcdef", "{action}", "touch").Replace(r.Pattern)
+			path := strings.NewReplacer("{name}", userSelf, "{id}", "0123456789abcdef", "{action}", "touch", "{step}", "email").Replace(r.Pattern)
 			if r.Pattern == "/v1/events" {
 				continue // a stream: its permission is tested in TestEventsStream
 			}
@@ -117,6 +129,14 @@ func TestAuthorizationMatrix(t *testing.T) {
 				body = `{"pin":"123456"}`
 			case "POST /v1/emulators":
 				body = fmt.Sprintf(`{"name":"e2e-%d"}`, n)
+			case "POST /v1/accounts/{name}/devices/{id}/replace":
+				body = `{"type":"totp"}`
+			case "POST /v1/accounts/{name}/contact":
+				body = `{"email":"new@example.org"}`
+			case "POST /v1/accounts/{name}/contact/verify", "POST /v1/recovery/{id}/{step}":
+				body = `{"code":"123456"}`
+			case "POST /v1/recovery":
+				body = `{"account":"` + userSelf + `"}`
 			case "POST /v1/tokens/import":
 				body = `{"pskc":"<x/>"}`
 			}

@@ -18,6 +18,15 @@ const (
 
 	PathPasswordChanged = "/v1/accounts/{name}/password-changed"
 
+	PathDeviceDeactivate = "/v1/accounts/{name}/devices/{id}/deactivate"
+	PathDeviceReplace    = "/v1/accounts/{name}/devices/{id}/replace"
+	PathDeviceReportLost = "/v1/accounts/{name}/devices/{id}/report-lost"
+	PathTemporaryCode    = "/v1/accounts/{name}/temporary-code"
+	PathContact          = "/v1/accounts/{name}/contact"
+	PathContactVerify    = "/v1/accounts/{name}/contact/verify"
+	PathRecovery         = "/v1/recovery"
+	PathRecoveryStep     = "/v1/recovery/{id}/{step}" // email, phone, resend
+
 	PathKeys           = "/v1/keys"
 	PathKeyWink        = "/v1/keys/{id}/wink"
 	PathKeyPIN         = "/v1/keys/{id}/pin"
@@ -109,6 +118,11 @@ const (
 	CodeKeyNotFound          = "key_not_found"
 	CodeEmulatorsDisabled    = "emulators_disabled"
 	CodeResetWindow          = "reset_window_passed"
+	CodeRecoveryNeedsAdmin   = "recovery_needs_admin"
+	CodeRecoveryWrongStep    = "recovery_wrong_step"
+	CodeRecoveryAborted      = "recovery_aborted"
+	CodeRecoveryDelivery     = "recovery_delivery_failed"
+	CodeContactNotPending    = "contact_not_pending"
 )
 
 // Info answers GET /v1/info.
@@ -311,9 +325,11 @@ func (a Authenticate) AccountName() string { return a.Account }
 
 // AuthResult answers a successful authentication.
 type AuthResult struct {
-	OK           bool      `json:"ok"`
+	OK bool `json:"ok"`
+	// Method is how the sign-in was proven: device, temporary_code or recovery.
+	Method       string    `json:"method"`
 	Account      string    `json:"account"`
-	Device       Device    `json:"device"`
+	Device       *Device   `json:"device,omitempty"`
 	StepUpToken  string    `json:"step_up_token"`
 	StepUpExpiry time.Time `json:"step_up_expires_at"`
 	Warning      string    `json:"warning,omitempty"`
@@ -425,4 +441,52 @@ type Event struct {
 	OK     *bool       `json:"ok,omitempty"`
 	Result any         `json:"result,omitempty"`
 	Error  *Problem    `json:"error,omitempty"`
+}
+
+// TemporaryCodeRequest is the body of POST /v1/accounts/{name}/temporary-code.
+type TemporaryCodeRequest struct {
+	TTLHours int `json:"ttl_hours,omitempty"` // default 24
+}
+
+// TemporaryCode answers it: the code is shown this once.
+type TemporaryCode struct {
+	Code      string    `json:"code"`
+	ExpiresAt time.Time `json:"expires_at"`
+}
+
+// ContactChange is the body of POST /v1/accounts/{name}/contact: one of them.
+type ContactChange struct {
+	Email string `json:"email,omitempty"`
+	Phone string `json:"phone,omitempty"`
+}
+
+// ContactSent answers it: where the code went (masked).
+type ContactSent struct {
+	SentTo string `json:"sent_to"`
+	Next   string `json:"next"`
+}
+
+// Code is the body of code-proving routes.
+type Code struct {
+	Code string `json:"code"`
+}
+
+// RecoveryStart is the body of POST /v1/recovery.
+type RecoveryStart struct {
+	Account string `json:"account"`
+}
+
+// AccountName names the account the request acts on (for the router).
+func (r RecoveryStart) AccountName() string { return r.Account }
+
+// Recovery is an owner recovery's state. RecoveryToken appears once both
+// codes were proven: it signs in once (/v1/authenticate) and is the
+// step-up for replacing devices until ExpiresAt.
+type Recovery struct {
+	ID            string    `json:"id"`
+	Account       string    `json:"account"`
+	Stage         string    `json:"stage"` // email, phone, done
+	SentTo        string    `json:"sent_to,omitempty"`
+	ExpiresAt     time.Time `json:"expires_at"`
+	RecoveryToken string    `json:"recovery_token,omitempty"`
 }

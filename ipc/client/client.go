@@ -416,3 +416,71 @@ func (c *Client) Events(ctx context.Context, fn func(api.Event) bool) error {
 	}
 	return sc.Err()
 }
+
+// DeactivateDevice calls POST /v1/accounts/{name}/devices/{id}/deactivate.
+func (c *Client) DeactivateDevice(ctx context.Context, account, id string) (*api.Device, error) {
+	var out api.Device
+	return &out, c.Do(ctx, "POST", devicePath(api.PathDeviceDeactivate, account, id), nil, &out, nil)
+}
+
+// DeleteDevice calls DELETE /v1/accounts/{name}/devices/{id}.
+func (c *Client) DeleteDevice(ctx context.Context, account, id string, returnToInventory bool) error {
+	p := devicePath(api.PathDevice, account, id)
+	if returnToInventory {
+		p += "?return_to_inventory=true"
+	}
+	return c.Do(ctx, "DELETE", p, nil, nil, nil)
+}
+
+// ReplaceDevice calls POST /v1/accounts/{name}/devices/{id}/replace; a
+// security key replacement streams its progress to onEvent.
+func (c *Client) ReplaceDevice(ctx context.Context, account, id string, req api.CreateDevice, onEvent func(api.Event)) (*api.Enrollment, error) {
+	var out api.Enrollment
+	p := devicePath(api.PathDeviceReplace, account, id)
+	if req.Type == "fido" {
+		return &out, c.stream(ctx, "POST", p, req, &out, onEvent)
+	}
+	return &out, c.Do(ctx, "POST", p, req, &out, nil)
+}
+
+// ReportLost calls POST /v1/accounts/{name}/devices/{id}/report-lost.
+func (c *Client) ReportLost(ctx context.Context, account, id string) (*api.Device, error) {
+	var out api.Device
+	return &out, c.Do(ctx, "POST", devicePath(api.PathDeviceReportLost, account, id), nil, &out, nil)
+}
+
+// TemporaryCode calls POST /v1/accounts/{name}/temporary-code.
+func (c *Client) TemporaryCode(ctx context.Context, account string, ttlHours int) (*api.TemporaryCode, error) {
+	var out api.TemporaryCode
+	return &out, c.Do(ctx, "POST", devicePath(api.PathTemporaryCode, account, ""), api.TemporaryCodeRequest{TTLHours: ttlHours}, &out, nil)
+}
+
+// ChangeContact calls POST /v1/accounts/{name}/contact.
+func (c *Client) ChangeContact(ctx context.Context, account string, req api.ContactChange) (*api.ContactSent, error) {
+	var out api.ContactSent
+	return &out, c.Do(ctx, "POST", devicePath(api.PathContact, account, ""), req, &out, nil)
+}
+
+// VerifyContact calls POST /v1/accounts/{name}/contact/verify.
+func (c *Client) VerifyContact(ctx context.Context, account, code string) (*api.Account, error) {
+	var out api.Account
+	return &out, c.Do(ctx, "POST", devicePath(api.PathContactVerify, account, ""), api.Code{Code: code}, &out, nil)
+}
+
+// StartRecovery calls POST /v1/recovery.
+func (c *Client) StartRecovery(ctx context.Context, account string) (*api.Recovery, error) {
+	var out api.Recovery
+	return &out, c.Do(ctx, "POST", api.PathRecovery, api.RecoveryStart{Account: account}, &out, nil)
+}
+
+// RecoveryStep calls POST /v1/recovery/{id}/{step}: "email" or "phone"
+// with the code, or "resend" (code empty).
+func (c *Client) RecoveryStep(ctx context.Context, id, step, code string) (*api.Recovery, error) {
+	var out api.Recovery
+	var in any
+	if step != "resend" {
+		in = api.Code{Code: code}
+	}
+	p := strings.NewReplacer("{id}", url.PathEscape(id), "{step}", url.PathEscape(step)).Replace(api.PathRecoveryStep)
+	return &out, c.Do(ctx, "POST", p, in, &out, nil)
+}

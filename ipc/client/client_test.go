@@ -79,6 +79,18 @@ func TestOneMethodPerRoute(t *testing.T) {
 		func() error { return c.RemoveEmulator(ctx, "e") },
 		func() error { return c.EmulatorAction(ctx, "e", "touch", nil) },
 		func() error { return c.Events(ctx, func(api.Event) bool { return false }) },
+		func() error { _, err := c.DeactivateDevice(ctx, "a", "d"); return err },
+		func() error { return c.DeleteDevice(ctx, "a", "d", false) },
+		func() error {
+			_, err := c.ReplaceDevice(ctx, "a", "d", api.CreateDevice{Type: "totp"}, nil)
+			return err
+		},
+		func() error { _, err := c.ReportLost(ctx, "a", "d"); return err },
+		func() error { _, err := c.TemporaryCode(ctx, "a", 0); return err },
+		func() error { _, err := c.ChangeContact(ctx, "a", api.ContactChange{Email: "x@y.z"}); return err },
+		func() error { _, err := c.VerifyContact(ctx, "a", "1"); return err },
+		func() error { _, err := c.StartRecovery(ctx, "a"); return err },
+		func() error { _, err := c.RecoveryStep(ctx, "r", "email", "1"); return err },
 	}
 	for i, call := range calls {
 		if err := call(); err != nil {

@@ -98,13 +98,28 @@ func (s *Server) createDevice(c *call) error {
 			return api.Enrollment{Device: apiDevice(d), Next: "the key is active: sign in with it (POST /v1/authenticate)"}, nil
 		})
 	}
+	er, err := enrollRequest(req)
+	if err != nil {
+		return err
+	}
+	e, err := s.b.Devices.Enroll(c.ctx(), c.actor(), c.account, er)
+	if err != nil {
+		return err
+	}
+	c.w.Header().Set("Location", strings.NewReplacer("{name}", c.account, "{id}", e.Device.ID).Replace(api.PathDevice))
+	writeJSON(c.w, http.StatusCreated, s.enrollment(c, e))
+	return nil
+}
+
+// enrollRequest turns the wire request of an OTP device into authn's.
+func enrollRequest(req api.CreateDevice) (authn.EnrollRequest, error) {
 	er := authn.EnrollRequest{Type: authn.DeviceType(req.Type), Label: req.Label, Serial: req.Serial}
 	if req.Algorithm != "" || req.Digits != 0 || req.Period != 0 {
 		p := totp.DefaultParams
 		if req.Algorithm != "" {
 			alg, err := totp.ParseAlgorithm(req.Algorithm)
 			if err != nil {
-				return authn.Errorf(authn.ClassInvalid, authn.CodeInvalidRequest, "algorithm must be SHA1, SHA256 or SHA512")
+				return er, authn.Errorf(authn.ClassInvalid, authn.CodeInvalidRequest, "algorithm must be SHA1, SHA256 or SHA512")
 			}
 			p.Algorithm = alg
 		}
@@ -116,18 +131,17 @@ func (s *Server) createDevice(c *call) error {
 		}
 		er.Params = &p
 	}
-	e, err := s.b.Devices.Enroll(c.ctx(), c.actor(), c.account, er)
-	if err != nil {
-		return err
-	}
+	return er, nil
+}
+
+// enrollment is the wire form of a new OTP enrollment (secret shown once).
+func (s *Server) enrollment(c *call, e *authn.Enrollment) api.Enrollment {
 	out := api.Enrollment{Device: apiDevice(&e.Device), OTPAuthURI: e.URI, QRPNG: e.QRPNG,
 		Next: "activate it with two consecutive codes: POST " + strings.NewReplacer("{name}", c.account, "{id}", e.Device.ID).Replace(api.PathDeviceActivate)}
 	if e.Secret != nil {
 		out.Secret = totp.EncodeSecret(e.Secret)
 	}
-	c.w.Header().Set("Location", strings.NewReplacer("{name}", c.account, "{id}", e.Device.ID).Replace(api.PathDevice))
-	writeJSON(c.w, http.StatusCreated, out)
-	return nil
+	return out
 }
 
 func (s *Server) activateDevice(c *call) error { return s.syncDevice(c, true) }
@@ -157,12 +171,24 @@ func (s *Server) authenticate(c *call) error {
 		return err
 	}
 	result := func(res *authn.AuthResult) api.AuthResult {
-		out := api.AuthResult{OK: true, Account: req.Account, Device: apiDevice(&res.Device),
+		out := api.AuthResult{OK: true, Method: res.Method, Account: req.Account,
 			StepUpToken: res.StepUpToken, StepUpExpiry: res.StepUpExpiry}
+		if res.Device.ID != "" {
+			d := apiDevice(&res.Device)
+			out.Device = &d
+		}
 		if devs, err := s.b.Devices.Devices(req.Account); err == nil {
 			out.Warning = singleDeviceWarning(devs)
 		}
 		return out
+	}
+	if req.RecoveryToken != "" {
+		res, err := s.b.Devices.AuthenticateRecovery(c.ctx(), c.actor(), req.Account, req.RecoveryToken)
+		if err != nil {
+			return err
+		}
+		writeJSON(c.w, http.StatusOK, result(res))
+		return nil
 	}
 	if req.Code == "" {
 		return c.runLong(func(progress func(string, map[string]any)) (any, error) {

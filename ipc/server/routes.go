@@ -27,7 +27,10 @@ type Route struct {
 	// timeout) and count against the per-uid stream limit.
 	Stream  bool
 	MaxBody int64 // 0: the server default
-	handle  func(*call) error
+	// BodyAccount: the account the permission is checked against is named
+	// in the request body (checked once decoded), not in the path.
+	BodyAccount bool
+	handle      func(*call) error
 }
 
 // call is one request as a handler sees it.
@@ -57,6 +60,13 @@ func (s *Server) routeTable() []Route {
 		{Method: "GET", Pattern: api.PathDevice, Perm: PermSelf, handle: s.getDevice},
 		{Method: "POST", Pattern: api.PathDeviceActivate, Perm: PermSelf, handle: s.activateDevice},
 		{Method: "POST", Pattern: api.PathDeviceResync, Perm: PermSelf, handle: s.resyncDevice},
+		{Method: "DELETE", Pattern: api.PathDevice, Perm: PermSelf, handle: s.deleteDevice},
+		{Method: "POST", Pattern: api.PathDeviceDeactivate, Perm: PermSelf, handle: s.deactivateDevice},
+		{Method: "POST", Pattern: api.PathDeviceReplace, Perm: PermSelf, handle: s.replaceDevice},
+		{Method: "POST", Pattern: api.PathDeviceReportLost, Perm: PermSelf, handle: s.reportLost},
+		{Method: "POST", Pattern: api.PathTemporaryCode, Perm: PermAdmin, handle: s.temporaryCode},
+		{Method: "POST", Pattern: api.PathContact, Perm: PermSelf, handle: s.contactChange},
+		{Method: "POST", Pattern: api.PathContactVerify, Perm: PermSelf, handle: s.contactVerify},
 		{Method: "GET", Pattern: api.PathBackup, Perm: PermAdmin, Stream: true, handle: s.backup},
 		{Method: "GET", Pattern: api.PathAudit, Perm: PermAdmin, handle: s.audit},
 		{Method: "POST", Pattern: api.PathAuthenticate, Perm: PermSelfBody, handle: s.authenticate},
@@ -67,6 +77,8 @@ func (s *Server) routeTable() []Route {
 		{Method: "GET", Pattern: api.PathEvents, Perm: PermAnyone, Stream: true, handle: s.events},
 		{Method: "GET", Pattern: api.PathInfo, Perm: PermAnyone, handle: s.info},
 		{Method: "GET", Pattern: api.PathKeys, Perm: PermAnyone, handle: s.listKeys},
+		{Method: "POST", Pattern: api.PathRecovery, Perm: PermSelfOrRoot, BodyAccount: true, handle: s.startRecovery},
+		{Method: "POST", Pattern: api.PathRecoveryStep, Perm: PermRecoveryStarter, handle: s.recoveryStep},
 		{Method: "POST", Pattern: api.PathKeyPIN, Perm: PermAdmin, handle: s.keyPIN},
 		{Method: "POST", Pattern: api.PathKeyReset, Perm: PermAdmin, handle: s.resetKey},
 		{Method: "POST", Pattern: api.PathKeyWink, Perm: PermAdmin, handle: s.winkKey},
@@ -85,7 +97,7 @@ func (s *Server) wrap(rt *Route) http.Handler {
 		}
 		c := &call{w: w, r: r, p: p, s: s, route: rt, account: r.PathValue("name")}
 		// Routes that name their account in the body are checked once it is decoded.
-		if rt.Perm != PermSelfBody && !allowed(rt.Perm, p, c.account) {
+		if rt.Perm != PermSelfBody && !rt.BodyAccount && !allowed(rt.Perm, p, c.account) {
 			s.deny(c)
 			return
 		}
@@ -158,13 +170,17 @@ func (c *call) decode(v any) error {
 	if dec.More() {
 		return newProblem(http.StatusBadRequest, api.CodeInvalidRequest, "malformed JSON body: more than one value")
 	}
-	if c.route.Perm == PermSelfBody {
+	if c.route.Perm == PermSelfBody || c.route.BodyAccount {
 		n, ok := v.(accountNamer)
 		if !ok {
-			return errors.New("server: PermSelfBody route without an account in its body")
+			return errors.New("server: body-account route without an account in its body")
 		}
 		c.account = n.AccountName()
-		if !allowed(PermSelf, c.p, c.account) {
+		perm := c.route.Perm
+		if perm == PermSelfBody {
+			perm = PermSelf
+		}
+		if !allowed(perm, c.p, c.account) {
 			c.s.deny(c)
 			return errAnswered
 		}

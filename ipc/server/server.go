@@ -86,6 +86,17 @@ type DeviceBackend interface {
 	Authenticate(ctx context.Context, actor authn.Actor, req authn.AuthRequest) (*authn.AuthResult, error)
 	EnrollFIDO(ctx context.Context, actor authn.Actor, account string, req authn.FIDOEnrollRequest, progress authn.Progress) (*authn.Device, error)
 	AuthenticateFIDO(ctx context.Context, actor authn.Actor, req authn.FIDOAuthRequest, progress authn.Progress) (*authn.AuthResult, error)
+	AuthenticateRecovery(ctx context.Context, actor authn.Actor, account, token string) (*authn.AuthResult, error)
+	Deactivate(ctx context.Context, actor authn.Actor, account, id string) (*authn.Device, error)
+	Delete(ctx context.Context, actor authn.Actor, account, id string, opts authn.DeleteOptions) error
+	ReportLost(ctx context.Context, actor authn.Actor, account, id string) (*authn.Device, error)
+	Replace(ctx context.Context, actor authn.Actor, account, id string, req authn.EnrollRequest) (*authn.Enrollment, error)
+	IssueTemporaryCode(ctx context.Context, actor authn.Actor, account string, ttl time.Duration) (*authn.TemporaryCode, error)
+	RequestContactChange(ctx context.Context, actor authn.Actor, account string, c authn.ContactChange) (string, error)
+	VerifyContactChange(ctx context.Context, actor authn.Actor, account, code string) (*authn.Account, error)
+	StartRecovery(ctx context.Context, actor authn.Actor, account string) (*authn.RecoveryStatus, error)
+	VerifyRecoveryCode(ctx context.Context, actor authn.Actor, id, stage, code string) (*authn.RecoveryStatus, error)
+	ResendRecoveryCode(ctx context.Context, actor authn.Actor, id string) (*authn.RecoveryStatus, error)
 }
 
 // TokenBackend keeps the hardware token inventory (authn.Service).

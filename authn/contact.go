@@ -1,0 +1,141 @@
+package authn
+
+import (
+	"context"
+	"crypto/subtle"
+	"fmt"
+	"time"
+)
+
+// ActContact records contact changes.
+const (
+	ActContactRequest = "account.contact_request"
+	ActContactVerify  = "account.contact_verify"
+)
+
+// PendingContact is a change of e-mail or phone waiting for the code sent
+// to the new address or number.
+type PendingContact struct {
+	Kind      string    `json:"kind"` // email or phone
+	Value     string    `json:"value"`
+	CodeHash  []byte    `json:"code_hash"`
+	ExpiresAt time.Time `json:"expires_at"`
+	Attempts  int       `json:"attempts"`
+}
+
+// ContactChange asks to change the account's e-mail or phone.
+type ContactChange struct {
+	Email string
+	Phone string
+}
+
+// RequestContactChange sends a code to the new e-mail address or phone
+// number; the change takes effect once the code comes back. The account's
+// own user needs a step-up when the account has an active device; changing
+// an owner's phone needs an admin (as AWS requires for a root user's phone).
+func (s *Service) RequestContactChange(ctx context.Context, actor Actor, account string, c ContactChange) (string, error) {
+	if (c.Email == "") == (c.Phone == "") {
+		return "", Errorf(ClassInvalid, CodeInvalidRequest, "give either email or phone")
+	}
+	if err := validateContact(c.Email, c.Phone); err != nil {
+		return "", err
+	}
+	now := s.now().UTC()
+	kind, value := "email", c.Email
+	if c.Phone != "" {
+		kind, value = "phone", c.Phone
+	}
+	if kind == "email" && s.mailer == nil || kind == "phone" && s.phone == nil {
+		return "", Errorf(ClassForbidden, CodeRecoveryNeedsAdmin, "no %s channel is configured on this host: ask an admin to record the change", kind)
+	}
+	code := randomDigits(6)
+	var ev AuditEvent
+	err := s.store.Update(ctx, func(t Tx) error {
+		a, err := s.authorizeChange(t, actor, account, now, false)
+		if err != nil {
+			return err
+		}
+		if kind == "phone" && a.Kind == KindOwner && !actor.Admin {
+			return Errorf(ClassForbidden, CodePermissionDenied, "changing an owner account's phone needs an admin")
+		}
+		a.PendingContact = &PendingContact{Kind: kind, Value: value, CodeHash: hashCode(code), ExpiresAt: now.Add(s.policy.RecoveryCodeTTL)}
+		a.UpdatedAt = now
+		if err := t.PutAccount(a); err != nil {
+			return err
+		}
+		ev = AuditEvent{Action: ActContactRequest, Account: account, Detail: kind + " change requested"}
+		return s.audit(t, actor, ev)
+	})
+	if err != nil {
+		return "", err
+	}
+	s.logAudit(ev)
+	sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if kind == "email" {
+		err = s.mailer.SendMail(sctx, value, "mfad: confirm your new e-mail address",
+			fmt.Sprintf("Confirm this address for mfad account %s with the code %s (valid %d minutes).", account, code, int(s.policy.RecoveryCodeTTL/time.Minute)))
+	} else {
+		err = s.phone.SendCode(sctx, value, account, code)
+	}
+	if err != nil {
+		s.log.Error("contact code not delivered", "account", account, "kind", kind, "err", err)
+		return "", Errorf(ClassUnavailable, CodeRecoveryDelivery, "the code could not be delivered to the new %s", kind)
+	}
+	if kind == "email" {
+		return maskEmail(value), nil
+	}
+	return maskPhone(value), nil
+}
+
+// VerifyContactChange applies the pending change when code matches; the
+// new contact is then verified.
+func (s *Service) VerifyContactChange(ctx context.Context, actor Actor, account, code string) (*Account, error) {
+	now := s.now().UTC()
+	var out *Account
+	var refusal error
+	var ev AuditEvent
+	err := s.store.Update(ctx, func(t Tx) error {
+		refusal = nil
+		a, err := s.authorizeChange(t, actor, account, now, false)
+		if err != nil {
+			return err
+		}
+		if err := s.throttle(a, now); err != nil {
+			return err
+		}
+		p := a.PendingContact
+		if p == nil || !now.Before(p.ExpiresAt) {
+			return Errorf(ClassConflict, CodeContactNotPending, "no contact change is waiting for a code (it may have expired)")
+		}
+		if subtle.ConstantTimeCompare(hashCode(normalizeDigits(code)), p.CodeHash) != 1 {
+			p.Attempts++
+			if p.Attempts >= s.policy.RecoveryAttempts {
+				a.PendingContact = nil
+			}
+			refusal = Errorf(ClassForbidden, CodeInvalidCode, "wrong code for the new %s", p.Kind)
+			return s.fail(t, actor, a, now, AuditEvent{Action: ActContactVerify, Detail: p.Kind + " code refused"})
+		}
+		if p.Kind == "email" {
+			a.Email, a.EmailVerified = p.Value, true
+		} else {
+			a.Phone, a.PhoneVerified = p.Value, true
+		}
+		a.PendingContact = nil
+		a.UpdatedAt = now
+		if err := t.PutAccount(a); err != nil {
+			return err
+		}
+		out = a
+		ev = AuditEvent{Action: ActContactVerify, Account: account, Detail: p.Kind + " changed and verified"}
+		return s.audit(t, actor, ev)
+	})
+	if err != nil {
+		return nil, err
+	}
+	if refusal != nil {
+		return nil, refusal
+	}
+	s.logAudit(ev)
+	return out, nil
+}
