@@ -40,7 +40,7 @@ func accountCmd(a *app) *cobra.Command {
 				return a.printAccount(x)
 			},
 		},
-		accountCreateCmd(a),
+		accountCreateCmd(a), contactCmd(a),
 		accountUpdateCmd(a),
 		&cobra.Command{
 			Use: "delete NAME", Short: "Delete an account and its devices (admin)", Args: cobra.ExactArgs(1),

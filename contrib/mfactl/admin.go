@@ -81,7 +81,7 @@ func adminCmd(a *app) *cobra.Command {
 				return nil
 			},
 		},
-		restoreCmd(a),
+		restoreCmd(a), tempCodeCmd(a), adminDeactivateCmd(a),
 		&cobra.Command{
 			Use: "unlock ACCOUNT", Short: "Clear an account's failed attempts and lockout (admin)", Args: cobra.ExactArgs(1),
 			ValidArgsFunction: a.completeAccounts,

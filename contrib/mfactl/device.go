@@ -30,6 +30,7 @@ func accountArg(args []string, i int) (string, error) {
 
 func deviceCmd(a *app) *cobra.Command {
 	cmd := &cobra.Command{Use: "device", Short: "Enroll, activate, resync and list MFA devices"}
+	cmd.AddCommand(lifecycleCmds(a)...)
 	cmd.AddCommand(deviceAddCmd(a), deviceCodesCmd(a, "activate"), deviceCodesCmd(a, "resync"), &cobra.Command{
 		Use: "list [ACCOUNT]", Short: "List an account's devices (default: yours)", Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -90,21 +91,7 @@ func deviceAddCmd(a *app) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if a.json {
-				return a.print(e, nil)
-			}
-			fmt.Fprintf(a.out, "device %s (%s) is pending until %s\n", e.Device.ID, e.Device.Type, e.Device.ExpiresAt.Local().Format("15:04:05"))
-			if e.Secret != "" {
-				if len(e.QRPNG) > 0 && !noQR {
-					if err := drawQR(a.out, e.QRPNG); err != nil {
-						fmt.Fprintln(a.errOut, "(cannot draw the QR code:", err, ")")
-					}
-				}
-				fmt.Fprintf(a.out, "secret: %s\nuri:    %s\n", e.Secret, e.OTPAuthURI)
-				fmt.Fprintln(a.out, "this is the only time mfad shows the secret.")
-			}
-			fmt.Fprintf(a.out, "activate it with two consecutive codes:\n  mfactl device activate %s %s CODE1 CODE2\n", name, e.Device.ID)
-			return nil
+			return a.showEnrollment(name, e, noQR)
 		},
 	}
 	cmd.Flags().StringVar(&req.Label, "label", "", "a name for the device (\"phone\", \"yubikey 5\")")

@@ -56,7 +56,7 @@ func newRoot(a *app) *cobra.Command {
 	root.PersistentFlags().StringVar(&a.socket, "socket", client.SocketFromEnv(), "mfad API socket ($MFAD_SOCKET)")
 	root.PersistentFlags().BoolVar(&a.json, "json", false, "print JSON instead of tables")
 	root.PersistentFlags().StringVar(&a.bearer, "step-up", os.Getenv("MFAD_STEP_UP"), "step-up token from `mfactl authenticate` ($MFAD_STEP_UP)")
-	root.AddCommand(infoCmd(a), accountCmd(a), deviceCmd(a), authenticateCmd(a), tokenCmd(a), keyCmd(a), emulatorCmd(a), eventsCmd(a), auditCmd(a), adminCmd(a))
+	root.AddCommand(infoCmd(a), accountCmd(a), deviceCmd(a), authenticateCmd(a), tokenCmd(a), keyCmd(a), emulatorCmd(a), eventsCmd(a), recoverCmd(a), auditCmd(a), adminCmd(a))
 	return root
 }
 
