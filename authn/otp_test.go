@@ -33,6 +33,7 @@ func (c *clock) Add(d time.Duration) {
 
 type fixture struct {
 	svc   *authn.Service
+	st    *store.Store
 	clk   *clock
 	dir   string
 	ctx   context.Context
@@ -50,6 +51,7 @@ func newFixture(t *testing.T) *fixture {
 	t.Cleanup(func() { st.Close() })
 	clk := &clock{t: time.Unix(1_800_000_000, 0).UTC()}
 	return &fixture{
+		st:  st,
 		svc: authn.NewService(st, authn.Config{Now: clk.Now}),
 		clk: clk, dir: dir, ctx: context.Background(),
 		admin: authn.Actor{UID: 0, Name: "root", Admin: true},

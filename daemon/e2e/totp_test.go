@@ -55,6 +55,9 @@ func mfactlCmd(who, sock string, args ...string) *exec.Cmd {
 		uid, _ := strconv.Atoi(u.Uid)
 		gid, _ := strconv.Atoi(u.Gid)
 		cmd.SysProcAttr = credOf(uint32(uid), uint32(gid))
+		if who == userAdmin {
+			cmd.SysProcAttr.Credential.Groups = []uint32{uint32(adminG)}
+		}
 	}
 	return cmd
 }

@@ -26,7 +26,7 @@ func PhoneScript(t testing.TB, dir string) (path string, read func() []PhoneMess
 	path = filepath.Join(dir, "mfad-phone")
 	log := filepath.Join(dir, "mfad-phone.log")
 	script := "#!/bin/sh\n" +
-		"printf '%s %s %s\\n' \"$MFAD_PHONE\" \"$MFAD_ACCOUNT\" \"$MFAD_CODE\" >> " + shellQuote(log) + "\n"
+		"printf '%s\\t%s\\t%s\\n' \"$MFAD_PHONE\" \"$MFAD_ACCOUNT\" \"$MFAD_CODE\" >> " + shellQuote(log) + "\n"
 	if err := os.WriteFile(path, []byte(script), 0o755); err != nil {
 		t.Fatalf("notifytest: %v", err)
 	}
@@ -41,7 +41,8 @@ func PhoneScript(t testing.TB, dir string) (path string, read func() []PhoneMess
 		}
 		var msgs []PhoneMessage
 		for _, line := range strings.Split(strings.TrimSuffix(string(b), "\n"), "\n") {
-			f := strings.Fields(line)
+			// Tab-separated: phone numbers may hold spaces.
+			f := strings.Split(line, "\t")
 			if len(f) != 3 {
 				t.Errorf("notifytest: phone log line %q: want 3 fields", line)
 				continue
