@@ -12,7 +12,7 @@ import (
 // non-test code may import. The standard library is always allowed.
 var allowedImports = map[string][]string{
 	"daemon":            {"*"},
-	"daemon/cmd/mfad":   {"daemon"},
+	"daemon/cmd/mfad":   {"daemon", "daemon/emulator"},
 	"daemon/e2e":        {},
 	"hw/ctaphid":        {},
 	"hw/ctap2":          {"github.com/fxamacker/cbor/v2", "golang.org/x/crypto", "github.com/x448/float16"},
@@ -30,6 +30,7 @@ var allowedImports = map[string][]string{
 	"ipc/server":        {"ipc/api", "ipc/peercred", "authn"},
 	"ipc/client":        {"ipc/api"},
 	"contrib/mfactl":    {"ipc/client", "ipc/api", "github.com/spf13/cobra", "github.com/spf13/pflag", "golang.org/x/term"},
+	"contrib/vmtest":    {"*"}, // the VM test harness and its probe drive every layer
 	"contrib/mfad-load": {"ipc/client", "ipc/api", "authn/totp"},
 }
 

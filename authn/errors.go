@@ -69,6 +69,7 @@ const (
 	CodeRecoveryAborted      = "recovery_aborted"
 	CodeRecoveryDelivery     = "recovery_delivery_failed"
 	CodeContactNotPending    = "contact_not_pending"
+	CodeKeyRemoved           = "key_removed"
 )
 
 // Error is a domain error with a stable code, a class and a human detail.

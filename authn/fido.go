@@ -205,6 +205,10 @@ func keyError(ctx context.Context, errs []error) error {
 			best = e
 		}
 	}
+	var domain *Error
+	if errors.As(best, &domain) {
+		return domain // already said in the domain's words (key_removed, say)
+	}
 	switch {
 	case errors.Is(best, ctap2.ErrPINRequired):
 		return Errorf(ClassForbidden, CodePINRequired, "the security key needs its PIN: repeat the request with \"pin\"")

@@ -54,6 +54,17 @@ type Config struct {
 	FIDO     FIDOConfig     `toml:"fido"`
 	Emulator EmulatorConfig `toml:"emulator"`
 	Recovery RecoveryConfig `toml:"recovery"`
+	Keys     KeysConfig     `toml:"keys"`
+}
+
+// KeysConfig chooses how hardware security keys are reached.
+type KeysConfig struct {
+	// Driver is native (hidraw + mfad's CTAP stack, the default on Linux),
+	// libfido2 (the system library), usbhid (karalabe/hid over libusb,
+	// which detaches the kernel driver while a key is open) or none.
+	Driver string `toml:"driver"`
+	// SysRoot is where sysfs is mounted (tests point it elsewhere).
+	SysRoot string `toml:"sysfs"`
 }
 
 // RecoveryConfig is how lost devices are recovered: the admin's temporary
@@ -169,6 +180,7 @@ func DefaultConfig() Config {
 		Lockout:  LockoutConfig{MaxFailures: 5, LockoutAfter: 10, Duration: Duration{15 * time.Minute}},
 		FIDO:     FIDOConfig{Attestation: "self", AAGUIDs: []string{}, TouchTimeout: Duration{30 * time.Second}},
 		Emulator: EmulatorConfig{Presence: "auto", Attach: []string{}},
+		Keys:     KeysConfig{Driver: "native", SysRoot: "/sys"},
 		Recovery: RecoveryConfig{TemporaryCodeTTL: Duration{24 * time.Hour}, CodeTTL: Duration{15 * time.Minute},
 			Attempts: 5, Resends: 3, Session: Duration{15 * time.Minute}},
 		Limits: LimitsConfig{
@@ -267,6 +279,11 @@ func (c *Config) Validate() error {
 	}
 	if err := r.Config.Validate(); err != nil {
 		errs = append(errs, err)
+	}
+	switch c.Keys.Driver {
+	case "native", "libfido2", "usbhid", "none":
+	default:
+		errs = append(errs, fmt.Errorf("keys: driver must be native, libfido2, usbhid or none, not %q", c.Keys.Driver))
 	}
 	if c.Store.MaxBatch < 1 || c.Store.MaxBatch > 4096 {
 		errs = append(errs, errors.New("store: max_batch must be 1..4096"))

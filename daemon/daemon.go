@@ -79,6 +79,9 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		acfg.Phone = phone
 	}
 	svc := authn.NewService(st, acfg)
+	if cfg.Keys.Driver != DriverNone {
+		go keys.watchHardware(cfg.Keys.Driver, cfg.Keys.SysRoot)
+	}
 	for _, name := range cfg.Emulator.Attach {
 		if _, err := keys.AddEmulator(name, ""); err != nil {
 			return fmt.Errorf("attaching software key %s: %w", name, err)
@@ -170,6 +173,9 @@ func clockInfo(v authn.ClockVerdict) api.Clock {
 
 func drivers(cfg Config) []string {
 	out := []string{}
+	if cfg.Keys.Driver != DriverNone {
+		out = append(out, cfg.Keys.Driver)
+	}
 	if cfg.Emulator.Enabled {
 		out = append(out, "emulator")
 	}

@@ -48,7 +48,7 @@ type keyEntry struct {
 	driver    string
 	transport string
 	emulator  string
-	key       *fidokey.Key
+	drv       keyDriver
 	added     time.Time
 
 	errMu   sync.Mutex
@@ -98,7 +98,7 @@ func (r *keyRing) sorted() []*keyEntry {
 	return out
 }
 
-// add opens a connected key and announces it.
+// add opens a key reached through the native stack over conn and announces it.
 func (r *keyRing) add(id, driver, transport, emulator string, conn ctaphid.Conn, dev fidokey.DeviceInfo) error {
 	ctx, cancel := context.WithTimeout(r.ctx, 5*time.Second)
 	defer cancel()
@@ -106,18 +106,22 @@ func (r *keyRing) add(id, driver, transport, emulator string, conn ctaphid.Conn,
 	if err != nil {
 		return fmt.Errorf("opening key %s: %w", id, err)
 	}
-	e := &keyEntry{id: id, driver: driver, transport: transport, emulator: emulator, key: k, added: time.Now()}
+	r.insert(&keyEntry{id: id, driver: driver, transport: transport, emulator: emulator, drv: nativeKey{k}, added: time.Now()})
+	return nil
+}
+
+// insert puts an opened key in the ring and announces it.
+func (r *keyRing) insert(e *keyEntry) {
 	r.mu.Lock()
-	if old := r.keys[id]; old != nil {
-		old.key.Close()
+	if old := r.keys[e.id]; old != nil {
+		old.drv.Close()
 	}
-	r.keys[id] = e
+	r.keys[e.id] = e
 	close(r.changed)
 	r.changed = make(chan struct{})
 	r.mu.Unlock()
-	r.log.Info("security key added", "key", id, "driver", driver, "aaguid", hex.EncodeToString(k.Info().AAGUID))
+	r.log.Info("security key added", "key", e.id, "driver", e.driver, "aaguid", hex.EncodeToString(e.drv.Info().AAGUID))
 	r.hub.publish(api.Event{Event: "key_added", Key: apiKey(e, nil)})
-	return nil
 }
 
 // remove forgets a key that went away.
@@ -133,7 +137,7 @@ func (r *keyRing) remove(id string) {
 	if e == nil {
 		return
 	}
-	e.key.Close()
+	e.drv.Close()
 	r.log.Info("security key removed", "key", id)
 	r.hub.publish(api.Event{Event: "key_removed", Key: &api.Key{ID: id, Driver: e.driver, EmulatorID: e.emulator}})
 }
@@ -147,29 +151,27 @@ func (r *keyRing) count() int {
 // Describe implements authn.SecurityKey.
 func (e *keyEntry) Describe() authn.KeyInfo {
 	var aaguid [16]byte
-	copy(aaguid[:], e.key.Info().AAGUID)
+	copy(aaguid[:], e.drv.Info().AAGUID)
 	return authn.KeyInfo{ID: e.id, Driver: e.driver, AAGUID: aaguid, Software: e.emulator != "" || aaguid == emu.AAGUID, EmulatorID: e.emulator}
 }
 
 // MakeCredential implements authn.SecurityKey.
 func (e *keyEntry) MakeCredential(ctx context.Context, p authn.MakeCredentialParams) (*ctap2.MakeCredentialResponse, error) {
-	resp, err := e.key.MakeCredential(ctx, fidokey.MakeCredentialParams{ClientDataHash: p.ClientDataHash, RP: p.RP, User: p.User,
-		ExcludeList: p.ExcludeList, UV: p.UV, PIN: p.PIN, OnKeepalive: p.OnKeepalive})
+	resp, err := e.drv.MakeCredential(ctx, p)
 	e.noteError(err)
-	return resp, err
+	return resp, removedError(err)
 }
 
 // GetAssertion implements authn.SecurityKey, always with a touch.
 func (e *keyEntry) GetAssertion(ctx context.Context, p authn.GetAssertionParams) ([]*ctap2.GetAssertionResponse, error) {
-	resp, err := e.key.GetAssertion(ctx, fidokey.GetAssertionParams{RPID: p.RPID, ClientDataHash: p.ClientDataHash, AllowList: p.AllowList,
-		UP: true, UV: p.UV, PIN: p.PIN, OnKeepalive: p.OnKeepalive})
+	resp, err := e.drv.GetAssertion(ctx, p)
 	e.noteError(err)
-	return resp, err
+	return resp, removedError(err)
 }
 
 func apiKey(e *keyEntry, retries *int) *api.Key {
-	info := e.key.Info()
-	dev := e.key.Device()
+	info := e.drv.Info()
+	dev := e.drv.Device()
 	k := &api.Key{ID: e.id, Driver: e.driver, Transport: e.transport, EmulatorID: e.emulator,
 		VendorID: dev.VendorID, ProductID: dev.ProductID, Manufacturer: dev.Manufacturer, Product: dev.Product, Serial: dev.Serial,
 		Versions: info.Versions, Extensions: info.Extensions, Options: info.Options, PINRetries: retries, Status: "ok"}
@@ -202,9 +204,9 @@ func (r *keyRing) ListKeys(ctx context.Context) []api.Key {
 	out := make([]api.Key, 0, len(entries))
 	for _, e := range entries {
 		var retries *int
-		if opt, ok := e.key.Info().Options["clientPin"]; ok && opt {
+		if opt, ok := e.drv.Info().Options["clientPin"]; ok && opt {
 			c, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
-			if n, _, err := e.key.PINRetries(c); err == nil {
+			if n, err := e.drv.PINRetries(c); err == nil {
 				retries = &n
 			}
 			cancel()
@@ -220,7 +222,7 @@ func (r *keyRing) Wink(ctx context.Context, id string) error {
 	if err != nil {
 		return err
 	}
-	return keyOpError(e.key.Wink(ctx))
+	return keyOpError(e.drv.Wink(ctx))
 }
 
 // SetPIN sets the key's first PIN, or changes it when current is given.
@@ -230,9 +232,9 @@ func (r *keyRing) SetPIN(ctx context.Context, id, current, pin string) error {
 		return err
 	}
 	if current == "" {
-		err = e.key.SetPIN(ctx, pin)
+		err = e.drv.SetPIN(ctx, pin)
 	} else {
-		err = e.key.ChangePIN(ctx, current, pin)
+		err = e.drv.ChangePIN(ctx, current, pin)
 	}
 	if errors.Is(err, ctap2.ErrPINPolicyViolation) {
 		return authn.Errorf(authn.ClassInvalid, authn.CodeInvalidRequest, "the key refuses this PIN (too short or too long for its policy)")
@@ -249,7 +251,7 @@ func (r *keyRing) Reset(ctx context.Context, id string) error {
 	if err != nil {
 		return err
 	}
-	err = e.key.Reset(ctx, nil)
+	err = e.drv.Reset(ctx)
 	if errors.Is(err, ctap2.ErrNotAllowed) {
 		return authn.Errorf(authn.ClassConflict, authn.CodeResetWindow,
 			"the key refused: keys accept a reset only within about 10 seconds of being plugged in, with a touch; unplug it, plug it back and reset at once")
@@ -438,7 +440,7 @@ func (r *keyRing) close() {
 	r.keys, r.emus = map[string]*keyEntry{}, map[string]*emuEntry{}
 	r.mu.Unlock()
 	for _, e := range keys {
-		e.key.Close()
+		e.drv.Close()
 	}
 	for _, e := range emus {
 		e.key.Close()

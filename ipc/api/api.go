@@ -123,6 +123,7 @@ const (
 	CodeRecoveryAborted      = "recovery_aborted"
 	CodeRecoveryDelivery     = "recovery_delivery_failed"
 	CodeContactNotPending    = "contact_not_pending"
+	CodeKeyRemoved           = "key_removed"
 )
 
 // Info answers GET /v1/info.

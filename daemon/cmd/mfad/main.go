@@ -2,6 +2,7 @@
 //
 //	mfad [--config FILE] [--socket PATH] [--state-dir DIR] [--log-level LEVEL]
 //	mfad restore --state-dir DIR FILE
+//	mfad emulator --gadget|--uhid --state FILE ...   (see daemon/emulator)
 package main
 
 import (
@@ -13,11 +14,17 @@ import (
 	"syscall"
 
 	"github.com/mfad/mfad/daemon"
+	"github.com/mfad/mfad/daemon/emulator"
 )
 
 func main() {
-	if len(os.Args) > 1 && os.Args[1] == "restore" {
-		os.Exit(restore(os.Args[2:]))
+	if len(os.Args) > 1 {
+		switch os.Args[1] {
+		case "restore":
+			os.Exit(restore(os.Args[2:]))
+		case "emulator":
+			os.Exit(emulator.Main(os.Args[2:]))
+		}
 	}
 	fs := flag.NewFlagSet("mfad", flag.ExitOnError)
 	configPath := fs.String("config", "", "TOML configuration file (see contrib/mfad.toml)")
