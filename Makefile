@@ -90,8 +90,9 @@ install: $(if $(INSTALL_NOBUILD),,build)
 
 run: build
 	@mkdir -p $(RUNDIR) && chmod 700 $(RUNDIR)
-	@echo "mfad on $(RUNDIR)/mfad.sock; try: MFAD_SOCKET=$(RUNDIR)/mfad.sock bin/mfactl info"
-	exec bin/mfad --socket $(RUNDIR)/mfad.sock --state-dir $(RUNDIR)
+	@echo "mfad on $(RUNDIR)/mfad.sock, with a software key attached (contrib/dev.toml)"
+	@echo "try: MFAD_SOCKET=$(RUNDIR)/mfad.sock bin/mfactl info"
+	exec bin/mfad --config contrib/dev.toml --socket $(RUNDIR)/mfad.sock --state-dir $(RUNDIR)
 
 # test: what CI runs (.ci/run calls it).
 test: deps lint unit fuzz

@@ -1,0 +1,17 @@
+package daemon
+
+import (
+	"path/filepath"
+	"testing"
+)
+
+// TestDevConfigLoads: make run's configuration must load and attach a key.
+func TestDevConfigLoads(t *testing.T) {
+	cfg, err := LoadConfig(filepath.Join("..", "contrib", "dev.toml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !cfg.Emulator.Enabled || len(cfg.Emulator.Attach) != 1 {
+		t.Errorf("dev config: %+v", cfg.Emulator)
+	}
+}
