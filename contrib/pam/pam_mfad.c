@@ -49,6 +49,8 @@ struct ctx {
 	int owner, ever_enrolled;
 	int n_fido, n_otp, n_active;      /* active devices (n_fido, n_otp after methods=) */
 	int cued;
+	int account_loaded;
+	int silent;                       /* PAM_SILENT: no informational messages */
 };
 
 /* Outcomes that are not a PAM result yet. */
@@ -136,6 +138,8 @@ static int converse(struct ctx *x, int style, const char *text, char *out, size_
 
 static void say(struct ctx *x, int style, const char *text)
 {
+	if (x->silent && style == PAM_TEXT_INFO)
+		return;
 	converse(x, style, text, NULL, 0);
 }
 
@@ -229,12 +233,15 @@ static const char *code_of(struct mfad_answer *a)
 	return a->code ? a->code : "unknown";
 }
 
-/* Looks up the account and its devices. PAM_SUCCESS to go on, or the result. */
-static int load(struct ctx *x, int *no_account)
+/* Looks up the account: its kind and whether it ever had a device. Only
+ * needed off the common path (no active device, a lost device). */
+static int load_account(struct ctx *x, int *no_account)
 {
 	char path[PATH_MAX_LEN];
 	struct mfad_answer a;
 	*no_account = 0;
+	if (x->account_loaded)
+		return PAM_SUCCESS;
 	snprintf(path, sizeof(path), "/v1/accounts/%s", x->uesc);
 	int rc = mfad_call(&x->c, "GET", path, NULL, &a);
 	if (rc != MFAD_OK)
@@ -252,12 +259,27 @@ static int load(struct ctx *x, int *no_account)
 	const char *kind = mfad_str(a.body, "kind");
 	x->owner = kind && strcmp(kind, "owner") == 0;
 	x->ever_enrolled = mfad_bool(a.body, "ever_enrolled");
+	x->account_loaded = 1;
 	mfad_answer_free(&a);
+	return PAM_SUCCESS;
+}
 
+/* Lists the account's devices (404: no account). PAM_SUCCESS to go on,
+ * PASS_NODAEMON, or a failure. */
+static int load_devices(struct ctx *x, int *no_account)
+{
+	char path[PATH_MAX_LEN];
+	struct mfad_answer a;
+	*no_account = 0;
 	snprintf(path, sizeof(path), "/v1/accounts/%s/devices", x->uesc);
-	rc = mfad_call(&x->c, "GET", path, NULL, &a);
+	int rc = mfad_call(&x->c, "GET", path, NULL, &a);
 	if (rc != MFAD_OK)
 		return unreachable(x, rc, "device list") == PAM_SUCCESS ? PASS_NODAEMON : PAM_AUTHINFO_UNAVAIL;
+	if (a.status == 404 && a.code && strcmp(a.code, "not_found") == 0) {
+		mfad_answer_free(&a);
+		*no_account = 1;
+		return PAM_SUCCESS;
+	}
 	json_object *devs;
 	if (a.status != 200 || !json_object_object_get_ex(a.body, "devices", &devs) ||
 	    !json_object_is_type(devs, json_type_array)) {
@@ -278,8 +300,7 @@ static int load(struct ctx *x, int *no_account)
 			x->n_otp++;
 	}
 	mfad_answer_free(&a);
-	DEBUG(x, "user %s: %s, ever_enrolled=%d, active devices %d (fido %d, otp %d usable)", x->user,
-	      x->owner ? "owner" : "member", x->ever_enrolled, x->n_active, x->n_fido, x->n_otp);
+	DEBUG(x, "user %s: active devices %d (fido %d, otp %d usable)", x->user, x->n_active, x->n_fido, x->n_otp);
 	return PAM_SUCCESS;
 }
 
@@ -325,7 +346,11 @@ static int lost_device(struct ctx *x)
 {
 	char path[PATH_MAX_LEN], body[BODY_MAX], code[CODE_MAX], id[96], token[512];
 	struct mfad_answer a;
-	int rc, res = PAM_AUTH_ERR;
+	int rc, res = PAM_AUTH_ERR, no_account;
+	if ((rc = load_account(x, &no_account)) != PAM_SUCCESS)
+		return rc == PASS_NODAEMON ? PAM_AUTH_ERR : rc;
+	if (no_account)
+		return PAM_AUTH_ERR;
 	if (!x->owner) {
 		say(x, PAM_ERROR_MSG,
 		    "Lost your device? Ask an administrator to deactivate it and give you a temporary access code, "
@@ -610,12 +635,12 @@ static int start(struct ctx *x, pam_handle_t *pamh, int argc, const char **argv)
 
 EXPORT int pam_sm_authenticate(pam_handle_t *pamh, int flags, int argc, const char **argv)
 {
-	(void)flags;
 	struct ctx x;
 	int no_account, rc = start(&x, pamh, argc, argv);
 	if (rc != PAM_SUCCESS)
 		return rc;
-	rc = load(&x, &no_account);
+	x.silent = (flags & PAM_SILENT) != 0;
+	rc = load_devices(&x, &no_account);
 	if (rc == PASS_NODAEMON)
 		return PAM_SUCCESS; /* already logged */
 	if (rc != PAM_SUCCESS)
@@ -629,6 +654,17 @@ EXPORT int pam_sm_authenticate(pam_handle_t *pamh, int flags, int argc, const ch
 		return PAM_USER_UNKNOWN;
 	}
 	if (x.n_active == 0) {
+		/* Never enrolled, or recovery pending: the account tells. */
+		rc = load_account(&x, &no_account);
+		if (rc == PASS_NODAEMON)
+			return PAM_SUCCESS;
+		if (rc != PAM_SUCCESS)
+			return rc;
+		if (no_account) { /* deleted between the two requests */
+			pam_syslog(pamh, LOG_NOTICE, "user %s: no mfad account", x.user);
+			return x.o.nouserok ? PAM_SUCCESS : PAM_USER_UNKNOWN;
+		}
+		DEBUG(&x, "user %s: %s, ever_enrolled=%d", x.user, x.owner ? "owner" : "member", x.ever_enrolled);
 		if (!x.ever_enrolled) {
 			if (x.o.nouserok) {
 				DEBUG(&x, "user %s: never enrolled a device; passing because of nouserok", x.user);
