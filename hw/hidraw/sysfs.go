@@ -39,11 +39,13 @@ type Device struct {
 	USB *USBLocation
 }
 
-// USBLocation is where a USB interface sits (sysfs busnum, devnum and
-// bInterfaceNumber).
+// USBLocation is where a USB interface sits: sysfs busnum, devnum and
+// bInterfaceNumber, and the interface's sysfs name (bus-ports:config.interface,
+// "1-1:1.0"), which newer hidapi libusb backends use as the device path.
 type USBLocation struct {
 	BusNum, DevNum int
 	Interface      int
+	Name           string
 }
 
 // HID bus types, linux/input.h BUS_*.
@@ -140,7 +142,7 @@ func readNode(node, name string) (Device, bool) {
 	devNum, e2 := readInt(filepath.Join(usbDir, "devnum"), 10)
 	iface, e3 := readInt(filepath.Join(ifDir, "bInterfaceNumber"), 16)
 	if e1 == nil && e2 == nil && e3 == nil {
-		d.USB = &USBLocation{BusNum: busNum, DevNum: devNum, Interface: iface}
+		d.USB = &USBLocation{BusNum: busNum, DevNum: devNum, Interface: iface, Name: filepath.Base(ifDir)}
 	}
 	return d, true
 }

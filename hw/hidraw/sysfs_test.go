@@ -16,11 +16,11 @@ func TestEnumerate(t *testing.T) {
 		// hidraw0 (the YubiKey's OTP keyboard) and hidraw4 (truncated
 		// descriptor) are not FIDO interfaces.
 		{Path: "/dev/hidraw1", VendorID: 0x1050, ProductID: 0x0407, Manufacturer: "Yubico", Product: "YubiKey OTP+FIDO+CCID", Bus: "usb",
-			USB: &USBLocation{BusNum: 1, DevNum: 7, Interface: 1}},
+			USB: &USBLocation{BusNum: 1, DevNum: 7, Interface: 1, Name: "1-2:1.1"}},
 		{Path: "/dev/hidraw2", VendorID: 0x0483, ProductID: 0xa2ca, Manufacturer: "SoloKeys", Product: "Solo 4.1.5", Serial: "2061368A4E4B", Bus: "usb",
-			USB: &USBLocation{BusNum: 1, DevNum: 9, Interface: 0}},
+			USB: &USBLocation{BusNum: 1, DevNum: 9, Interface: 0, Name: "1-3:1.0"}},
 		{Path: "/dev/hidraw3", VendorID: 0x20a0, ProductID: 0x42b2, Manufacturer: "Nitrokey", Product: "Nitrokey 3", Serial: "9E3F1E2D", Bus: "usb",
-			USB: &USBLocation{BusNum: 2, DevNum: 3, Interface: 1}},
+			USB: &USBLocation{BusNum: 2, DevNum: 3, Interface: 1, Name: "2-1:1.1"}},
 		// uhid: no USB parent; HID_NAME and HID_UNIQ stand in.
 		{Path: "/dev/hidraw5", VendorID: 0x1209, ProductID: 0x0001, Product: "mfad software key", Serial: "mfad-emu-0001", Bus: "usb"},
 	}

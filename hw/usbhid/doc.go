@@ -11,8 +11,10 @@
 //     is 0), so FIDO interfaces cannot be told from keyboards by what
 //     karalabe/hid says. Enumerate therefore reads the report descriptors
 //     from sysfs through hw/hidraw's parser, and opens the matching
-//     karalabe/hid device by USB bus number, device address and interface
-//     number (hidapi's libusb path is "bbbb:dddd:ii" in hex).
+//     karalabe/hid device by its USB interface: hidapi's libusb path is the
+//     interface's sysfs name ("1-1:1.0": bus, port chain, configuration,
+//     interface) in the karalabe/hid of go.mod, "bbbb:dddd:ii" (bus,
+//     address, interface in hex) in older hidapi versions; both match.
 //   - hidapi's libusb backend detaches the kernel's usbhid driver from the
 //     interface while the device is open, and attaches it again on Close.
 //     Meanwhile /dev/hidrawN is gone: browsers, libfido2 and mfad's hidraw

@@ -69,12 +69,13 @@ func match(infos []hid.DeviceInfo, fidos []hidraw.Device) []Device {
 			out = append(out, Device{Info: info}) // macOS, Windows: the backend knows the usage
 			continue
 		}
-		bus, addr, iface, ok := ParsePath(info.Path)
-		if !ok {
-			continue
-		}
+		bus, addr, iface, numeric := ParsePath(info.Path)
 		for _, f := range fidos {
-			if u := f.USB; u != nil && u.BusNum == bus && u.DevNum == addr && u.Interface == iface {
+			u := f.USB
+			if u == nil {
+				continue
+			}
+			if (numeric && u.BusNum == bus && u.DevNum == addr && u.Interface == iface) || (!numeric && info.Path == u.Name) {
 				out = append(out, Device{Info: info, Hidraw: f})
 				break
 			}
@@ -83,8 +84,10 @@ func match(infos []hid.DeviceInfo, fidos []hidraw.Device) []Device {
 	return out
 }
 
-// ParsePath reads hidapi's libusb device path, "bbbb:dddd:ii": bus number,
-// device address and interface number in hex.
+// ParsePath reads the device path of older hidapi libusb backends,
+// "bbbb:dddd:ii": bus number, device address and interface number in hex.
+// Newer ones (the karalabe/hid in go.mod) use the interface's sysfs name,
+// "1-1:1.0", which Enumerate matches with hidraw.USBLocation.Name.
 func ParsePath(p string) (bus, addr, iface int, ok bool) {
 	parts := strings.Split(p, ":")
 	if len(parts) != 3 {

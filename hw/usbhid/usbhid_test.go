@@ -38,15 +38,15 @@ func TestMatch(t *testing.T) {
 		t.Fatal(err)
 	}
 	infos := []hid.DeviceInfo{
-		{Path: "0001:0007:00", VendorID: 0x1050, ProductID: 0x0407, Interface: 0},
-		{Path: "0001:0007:01", VendorID: 0x1050, ProductID: 0x0407, Interface: 1},
+		{Path: "1-2:1.0", VendorID: 0x1050, ProductID: 0x0407, Interface: 0},
+		{Path: "1-2:1.1", VendorID: 0x1050, ProductID: 0x0407, Interface: 1},
 		{Path: "0001:0009:00", VendorID: 0x0483, ProductID: 0xa2ca},
 		{Path: "0001:000b:00", VendorID: 0x1209, ProductID: 0xbeef}, // truncated descriptor in sysfs
 		{Path: "0002:0005:00", VendorID: 0x1234},                    // not in sysfs
 		{Path: "DevSrvsID:4294971234", UsagePage: 0xf1d0, Usage: 1}, // macOS
 	}
 	got := match(infos, fidos)
-	want := []string{"0001:0007:01", "0001:0009:00", "DevSrvsID:4294971234"}
+	want := []string{"1-2:1.1", "0001:0009:00", "DevSrvsID:4294971234"}
 	if len(got) != len(want) {
 		t.Fatalf("got %+v", got)
 	}
