@@ -31,6 +31,9 @@
 // error at once while the request finishes (or times out on the key) in the
 // background. The native driver (hw/fidokey) does send CTAPHID_CANCEL.
 //
+// Without cgo the package still builds, and every call fails with
+// ErrUnsupported, so that a CGO_ENABLED=0 mfad keeps its other drivers.
+//
 // Imports: github.com/keys-pub/go-libfido2, hw/ctap2, hw/hidraw and the
 // standard library only.
 package libfido2

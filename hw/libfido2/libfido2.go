@@ -1,3 +1,5 @@
+//go:build cgo
+
 package libfido2
 
 import (
@@ -137,18 +139,6 @@ func convertInfo(info *fido2.DeviceInfo) *ctap2.GetInfoResponse {
 	return r
 }
 
-// MakeCredentialParams are the inputs of MakeCredential.
-type MakeCredentialParams struct {
-	ClientDataHash []byte
-	RP             ctap2.RPEntity
-	User           ctap2.UserEntity
-	// Algorithm is the credential's algorithm; zero means ES256.
-	Algorithm   ctap2.COSEAlgorithm
-	ResidentKey bool
-	UV          bool
-	PIN         string
-}
-
 // MakeCredential creates a credential and returns the attestation object
 // rebuilt from libfido2's pieces (RebuildAttestation).
 func (d *Device) MakeCredential(ctx context.Context, p MakeCredentialParams) (*ctap2.MakeCredentialResponse, error) {
@@ -178,17 +168,6 @@ func (d *Device) MakeCredential(ctx context.Context, p MakeCredentialParams) (*c
 		Format: att.Format, AuthData: att.AuthData, Sig: att.Sig, Cert: att.Cert,
 		CredentialAlg: ctap2.COSEAlgorithm(att.CredentialType),
 	})
-}
-
-// GetAssertionParams are the inputs of GetAssertion.
-type GetAssertionParams struct {
-	RPID           string
-	ClientDataHash []byte
-	AllowList      [][]byte
-	// UP asks for a touch; false sends up=false.
-	UP  bool
-	UV  bool
-	PIN string
 }
 
 // GetAssertion signs with a credential of RPID. libfido2 returns the first
