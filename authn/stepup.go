@@ -81,15 +81,6 @@ func (s *stepUps) lookup(tok string, uid uint32, account string, now time.Time) 
 	return v.source, true
 }
 
-// revoke forgets tok (a recovery token used for its one sign-in keeps
-// serving as step-up; revoke is for tokens that must not).
-func (s *stepUps) revoke(tok string) {
-	h := sha256.Sum256([]byte(tok))
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	delete(s.tokens, h)
-}
-
 // expiry returns when tok expires.
 func (s *stepUps) expiry(tok string) (string, time.Time, bool) {
 	h := sha256.Sum256([]byte(tok))

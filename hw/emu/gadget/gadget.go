@@ -88,9 +88,8 @@ type Gadget struct {
 	cfg Config
 	dir string
 
-	mu    sync.Mutex
-	udc   string // bound controller, "" when unbound
-	rmErr error
+	mu  sync.Mutex
+	udc string // bound controller, "" when unbound
 }
 
 // Create writes the gadget's configfs tree (it is not bound yet: see Bind).

@@ -155,7 +155,7 @@ func TestDevice(t *testing.T) {
 	if err := <-errc; !errors.Is(err, ErrClosed) {
 		t.Fatalf("read after Close: %v", err)
 	}
-	n, _ = unix.Read(kernel, buf)
+	unix.Read(kernel, buf)
 	if binary.NativeEndian.Uint32(buf) != evDestroy {
 		t.Fatalf("Close sent event %d, want DESTROY", binary.NativeEndian.Uint32(buf))
 	}
