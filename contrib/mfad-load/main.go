@@ -40,6 +40,7 @@ func main() {
 	clientsFlag := flag.String("clients", "1,32,256", "concurrent client counts to measure")
 	duration := flag.Duration("duration", 5*time.Second, "measuring time per client count")
 	modes := flag.String("modes", "group,single", "commit modes: group (default config) and single (max_batch = 1)")
+	fido := flag.Bool("fido", false, "sign in with security keys (one in-process software key answering at once) instead of codes")
 	flag.Parse()
 	var counts []int
 	for _, s := range strings.Split(*clientsFlag, ",") {
@@ -54,7 +55,118 @@ func main() {
 	fmt.Println("| commit mode | clients | verifications/s | p50 | p99 | errors |")
 	fmt.Println("|---|---|---|---|---|---|")
 	for _, mode := range strings.Split(*modes, ",") {
+		if *fido {
+			runFIDO(*mfad, mode, counts, *duration)
+			continue
+		}
 		run(*mfad, mode, counts, *duration)
+	}
+}
+
+// startMfad starts mfad with a configuration for load and waits for it.
+func startMfad(mfad, mode string, maxClients int, extra string) (sock string, stop func()) {
+	dir, err := os.MkdirTemp("", "mfad-load-")
+	if err != nil {
+		fail("%v", err)
+	}
+	g, _ := user.LookupGroupId(strconv.Itoa(os.Getgid()))
+	batch := 256
+	if mode == "single" {
+		batch = 1
+	}
+	cfg := fmt.Sprintf(`admin_group = %q
+[store]
+max_batch = %d
+[limits]
+connections = %d
+connections_per_uid = %d
+connections_root_reserved = 16
+streams = %d
+streams_per_uid = %d
+streams_root_reserved = 16
+[lockout]
+max_failures = 1000000
+lockout_after = 1000001
+[keys]
+driver = "none"
+%s`, g.Name, batch, maxClients+64, maxClients+32, maxClients+64, maxClients+32, extra)
+	cfgPath := filepath.Join(dir, "mfad.toml")
+	os.WriteFile(cfgPath, []byte(cfg), 0o600)
+	sock = filepath.Join(dir, "mfad.sock")
+	cmd := exec.Command(mfad, "--config", cfgPath, "--socket", sock, "--state-dir", filepath.Join(dir, "state"), "--log-level", "warn")
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		fail("start %s: %v", mfad, err)
+	}
+	c := &client.Client{Socket: sock}
+	defer c.Close()
+	for i := 0; ; i++ {
+		if _, err := c.Info(context.Background()); err == nil {
+			break
+		} else if i > 200 {
+			fail("mfad did not start: %v", err)
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
+	return sock, func() { cmd.Process.Kill(); cmd.Wait(); os.RemoveAll(dir) }
+}
+
+// measure drives op from n clients for dur and prints a table row.
+func measure(label string, n int, dur time.Duration, op func(w int, cl *client.Client) error, sock string) {
+	lat := make([][]time.Duration, n)
+	errs := make([]int, n)
+	deadline := time.Now().Add(dur)
+	start := time.Now()
+	var wg sync.WaitGroup
+	for w := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			cl := &client.Client{Socket: sock} // its own connection
+			defer cl.Close()
+			for time.Now().Before(deadline) {
+				t0 := time.Now()
+				err := op(w, cl)
+				lat[w] = append(lat[w], time.Since(t0))
+				if err != nil {
+					errs[w]++
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	var all []time.Duration
+	nerr := 0
+	for w := range n {
+		all = append(all, lat[w]...)
+		nerr += errs[w]
+	}
+	slices.Sort(all)
+	p := func(q float64) time.Duration { return all[int(q*float64(len(all)-1))] }
+	fmt.Printf("| %s | %d | %.0f | %s | %s | %d |\n", label, n, float64(len(all)-nerr)/elapsed.Seconds(),
+		p(0.50).Round(time.Microsecond), p(0.99).Round(time.Microsecond), nerr)
+}
+
+// runFIDO measures sign-ins with a security key: one in-process software
+// key (automatic presence) holding a credential of every account.
+func runFIDO(mfad, mode string, counts []int, dur time.Duration) {
+	maxClients := slices.Max(counts)
+	sock, stop := startMfad(mfad, mode, maxClients, "[emulator]\nenabled = true\nattach = [\"load\"]\n")
+	defer stop()
+	c := &client.Client{Socket: sock}
+	ctx := context.Background()
+	for i := range maxClients {
+		if _, err := c.AddKeyDevice(ctx, fmt.Sprintf("key%d", i), api.CreateDevice{}, nil); err != nil {
+			fail("enroll: %v", err)
+		}
+	}
+	c.Close()
+	for _, n := range counts {
+		measure("fido/"+mode, n, dur, func(w int, cl *client.Client) error {
+			_, err := cl.AuthenticateKey(ctx, api.Authenticate{Account: fmt.Sprintf("key%d", w)}, nil)
+			return err
+		}, sock)
 	}
 }
 
@@ -69,47 +181,11 @@ type tokenSeed struct {
 }
 
 func run(mfad, mode string, counts []int, dur time.Duration) {
-	dir, err := os.MkdirTemp("", "mfad-load-")
-	if err != nil {
-		fail("%v", err)
-	}
-	defer os.RemoveAll(dir)
 	maxClients := slices.Max(counts)
-	g, _ := user.LookupGroupId(strconv.Itoa(os.Getgid()))
-	batch := 256
-	if mode == "single" {
-		batch = 1
-	}
-	cfg := fmt.Sprintf(`admin_group = %q
-[store]
-max_batch = %d
-[limits]
-connections = %d
-connections_per_uid = %d
-connections_root_reserved = 16
-[lockout]
-max_failures = 1000000
-lockout_after = 1000001
-`, g.Name, batch, maxClients+64, maxClients+32)
-	cfgPath := filepath.Join(dir, "mfad.toml")
-	os.WriteFile(cfgPath, []byte(cfg), 0o600)
-	sock := filepath.Join(dir, "mfad.sock")
-	cmd := exec.Command(mfad, "--config", cfgPath, "--socket", sock, "--state-dir", filepath.Join(dir, "state"), "--log-level", "warn")
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		fail("start %s: %v", mfad, err)
-	}
-	defer func() { cmd.Process.Kill(); cmd.Wait() }()
+	sock, stop := startMfad(mfad, mode, maxClients, "")
+	defer stop()
 	c := &client.Client{Socket: sock}
 	ctx := context.Background()
-	for i := 0; ; i++ {
-		if _, err := c.Info(ctx); err == nil {
-			break
-		} else if i > 200 {
-			fail("mfad did not start: %v", err)
-		}
-		time.Sleep(25 * time.Millisecond)
-	}
 
 	seeds := make([]tokenSeed, maxClients)
 	var pskc strings.Builder
@@ -150,42 +226,13 @@ lockout_after = 1000001
 	}
 	wg.Wait()
 	c.Close()
-
 	for _, n := range counts {
-		lat := make([][]time.Duration, n)
-		errs := make([]int, n)
-		deadline := time.Now().Add(dur)
-		start := time.Now()
-		for w := range n {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				cl := &client.Client{Socket: sock} // its own connection
-				defer cl.Close()
-				s := seeds[w]
-				for time.Now().Before(deadline) {
-					code := totp.Code(s.secret, params, counters[w])
-					counters[w]++
-					t0 := time.Now()
-					_, err := cl.Authenticate(ctx, api.Authenticate{Account: s.account, Code: code})
-					lat[w] = append(lat[w], time.Since(t0))
-					if err != nil {
-						errs[w]++
-					}
-				}
-			}()
-		}
-		wg.Wait()
-		elapsed := time.Since(start)
-		var all []time.Duration
-		nerr := 0
-		for w := range n {
-			all = append(all, lat[w]...)
-			nerr += errs[w]
-		}
-		slices.Sort(all)
-		p := func(q float64) time.Duration { return all[int(q*float64(len(all)-1))] }
-		fmt.Printf("| %s | %d | %.0f | %s | %s | %d |\n", mode, n, float64(len(all)-nerr)/elapsed.Seconds(),
-			p(0.50).Round(time.Microsecond), p(0.99).Round(time.Microsecond), nerr)
+		measure("otp/"+mode, n, dur, func(w int, cl *client.Client) error {
+			s := seeds[w]
+			code := totp.Code(s.secret, params, counters[w])
+			counters[w]++
+			_, err := cl.Authenticate(ctx, api.Authenticate{Account: s.account, Code: code})
+			return err
+		}, sock)
 	}
 }
