@@ -51,12 +51,12 @@ func resetExpiredLock(a *Account, now time.Time) bool {
 
 // fail records one failed attempt on a in t (audited, never with the
 // code), locking the account when it reaches LockoutAfter.
-func (s *Service) fail(t Tx, actor Actor, a *Account, now time.Time, ev AuditEvent) error {
+func (s *Service) fail(t Tx, actor Actor, a *Account, now time.Time, ev *AuditEvent) error {
 	a.FailedAttempts++
 	a.LastFailureAt = now
 	ev.Outcome = "fail"
 	ev.Account = a.Name
-	if err := s.audit(t, actor, ev); err != nil {
+	if err := s.audit(t, actor, *ev); err != nil {
 		return err
 	}
 	if a.FailedAttempts >= s.policy.LockoutAfter {

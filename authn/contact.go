@@ -114,7 +114,7 @@ func (s *Service) VerifyContactChange(ctx context.Context, actor Actor, account,
 				a.PendingContact = nil
 			}
 			refusal = Errorf(ClassForbidden, CodeInvalidCode, "wrong code for the new %s", p.Kind)
-			return s.fail(t, actor, a, now, AuditEvent{Action: ActContactVerify, Detail: p.Kind + " code refused"})
+			return s.fail(t, actor, a, now, &AuditEvent{Action: ActContactVerify, Detail: p.Kind + " code refused"})
 		}
 		if p.Kind == "email" {
 			a.Email, a.EmailVerified = p.Value, true

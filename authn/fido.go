@@ -516,7 +516,7 @@ func (s *Service) AuthenticateFIDO(ctx context.Context, actor Actor, req FIDOAut
 				return err
 			}
 			refusal = Errorf(ClassForbidden, CodePossiblyCloned, "device %s's sign counter went backwards: the key may be cloned; it is refused until an admin looks at it", d.ID)
-			return s.fail(t, actor, a, now, AuditEvent{Action: ActAuthenticate, Device: d.ID, Detail: "possibly cloned key"})
+			return s.fail(t, actor, a, now, &AuditEvent{Action: ActAuthenticate, Device: d.ID, Detail: "possibly cloned key"})
 		}
 		if err != nil {
 			return err
@@ -559,7 +559,7 @@ func (s *Service) recordFailure(ctx context.Context, actor Actor, account, devic
 		if err != nil {
 			return err
 		}
-		return s.fail(t, actor, a, now, AuditEvent{Action: ActAuthenticate, Device: device, Detail: why})
+		return s.fail(t, actor, a, now, &AuditEvent{Action: ActAuthenticate, Device: device, Detail: why})
 	})
 	if err != nil {
 		s.log.Error("recording a failed attempt", "account", account, "err", err)

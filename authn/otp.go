@@ -408,8 +408,9 @@ func (s *Service) syncDevice(ctx context.Context, actor Actor, account, id strin
 					return err
 				}
 			}
+			err := s.fail(t, actor, a, now, &ev)
 			events = append(events, ev)
-			return s.fail(t, actor, a, now, ev)
+			return err
 		}
 		d.OTP.LastCounter, d.OTP.Used = counter2, true
 		if !d.OTP.Event {
@@ -531,9 +532,10 @@ func (s *Service) Authenticate(ctx context.Context, actor Actor, req AuthRequest
 		if tc, ok := looksLikeTempCode(req.Code); ok {
 			if !s.useTempCode(t, a, tc, now) {
 				ev := AuditEvent{Action: ActTempCodeUsed, Detail: "temporary code refused"}
-				events = append(events, ev)
 				refusal = Errorf(ClassForbidden, CodeInvalidCode, "the temporary access code is wrong, used or expired")
-				return s.fail(t, actor, a, now, ev)
+				err := s.fail(t, actor, a, now, &ev)
+				events = append(events, ev)
+				return err
 			}
 			a.FailedAttempts, a.LastFailureAt = 0, time.Time{}
 			if err := t.PutAccount(a); err != nil {
@@ -603,8 +605,9 @@ func (s *Service) Authenticate(ctx context.Context, actor Actor, req AuthRequest
 				e.Extra["device"] = outOfSync.ID
 				refusal = e
 			}
+			err := s.fail(t, actor, a, now, &ev)
 			events = append(events, ev)
-			return s.fail(t, actor, a, now, ev)
+			return err
 		}
 		matched.LastUsedAt = now
 		if err := t.PutDevice(matched); err != nil {

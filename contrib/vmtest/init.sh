@@ -111,6 +111,54 @@ step_hotplug() {
 	DEV=$(wait_hidraw)
 }
 
+# mfad_start DRIVER NAME: mfad on its own socket and state, reaching the key
+# through DRIVER; sets M to the mfactl command line for it.
+mfad_start() {
+	printf 'admin_group = "root"\n[keys]\ndriver = "%s"\n[fido]\ntouch_timeout = "20s"\n' "$1" >$T/mfad-$2.toml
+	/bin/mfad --config $T/mfad-$2.toml --socket /run/mfad-$2.sock --state-dir $T/state-$2 >$T/mfad-$2.log 2>&1 &
+	MFAD_PID=$!
+	M="/bin/mfactl --socket /run/mfad-$2.sock"
+	i=0
+	while [ $i -lt 100 ]; do
+		$M --json key list 2>/dev/null | grep -q '"aaguid"' && return 0
+		sleep 0.1; i=$((i+1))
+	done
+	echo "mfad ($1) did not see the key: $(tail -n 5 $T/mfad-$2.log | tr '\n' ' ')"
+	return 1
+}
+mfad_stop() { kill $MFAD_PID 2>/dev/null; wait $MFAD_PID 2>/dev/null; }
+
+# step_mfad_drivers: mfad itself, with each driver, enrolls the key on an
+# account and signs in with it (the time of a whole `mfactl authenticate
+# --key`, process start included, is the METRIC).
+step_mfad_drivers() {
+	[ -x /bin/mfad ] || { fail mfad_drivers "bin/mfad is not in the image"; return; }
+	for d in native libfido2 usbhid; do
+		if ! mfad_start $d $d >$T/start-$d.out 2>&1; then fail mfad_${d}_enroll "$(cat $T/start-$d.out)"; continue; fi
+		run mfad_${d}_enroll $M device add fido vm-$d --label "vm key"
+		run mfad_${d}_signin /bin/probe time mfad_${d}_signin_ms $M authenticate --key vm-$d
+		mfad_stop
+	done
+}
+
+# step_mfad_unplug: unplugging the gadget (the UDC unbound) reaches mfad as
+# key_removed on its event stream, and plugging it back as key_added.
+step_mfad_unplug() {
+	mfad_start native unplug >$T/start-unplug.out 2>&1 || { fail mfad_key_removed "$(cat $T/start-unplug.out)"; return; }
+	$M --json events >$T/events.out 2>&1 &
+	EV_PID=$!
+	sleep 0.5
+	$EMU ctl --control $CTL unplug >/dev/null 2>&1
+	i=0; while ! grep -q key_removed $T/events.out && [ $i -lt 50 ]; do sleep 0.1; i=$((i+1)); done
+	if grep -q key_removed $T/events.out; then pass mfad_key_removed; else fail mfad_key_removed "events: $(tr '\n' ' ' <$T/events.out)"; fi
+	$EMU ctl --control $CTL plug >/dev/null 2>&1
+	i=0; while ! grep -q key_added $T/events.out && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done
+	if grep -q key_added $T/events.out; then pass mfad_key_added; else fail mfad_key_added "events: $(tr '\n' ' ' <$T/events.out)"; fi
+	kill $EV_PID 2>/dev/null
+	mfad_stop
+	DEV=$(wait_hidraw)
+}
+
 step_gadget_stop() {
 	kill $EMU_PID 2>/dev/null
 	i=0; while kill -0 $EMU_PID 2>/dev/null && [ $i -lt 50 ]; do sleep 0.1; i=$((i+1)); done
@@ -129,6 +177,14 @@ step_uhid() {
 	# The credential made over the gadget lives in the same state file.
 	run uhid_fido2_assert_get fido2-assert -G -i $T/assert.in -o $T/uassert.out $DEV
 	run uhid_fido2_assert_verify fido2-assert -V -i $T/uassert.out $T/cred.pub es256
+	# mfad over uhid, native driver: the account enrolled over the gadget signs in.
+	if mfad_start native uhid >$T/start-uhid.out 2>&1; then
+		run mfad_uhid_enroll $M device add fido vm-uhid
+		run mfad_uhid_signin $M authenticate --key vm-uhid
+		mfad_stop
+	else
+		fail mfad_uhid_enroll "$(cat $T/start-uhid.out)"
+	fi
 	kill $EMU_PID
 }
 
@@ -141,7 +197,7 @@ step_mfad_binaries() {
 	fi
 }
 
-STEPS="boot modules gadget_start fido2_token fido2_cred_assert hidraw_list drivers hotplug gadget_stop uhid mfad_binaries"
+STEPS="boot modules gadget_start fido2_token fido2_cred_assert hidraw_list drivers hotplug mfad_drivers mfad_unplug gadget_stop uhid mfad_binaries"
 for s in $STEPS; do
 	echo "=== step $s"
 	step_$s
