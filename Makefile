@@ -16,7 +16,7 @@ DEB_PKGS := gcc pkg-config libfido2-dev libpam0g-dev libjson-c-dev \
             oathtool fido2-tools python3-fido2 pamtester curl \
             libpam-google-authenticator libpam-oath systemd
 
-.PHONY: all deps build pam pam-fuzz install run test unit fuzz lint clean
+.PHONY: all deps build pam pam-fuzz install run test unit fuzz lint vmtest clean
 
 all: build
 
@@ -95,7 +95,13 @@ run: build
 	exec bin/mfad --config contrib/dev.toml --socket $(RUNDIR)/mfad.sock --state-dir $(RUNDIR)
 
 # test: what CI runs (.ci/run calls it).
-test: deps lint unit fuzz
+test: deps lint unit fuzz vmtest
+
+# vmtest: the kernel path in a QEMU VM (TCG): the software key as a USB
+# gadget and over uhid, libfido2's tools, and mfad with each driver
+# (contrib/vmtest/run.sh; downloads cached under .cache/vmtest).
+vmtest: deps
+	contrib/vmtest/run.sh
 
 unit:
 	MFAD_REQUIRE_TOOLS=1 MFAD_REQUIRE_ROOT=$$([ "$$(id -u)" = 0 ] && echo 1 || echo 0) \
