@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"time"
 
@@ -105,10 +106,26 @@ const (
 
 func keyID(driver string, d hidraw.Device) string {
 	base := filepath.Base(d.Path)
-	if driver == DriverNative {
+	switch {
+	case driver == DriverNative:
 		return base
+	case driver == DriverUSBHID && d.USB != nil:
+		// libusb detaches the kernel driver: the hidraw node comes and
+		// goes while the key stays; the USB interface names it.
+		return "usb:" + d.USB.Name
 	}
 	return driver + ":" + base
+}
+
+// stillPlugged reports whether d's USB interface is still in sysfs: with
+// the usbhid driver a hidraw node vanishes when libusb detaches the kernel
+// driver, which is not an unplug.
+func stillPlugged(sysRoot string, d hidraw.Device) bool {
+	if d.USB == nil {
+		return false
+	}
+	_, err := os.Stat(filepath.Join(sysRoot, "bus", "usb", "devices", d.USB.Name))
+	return err == nil
 }
 
 func devInfo(d hidraw.Device) fidokey.DeviceInfo {
@@ -188,6 +205,9 @@ func (r *keyRing) watchHardware(driver, sysRoot string) {
 	for ev := range events {
 		id := keyID(driver, ev.Device)
 		if !ev.Added {
+			if driver == DriverUSBHID && stillPlugged(sysRoot, ev.Device) {
+				continue
+			}
 			r.remove(id)
 			continue
 		}

@@ -114,7 +114,9 @@ step_hotplug() {
 # mfad_start DRIVER NAME: mfad on its own socket and state, reaching the key
 # through DRIVER; sets M to the mfactl command line for it.
 mfad_start() {
-	printf 'admin_group = "root"\n[keys]\ndriver = "%s"\n[fido]\ntouch_timeout = "20s"\n' "$1" >$T/mfad-$2.toml
+	# The key is mfad's software key behind a real USB gadget: credentials it
+	# makes sign in only while software keys are on ([emulator] enabled).
+	printf 'admin_group = "root"\n[keys]\ndriver = "%s"\n[fido]\ntouch_timeout = "20s"\n[emulator]\nenabled = %s\n' "$1" "${3:-true}" >$T/mfad-$2.toml
 	/bin/mfad --config $T/mfad-$2.toml --socket /run/mfad-$2.sock --state-dir $T/state-$2 >$T/mfad-$2.log 2>&1 &
 	MFAD_PID=$!
 	M="/bin/mfactl --socket /run/mfad-$2.sock"
@@ -139,6 +141,13 @@ step_mfad_drivers() {
 		run mfad_${d}_signin /bin/probe time mfad_${d}_signin_ms $M authenticate --key vm-$d
 		mfad_stop
 	done
+	# With software keys off, the same key is known by its AAGUID and refused.
+	if mfad_start native native false >$T/start-off.out 2>&1; then
+		if $M authenticate --key vm-native >$T/off.out 2>&1; then fail mfad_software_key_refused "signed in"
+		elif grep -q emulated_key_refused $T/off.out; then pass mfad_software_key_refused
+		else fail mfad_software_key_refused "$(cat $T/off.out)"; fi
+		mfad_stop
+	fi
 }
 
 # step_mfad_unplug: unplugging the gadget (the UDC unbound) reaches mfad as
@@ -148,9 +157,12 @@ step_mfad_unplug() {
 	$M --json events >$T/events.out 2>&1 &
 	EV_PID=$!
 	sleep 0.5
-	$EMU ctl --control $CTL unplug >/dev/null 2>&1
+	$EMU ctl --control $CTL unplug >$T/ctl.out 2>&1
 	i=0; while ! grep -q key_removed $T/events.out && [ $i -lt 50 ]; do sleep 0.1; i=$((i+1)); done
-	if grep -q key_removed $T/events.out; then pass mfad_key_removed; else fail mfad_key_removed "events: $(tr '\n' ' ' <$T/events.out)"; fi
+	if grep -q key_removed $T/events.out; then pass mfad_key_removed; else
+		fail mfad_key_removed "events: $(tr '\n' ' ' <$T/events.out)"
+		tail -n 15 $T/mfad-unplug.log; cat $T/ctl.out
+	fi
 	$EMU ctl --control $CTL plug >/dev/null 2>&1
 	i=0; while ! grep -q key_added $T/events.out && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done
 	if grep -q key_added $T/events.out; then pass mfad_key_added; else fail mfad_key_added "events: $(tr '\n' ' ' <$T/events.out)"; fi
