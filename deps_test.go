@@ -24,7 +24,7 @@ var allowedImports = map[string][]string{
 	"authn":             {"authn/totp", "authn/fido2", "hw/ctap2"},
 	"authn/totp":        {"github.com/pquerna/otp", "github.com/boombuler/barcode"},
 	"authn/fido2":       {"hw/ctap2", "github.com/fxamacker/cbor/v2", "golang.org/x/crypto"},
-	"authn/store":       {"authn", "go.etcd.io/bbolt"},
+	"authn/store":       {"authn", "go.etcd.io/bbolt", "github.com/fxamacker/cbor/v2"},
 	"ipc/api":           {},
 	"ipc/peercred":      {"golang.org/x/sys"},
 	"ipc/server":        {"ipc/api", "ipc/peercred", "authn"},

@@ -400,6 +400,7 @@ type FIDOAuthRequest struct {
 func (s *Service) AuthenticateFIDO(ctx context.Context, actor Actor, req FIDOAuthRequest, progress Progress) (*AuthResult, error) {
 	now := s.now().UTC()
 	var creds []Device
+	active := 0
 	err := s.store.View(func(t Tx) error {
 		a, err := t.Account(req.Account)
 		if err != nil {
@@ -416,6 +417,9 @@ func (s *Service) AuthenticateFIDO(ctx context.Context, actor Actor, req FIDOAut
 		}
 		devs, err := t.Devices(req.Account)
 		for _, d := range devs {
+			if d.State == StateActive {
+				active++
+			}
 			if d.State == StateActive && d.FIDO != nil && !d.FIDO.PossiblyCloned {
 				creds = append(creds, d)
 			}
@@ -546,7 +550,7 @@ func (s *Service) AuthenticateFIDO(ctx context.Context, actor Actor, req FIDOAut
 	if refusal != nil {
 		return nil, refusal
 	}
-	res := &AuthResult{Method: SourceDevice, Device: *dev}
+	res := &AuthResult{Method: SourceDevice, Device: *dev, ActiveDevices: active}
 	res.StepUpToken, res.StepUpExpiry = s.stepUps.issue(actor.UID, req.Account, SourceDevice, now, s.policy.StepUpTTL)
 	return res, nil
 }

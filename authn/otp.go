@@ -496,24 +496,48 @@ type AuthRequest struct {
 // AuthResult is a successful sign-in.
 type AuthResult struct {
 	// Method is how the sign-in was proven: device, temporary_code, recovery.
-	Method       string
-	Device       Device
-	StepUpToken  string
-	StepUpExpiry time.Time
+	Method string
+	// ActiveDevices counts the account's active devices at sign-in (for
+	// the single-device warning); -1 when not counted.
+	ActiveDevices int
+	Device        Device
+	StepUpToken   string
+	StepUpExpiry  time.Time
 }
 
-// Authenticate verifies a code against the account's active OTP devices.
-// The accepted counter and drift are stored in the same write transaction
-// that accepts the code; nothing at or below it is accepted again.
+// Authenticate verifies a code against the account's active OTP devices
+// (or an admin's temporary access code). The code is matched outside the
+// write transaction, so that the single writer only stores the outcome;
+// the accepted counter and drift are stored in the transaction that
+// accepts the code, after checking that no concurrent sign-in moved the
+// device's counter meanwhile. Nothing at or below it is accepted again.
 func (s *Service) Authenticate(ctx context.Context, actor Actor, req AuthRequest) (*AuthResult, error) {
-	now := s.now().UTC()
-	var matched *Device
-	var refusal error
-	var events []AuditEvent
-	var hostStep uint64
-	var tempUsed bool
-	err := s.store.Update(ctx, func(t Tx) error {
-		matched, refusal, events, tempUsed = nil, nil, nil, false
+	if _, ok := looksLikeTempCode(req.Code); ok {
+		return s.authenticateTempCode(ctx, actor, req)
+	}
+	for attempt := 0; ; attempt++ {
+		res, raced, err := s.authenticateOTP(ctx, actor, req)
+		if !raced || attempt == 3 {
+			return res, err
+		}
+	}
+}
+
+// otpPlan is what matching a code outside the write transaction found.
+type otpPlan struct {
+	matched   *Device // with its new counter and drift
+	snapshot  OTPState
+	outOfSync *Device
+	outDrift  int64
+	hostStep  uint64
+	active    int
+}
+
+// matchOTP reads the account and its OTP devices in one read transaction
+// and matches the code; throttled says the account must wait (the error).
+func (s *Service) matchOTP(req AuthRequest, now time.Time) (p *otpPlan, throttled bool, err error) {
+	p = &otpPlan{}
+	err = s.store.View(func(t Tx) error {
 		a, err := t.Account(req.Account)
 		if err != nil {
 			return err
@@ -521,30 +545,10 @@ func (s *Service) Authenticate(ctx context.Context, actor Actor, req AuthRequest
 		if a.HasFlag(FlagDisabled) {
 			return Errorf(ClassForbidden, CodePermissionDenied, "account %s is disabled", a.Name)
 		}
-		lockReset := resetExpiredLock(a, now)
+		resetExpiredLock(a, now)
 		if err := s.throttle(a, now); err != nil {
-			// Refusals while throttled are audited too, and cost nothing more.
-			ev := AuditEvent{Action: ActAuthenticate, Account: a.Name, Outcome: "fail", Detail: AsError(err).Code}
-			events = append(events, ev)
-			refusal = err
-			return s.audit(t, actor, ev)
-		}
-		if tc, ok := looksLikeTempCode(req.Code); ok {
-			if !s.useTempCode(t, a, tc, now) {
-				ev := AuditEvent{Action: ActTempCodeUsed, Detail: "temporary code refused"}
-				refusal = Errorf(ClassForbidden, CodeInvalidCode, "the temporary access code is wrong, used or expired")
-				err := s.fail(t, actor, a, now, &ev)
-				events = append(events, ev)
-				return err
-			}
-			a.FailedAttempts, a.LastFailureAt = 0, time.Time{}
-			if err := t.PutAccount(a); err != nil {
-				return err
-			}
-			tempUsed = true
-			ev := AuditEvent{Action: ActTempCodeUsed, Account: a.Name, Detail: "signed in with a temporary access code (now spent)"}
-			events = append(events, ev)
-			return s.audit(t, actor, ev)
+			throttled = true
+			return err
 		}
 		devs, err := t.Devices(req.Account)
 		if err != nil {
@@ -552,15 +556,16 @@ func (s *Service) Authenticate(ctx context.Context, actor Actor, req AuthRequest
 		}
 		var otps []*Device
 		for i := range devs {
-			if d := &devs[i]; d.State == StateActive && d.OTP != nil {
-				otps = append(otps, d)
+			if d := &devs[i]; d.State == StateActive {
+				p.active++
+				if d.OTP != nil {
+					otps = append(otps, d)
+				}
 			}
 		}
 		if len(otps) == 0 {
 			return Errorf(ClassConflict, CodeNoActiveDevice, "%s has no active OTP device", req.Account)
 		}
-		var outOfSync *Device
-		var outDrift int64
 		for _, d := range otps {
 			key, err := otpKey(d)
 			if err != nil {
@@ -570,11 +575,12 @@ func (s *Service) Authenticate(ctx context.Context, actor Actor, req AuthRequest
 			if !ok {
 				continue
 			}
+			snap := *d.OTP
 			if d.OTP.Event {
 				if c, ok := key.Match(code, totp.Forward(minCounter(d.OTP), s.policy.HOTPLookAhead)); ok {
 					d.OTP.LastCounter, d.OTP.Used = c, true
-					matched = d
-					break
+					p.matched, p.snapshot = d, snap
+					return nil
 				}
 				continue
 			}
@@ -583,34 +589,73 @@ func (s *Service) Authenticate(ctx context.Context, actor Actor, req AuthRequest
 			if c, ok := key.Match(code, totp.Window{Center: center, Behind: s.policy.VerifyWindow, Ahead: s.policy.VerifyWindow, Min: minCounter(d.OTP)}); ok {
 				d.OTP.LastCounter, d.OTP.Used = c, true
 				d.OTP.Drift = totp.Drift(c, step)
-				hostStep = step
-				matched = d
-				break
+				p.matched, p.snapshot, p.hostStep = d, snap, step
+				return nil
 			}
-			if outOfSync == nil {
+			if p.outOfSync == nil {
 				wide := totp.Window{Center: center, Behind: s.policy.ResyncWindow, Ahead: s.policy.ResyncWindow, Min: minCounter(d.OTP)}
 				if c, ok := key.Match(code, wide); ok {
-					outOfSync, outDrift = d, totp.Drift(c, step)
+					p.outOfSync, p.outDrift = d, totp.Drift(c, step)
 				}
 			}
 		}
-		if matched == nil {
+		return nil
+	})
+	return p, throttled, err
+}
+
+// authenticateOTP is one attempt; raced says a concurrent sign-in moved the
+// matched device's counter first, and the caller should try again.
+func (s *Service) authenticateOTP(ctx context.Context, actor Actor, req AuthRequest) (*AuthResult, bool, error) {
+	now := s.now().UTC()
+	plan, throttled, err := s.matchOTP(req, now)
+	if throttled {
+		// Refusals while throttled are audited too, and cost nothing more.
+		s.RecordAudit(ctx, actor, AuditEvent{Action: ActAuthenticate, Account: req.Account, Outcome: "fail", Detail: AsError(err).Code})
+	}
+	if err != nil {
+		return nil, false, err
+	}
+	var refusal error
+	var events []AuditEvent
+	raced := false
+	err = s.store.Update(ctx, func(t Tx) error {
+		refusal, events, raced = nil, nil, false
+		a, err := t.Account(req.Account)
+		if err != nil {
+			return err
+		}
+		lockReset := resetExpiredLock(a, now)
+		if err := s.throttle(a, now); err != nil {
+			refusal = err
+			return nil
+		}
+		if plan.matched == nil {
 			ev := AuditEvent{Action: ActAuthenticate, Detail: "invalid code"}
 			refusal = Errorf(ClassForbidden, CodeInvalidCode, "the code matches no active device of %s", req.Account)
-			if outOfSync != nil {
-				ev.Device, ev.Detail = outOfSync.ID, fmt.Sprintf("device out of sync by %d steps", outDrift)
+			if d := plan.outOfSync; d != nil {
+				ev.Device, ev.Detail = d.ID, fmt.Sprintf("device out of sync by %d steps", plan.outDrift)
 				e := Errorf(ClassForbidden, CodeDeviceOutOfSync,
-					"the code belongs to device %s, whose clock is %d s off: resync it with two consecutive codes", outOfSync.ID, outDrift*int64(outOfSync.OTP.Period))
-				e.Extra = driftDetail(outDrift, outOfSync.OTP.Period)
-				e.Extra["device"] = outOfSync.ID
+					"the code belongs to device %s, whose clock is %d s off: resync it with two consecutive codes", d.ID, plan.outDrift*int64(d.OTP.Period))
+				e.Extra = driftDetail(plan.outDrift, d.OTP.Period)
+				e.Extra["device"] = d.ID
 				refusal = e
 			}
 			err := s.fail(t, actor, a, now, &ev)
 			events = append(events, ev)
 			return err
 		}
-		matched.LastUsedAt = now
-		if err := t.PutDevice(matched); err != nil {
+		cur, err := t.Device(req.Account, plan.matched.ID)
+		if err != nil {
+			return err
+		}
+		if cur.State != StateActive || cur.OTP == nil || *cur.OTP != plan.snapshot {
+			raced = true // another sign-in (or a resync) moved it: match again
+			return nil
+		}
+		cur.OTP.LastCounter, cur.OTP.Used, cur.OTP.Drift = plan.matched.OTP.LastCounter, true, plan.matched.OTP.Drift
+		cur.LastUsedAt = now
+		if err := t.PutDevice(cur); err != nil {
 			return err
 		}
 		if a.FailedAttempts != 0 || lockReset {
@@ -619,7 +664,59 @@ func (s *Service) Authenticate(ctx context.Context, actor Actor, req AuthRequest
 				return err
 			}
 		}
-		ev := AuditEvent{Action: ActAuthenticate, Account: a.Name, Device: matched.ID, Detail: "type=" + string(matched.Type)}
+		ev := AuditEvent{Action: ActAuthenticate, Account: a.Name, Device: cur.ID, Detail: "type=" + string(cur.Type)}
+		events = append(events, ev)
+		return s.audit(t, actor, ev)
+	})
+	if err != nil {
+		return nil, false, err
+	}
+	for _, ev := range events {
+		s.logAudit(ev)
+	}
+	if raced || refusal != nil {
+		return nil, raced, refusal
+	}
+	d := plan.matched
+	if !d.OTP.Event {
+		s.clock.observe(d.ID, d.OTP.Drift, d.OTP.Period, plan.hostStep, now)
+	}
+	res := &AuthResult{Method: SourceDevice, Device: *d, ActiveDevices: plan.active}
+	res.Device.Secret = nil
+	res.Device.LastUsedAt = now
+	res.StepUpToken, res.StepUpExpiry = s.stepUps.issue(actor.UID, req.Account, SourceDevice, now, s.policy.StepUpTTL)
+	return res, false, nil
+}
+
+// authenticateTempCode signs in with an admin's temporary access code.
+func (s *Service) authenticateTempCode(ctx context.Context, actor Actor, req AuthRequest) (*AuthResult, error) {
+	tc, _ := looksLikeTempCode(req.Code)
+	now := s.now().UTC()
+	var refusal error
+	var events []AuditEvent
+	err := s.store.Update(ctx, func(t Tx) error {
+		refusal, events = nil, nil
+		a, err := t.Account(req.Account)
+		if err != nil {
+			return err
+		}
+		resetExpiredLock(a, now)
+		if err := s.throttle(a, now); err != nil {
+			refusal = err
+			return nil
+		}
+		if !s.useTempCode(t, a, tc, now) {
+			ev := AuditEvent{Action: ActTempCodeUsed, Detail: "temporary code refused"}
+			refusal = Errorf(ClassForbidden, CodeInvalidCode, "the temporary access code is wrong, used or expired")
+			err := s.fail(t, actor, a, now, &ev)
+			events = append(events, ev)
+			return err
+		}
+		a.FailedAttempts, a.LastFailureAt = 0, time.Time{}
+		if err := t.PutAccount(a); err != nil {
+			return err
+		}
+		ev := AuditEvent{Action: ActTempCodeUsed, Account: a.Name, Detail: "signed in with a temporary access code (now spent)"}
 		events = append(events, ev)
 		return s.audit(t, actor, ev)
 	})
@@ -632,17 +729,8 @@ func (s *Service) Authenticate(ctx context.Context, actor Actor, req AuthRequest
 	if refusal != nil {
 		return nil, refusal
 	}
-	if tempUsed {
-		res := &AuthResult{Method: SourceTemporaryCode}
-		res.StepUpToken, res.StepUpExpiry = s.stepUps.issue(actor.UID, req.Account, SourceTemporaryCode, now, s.policy.StepUpTTL)
-		return res, nil
-	}
-	if !matched.OTP.Event {
-		s.clock.observe(matched.ID, matched.OTP.Drift, matched.OTP.Period, hostStep, now)
-	}
-	res := &AuthResult{Method: SourceDevice, Device: *matched}
-	res.Device.Secret = nil
-	res.StepUpToken, res.StepUpExpiry = s.stepUps.issue(actor.UID, req.Account, SourceDevice, now, s.policy.StepUpTTL)
+	res := &AuthResult{Method: SourceTemporaryCode, ActiveDevices: -1}
+	res.StepUpToken, res.StepUpExpiry = s.stepUps.issue(actor.UID, req.Account, SourceTemporaryCode, now, s.policy.StepUpTTL)
 	return res, nil
 }
 

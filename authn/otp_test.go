@@ -356,3 +356,30 @@ func TestHostClockCheck(t *testing.T) {
 }
 
 func b64(b []byte) string { return base64.StdEncoding.EncodeToString(b) }
+
+// TestConcurrentReplayAcceptsOnce: the same code sent by many callers at
+// once signs in exactly once (the counter is checked and stored in the
+// write transaction, whatever the matching outside it saw).
+func TestConcurrentReplayAcceptsOnce(t *testing.T) {
+	f := newFixture(t)
+	_, secret := f.enrollActive(t, f.admin, "ann")
+	code := f.code(secret, 1)
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	ok := 0
+	for range 20 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, err := f.svc.Authenticate(f.ctx, f.admin, authn.AuthRequest{Account: "ann", Code: code}); err == nil {
+				mu.Lock()
+				ok++
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	if ok != 1 {
+		t.Fatalf("the same code signed in %d times, want once", ok)
+	}
+}

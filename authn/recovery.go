@@ -315,7 +315,7 @@ func (s *Service) AuthenticateRecovery(ctx context.Context, actor Actor, account
 		return nil, Errorf(ClassForbidden, CodeInvalidCode, "the recovery token is not valid for this account and user, or was used already")
 	}
 	s.RecordAudit(ctx, actor, AuditEvent{Action: ActRecoveryAuth, Account: account})
-	res := &AuthResult{Method: SourceRecovery}
+	res := &AuthResult{Method: SourceRecovery, ActiveDevices: -1}
 	res.StepUpToken, res.StepUpExpiry = token, now.Add(s.policy.RecoverySession)
 	if _, exp, found := s.stepUps.expiry(token); found {
 		res.StepUpExpiry = exp

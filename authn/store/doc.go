@@ -1,18 +1,19 @@
 // Package store is the bbolt implementation of authn.Store: one file,
 // mfad.db, under the state directory.
 //
-// Bucket tree (schema version 2):
+// Bucket tree (schema version 3; records are CBOR with the JSON field names):
 //
 //	mfad/                      root; key "schema" = big-endian uint32 version
 //	├── meta/                  key/value settings fixed at first start (created_at, rp_id)
-//	├── accounts/              <name>   -> authn.Account (JSON)
+//	├── accounts/              <name>   -> authn.Account
 //	├── devices/
-//	│   └── <account>/         <id>     -> device record: authn.Device (JSON) + sealed secret
-//	├── tokens/                <serial> -> token record: authn.Token (JSON) + sealed secret
-//	├── audit/                 <seq, 8-byte big-endian> -> authn.AuditEvent (JSON)
+//	│   └── <account>/         <id>     -> device record: authn.Device + sealed secret
+//	├── tokens/                <serial> -> token record: authn.Token + sealed secret
+//	├── audit/                 <seq, 8-byte big-endian> -> authn.AuditEvent
 //	└── blobs/                 <name>   -> sealed opaque state (software keys: "emulator/<name>")
 //
-// Migrations: v0 -> v1 creates the first five buckets; v1 -> v2 adds blobs.
+// Migrations: v0 -> v1 creates the first five buckets; v1 -> v2 adds blobs;
+// v2 -> v3 re-encodes every record from JSON to CBOR.
 //
 // Secrets are sealed with AES-256-GCM under the master key (see LoadKey),
 // with the record's bucket path as additional data so a sealed value cannot

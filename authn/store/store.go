@@ -22,7 +22,7 @@ const DBFileName = "mfad.db"
 
 // SchemaVersion is the schema this build writes. Older databases are
 // migrated at Open; newer ones are refused.
-const SchemaVersion = 2
+const SchemaVersion = 3
 
 var (
 	bktRoot     = []byte("mfad")
@@ -48,6 +48,22 @@ var migrations = []func(root *bolt.Bucket) error{
 	1: func(root *bolt.Bucket) error {
 		_, err := root.CreateBucketIfNotExists(bktBlobs)
 		return err
+	},
+	2: func(root *bolt.Bucket) error {
+		for _, m := range []struct {
+			name   []byte
+			newRec func() any
+		}{
+			{bktAccounts, func() any { return new(authn.Account) }},
+			{bktDevices, func() any { return &deviceRecord{Device: new(authn.Device)} }},
+			{bktTokens, func() any { return &tokenRecord{Token: new(authn.Token)} }},
+			{bktAudit, func() any { return new(authn.AuditEvent) }},
+		} {
+			if err := reencodeJSON(root.Bucket(m.name), m.newRec); err != nil {
+				return fmt.Errorf("%s: %w", m.name, err)
+			}
+		}
+		return nil
 	},
 }
 

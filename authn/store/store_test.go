@@ -3,6 +3,7 @@ package store
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -310,4 +311,47 @@ func TestBlobsSealedAndMigratedFromV1(t *testing.T) {
 	if bytes.Contains(raw, []byte("KEYSTATE-PLAINTEXT")) {
 		t.Fatal("blob stored in the clear")
 	}
+}
+
+// TestMigrateJSONRecordsToCBOR: a schema v2 database (JSON records) opens
+// as v3 with every record re-encoded and readable.
+func TestMigrateJSONRecordsToCBOR(t *testing.T) {
+	dir := t.TempDir()
+	s := openTest(t, dir, Options{})
+	secret := []byte("01234567890123456789")
+	acct := authn.Account{Name: "jo", Kind: authn.KindOwner, Email: "jo@example.org", Flags: []string{"disabled"}}
+	dev := authn.Device{ID: "d1", Account: "jo", Type: authn.DeviceTOTP, State: authn.StateActive,
+		OTP: &authn.OTPState{Algorithm: "SHA1", Digits: 6, Period: 30, LastCounter: 42, Used: true, Drift: -2}}
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		root := tx.Bucket(bktRoot)
+		put := func(b *bolt.Bucket, k string, v any) {
+			j, _ := json.Marshal(v)
+			b.Put([]byte(k), j)
+		}
+		put(root.Bucket(bktAccounts), "jo", &acct)
+		db, _ := root.Bucket(bktDevices).CreateBucketIfNotExists([]byte("jo"))
+		put(db, "d1", deviceRecord{Device: &dev, Sealed: s.seal.seal(secret, deviceAD("jo", "d1"))})
+		put(root.Bucket(bktAudit), "\x00\x00\x00\x00\x00\x00\x00\x01", &authn.AuditEvent{Seq: 1, Action: "account.create", Account: "jo"})
+		return root.Put(keySchema, []byte{0, 0, 0, 2})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	s2 := openTest(t, dir, Options{})
+	s2.View(func(tx authn.Tx) error {
+		a, err := tx.Account("jo")
+		if err != nil || a.Email != acct.Email || !a.HasFlag("disabled") {
+			t.Errorf("account after migration: %+v %v", a, err)
+		}
+		d, err := tx.Device("jo", "d1")
+		if err != nil || *d.OTP != *dev.OTP || !bytes.Equal(d.Secret, secret) {
+			t.Errorf("device after migration: %+v %v", d, err)
+		}
+		ev, err := tx.Audit(0, 10)
+		if err != nil || len(ev) != 1 || ev[0].Action != "account.create" {
+			t.Errorf("audit after migration: %+v %v", ev, err)
+		}
+		return nil
+	})
 }

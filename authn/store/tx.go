@@ -2,7 +2,6 @@ package store
 
 import (
 	"encoding/binary"
-	"encoding/json"
 	"fmt"
 
 	bolt "go.etcd.io/bbolt"
@@ -28,7 +27,7 @@ func (t *tx) Account(name string) (*authn.Account, error) {
 		return nil, notFound("account", name)
 	}
 	var a authn.Account
-	if err := json.Unmarshal(v, &a); err != nil {
+	if err := decode(v, &a); err != nil {
 		return nil, fmt.Errorf("store: account %q: %w", name, err)
 	}
 	return &a, nil
@@ -38,7 +37,7 @@ func (t *tx) Accounts() ([]authn.Account, error) {
 	var out []authn.Account
 	err := t.bucket(bktAccounts).ForEach(func(k, v []byte) error {
 		var a authn.Account
-		if err := json.Unmarshal(v, &a); err != nil {
+		if err := decode(v, &a); err != nil {
 			return fmt.Errorf("store: account %q: %w", k, err)
 		}
 		out = append(out, a)
@@ -48,7 +47,7 @@ func (t *tx) Accounts() ([]authn.Account, error) {
 }
 
 func (t *tx) PutAccount(a *authn.Account) error {
-	v, err := json.Marshal(a)
+	v, err := encode(a)
 	if err != nil {
 		return err
 	}
@@ -76,7 +75,7 @@ func deviceAD(account, id string) string { return "devices/" + account + "/" + i
 
 func (t *tx) decodeDevice(v []byte) (*authn.Device, error) {
 	rec := deviceRecord{Device: new(authn.Device)}
-	if err := json.Unmarshal(v, &rec); err != nil {
+	if err := decode(v, &rec); err != nil {
 		return nil, fmt.Errorf("store: device record: %w", err)
 	}
 	secret, err := t.s.seal.open(rec.Sealed, deviceAD(rec.Account, rec.ID))
@@ -121,7 +120,7 @@ func (t *tx) PutDevice(d *authn.Device) error {
 	if err != nil {
 		return err
 	}
-	v, err := json.Marshal(deviceRecord{Device: d, Sealed: t.s.seal.seal(d.Secret, deviceAD(d.Account, d.ID))})
+	v, err := encode(deviceRecord{Device: d, Sealed: t.s.seal.seal(d.Secret, deviceAD(d.Account, d.ID))})
 	if err != nil {
 		return err
 	}
@@ -145,7 +144,7 @@ func tokenAD(serial string) string { return "tokens/" + serial }
 
 func (t *tx) decodeToken(v []byte) (*authn.Token, error) {
 	rec := tokenRecord{Token: new(authn.Token)}
-	if err := json.Unmarshal(v, &rec); err != nil {
+	if err := decode(v, &rec); err != nil {
 		return nil, fmt.Errorf("store: token record: %w", err)
 	}
 	secret, err := t.s.seal.open(rec.Sealed, tokenAD(rec.Serial))
@@ -178,7 +177,7 @@ func (t *tx) Tokens() ([]authn.Token, error) {
 }
 
 func (t *tx) PutToken(tok *authn.Token) error {
-	v, err := json.Marshal(tokenRecord{Token: tok, Sealed: t.s.seal.seal(tok.Secret, tokenAD(tok.Serial))})
+	v, err := encode(tokenRecord{Token: tok, Sealed: t.s.seal.seal(tok.Secret, tokenAD(tok.Serial))})
 	if err != nil {
 		return err
 	}
@@ -196,7 +195,7 @@ func (t *tx) AppendAudit(e *authn.AuditEvent) error {
 		return err
 	}
 	e.Seq = seq
-	v, err := json.Marshal(e)
+	v, err := encode(e)
 	if err != nil {
 		return err
 	}
@@ -222,7 +221,7 @@ func (t *tx) Audit(after uint64, limit int) ([]authn.AuditEvent, error) {
 	var out []authn.AuditEvent
 	for k, v := c.Seek(binary.BigEndian.AppendUint64(nil, after+1)); k != nil && len(out) < limit; k, v = c.Next() {
 		var e authn.AuditEvent
-		if err := json.Unmarshal(v, &e); err != nil {
+		if err := decode(v, &e); err != nil {
 			return nil, fmt.Errorf("store: audit entry %d: %w", binary.BigEndian.Uint64(k), err)
 		}
 		out = append(out, e)

@@ -28,6 +28,8 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/mfad/mfad/authn/totp"
@@ -40,6 +42,7 @@ func main() {
 	clientsFlag := flag.String("clients", "1,32,256", "concurrent client counts to measure")
 	duration := flag.Duration("duration", 5*time.Second, "measuring time per client count")
 	modes := flag.String("modes", "group,single", "commit modes: group (default config) and single (max_batch = 1)")
+	flag.StringVar(&profileDir, "cpuprofile-dir", "", "have mfad write a CPU profile per commit mode into this directory")
 	fido := flag.Bool("fido", false, "sign in with security keys (one in-process software key answering at once) instead of codes")
 	flag.Parse()
 	var counts []int
@@ -52,8 +55,8 @@ func main() {
 	}
 	host, _ := os.Hostname()
 	fmt.Printf("mfad-load: %s, GOMAXPROCS of mfad default, %s per point, %s\n\n", host, *duration, time.Now().UTC().Format(time.RFC3339))
-	fmt.Println("| commit mode | clients | verifications/s | p50 | p99 | errors |")
-	fmt.Println("|---|---|---|---|---|---|")
+	fmt.Println("| kind/commit mode | clients | verifications/s | p50 | p99 | errors | mfad CPU/op | client CPU/op |")
+	fmt.Println("|---|---|---|---|---|---|---|---|")
 	for _, mode := range strings.Split(*modes, ",") {
 		if *fido {
 			runFIDO(*mfad, mode, counts, *duration)
@@ -93,7 +96,11 @@ driver = "none"
 	cfgPath := filepath.Join(dir, "mfad.toml")
 	os.WriteFile(cfgPath, []byte(cfg), 0o600)
 	sock = filepath.Join(dir, "mfad.sock")
-	cmd := exec.Command(mfad, "--config", cfgPath, "--socket", sock, "--state-dir", filepath.Join(dir, "state"), "--log-level", "warn")
+	args := []string{"--config", cfgPath, "--socket", sock, "--state-dir", filepath.Join(dir, "state"), "--log-level", "warn"}
+	if profileDir != "" {
+		args = append(args, "--cpuprofile", filepath.Join(profileDir, mode+".prof"))
+	}
+	cmd := exec.Command(mfad, args...)
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {
 		fail("start %s: %v", mfad, err)
@@ -108,13 +115,40 @@ driver = "none"
 		}
 		time.Sleep(25 * time.Millisecond)
 	}
-	return sock, func() { cmd.Process.Kill(); cmd.Wait(); os.RemoveAll(dir) }
+	serverPID = cmd.Process.Pid
+	return sock, func() { cmd.Process.Signal(syscall.SIGTERM); cmd.Wait(); os.RemoveAll(dir) }
+}
+
+// profileDir, when set, receives mfad's CPU profiles.
+var profileDir string
+
+// reported bounds how many errors are printed.
+var reported atomic.Int32
+
+// serverPID is the mfad being measured, for its CPU time.
+var serverPID int
+
+// cpuTime is a process's user+system CPU time from /proc (Linux).
+func cpuTime(pid int) time.Duration {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	s := string(b)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
+	if len(f) < 13 {
+		return 0
+	}
+	ut, _ := strconv.ParseInt(f[11], 10, 64)
+	st, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(ut+st) * 10 * time.Millisecond // USER_HZ = 100
 }
 
 // measure drives op from n clients for dur and prints a table row.
 func measure(label string, n int, dur time.Duration, op func(w int, cl *client.Client) error, sock string) {
 	lat := make([][]time.Duration, n)
 	errs := make([]int, n)
+	srv0, cli0 := cpuTime(serverPID), cpuTime(os.Getpid())
 	deadline := time.Now().Add(dur)
 	start := time.Now()
 	var wg sync.WaitGroup
@@ -129,6 +163,9 @@ func measure(label string, n int, dur time.Duration, op func(w int, cl *client.C
 				err := op(w, cl)
 				lat[w] = append(lat[w], time.Since(t0))
 				if err != nil {
+					if errs[w] == 0 && reported.Add(1) <= 3 {
+						fmt.Fprintf(os.Stderr, "mfad-load: client %d: %v\n", w, err)
+					}
 					errs[w]++
 				}
 			}
@@ -142,10 +179,14 @@ func measure(label string, n int, dur time.Duration, op func(w int, cl *client.C
 		all = append(all, lat[w]...)
 		nerr += errs[w]
 	}
+	srv, cli := cpuTime(serverPID)-srv0, cpuTime(os.Getpid())-cli0
 	slices.Sort(all)
 	p := func(q float64) time.Duration { return all[int(q*float64(len(all)-1))] }
-	fmt.Printf("| %s | %d | %.0f | %s | %s | %d |\n", label, n, float64(len(all)-nerr)/elapsed.Seconds(),
-		p(0.50).Round(time.Microsecond), p(0.99).Round(time.Microsecond), nerr)
+	perOp := func(d time.Duration) string {
+		return fmt.Sprintf("%.0f µs", float64(d.Microseconds())/float64(len(all)))
+	}
+	fmt.Printf("| %s | %d | %.0f | %s | %s | %d | %s | %s |\n", label, n, float64(len(all)-nerr)/elapsed.Seconds(),
+		p(0.50).Round(time.Microsecond), p(0.99).Round(time.Microsecond), nerr, perOp(srv), perOp(cli))
 }
 
 // runFIDO measures sign-ins with a security key: one in-process software
@@ -195,7 +236,7 @@ func run(mfad, mode string, counts []int, dur time.Duration) {
 		rand.Read(secret)
 		seeds[i] = tokenSeed{serial: fmt.Sprintf("LOAD-%05d", i), account: fmt.Sprintf("load%d", i), secret: secret}
 		fmt.Fprintf(&pskc, `<KeyPackage><DeviceInfo><Manufacturer>mfad-load</Manufacturer><SerialNo>%s</SerialNo></DeviceInfo>`+
-			`<Key Id="%s" Algorithm="urn:ietf:params:xml:ns:keyprov:pskc:hotp"><AlgorithmParameters><ResponseFormat Length="6" Encoding="DECIMAL"/></AlgorithmParameters>`+
+			`<Key Id="%s" Algorithm="urn:ietf:params:xml:ns:keyprov:pskc:hotp"><AlgorithmParameters><ResponseFormat Length="8" Encoding="DECIMAL"/></AlgorithmParameters>`+
 			`<Data><Secret><PlainValue>%s</PlainValue></Secret><Counter><PlainValue>0</PlainValue></Counter></Data></Key></KeyPackage>`,
 			seeds[i].serial, seeds[i].serial, base64.StdEncoding.EncodeToString(secret))
 	}
@@ -203,7 +244,10 @@ func run(mfad, mode string, counts []int, dur time.Duration) {
 	if _, err := c.ImportTokens(ctx, api.TokenImport{PSKC: pskc.String()}); err != nil {
 		fail("import: %v", err)
 	}
-	params := totp.Params{Algorithm: totp.SHA1, Digits: 6, Period: 30 * time.Second}
+	// 8 digits: with 6, one code in ~10^5 also matches another counter of
+	// the look-ahead window, and mfad (rightly) takes the highest, which
+	// skips the token ahead and fails the client's next codes.
+	params := totp.Params{Algorithm: totp.SHA1, Digits: 8, Period: 30 * time.Second}
 	counters := make([]uint64, maxClients)
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, 32)

@@ -51,10 +51,12 @@ func singleDeviceWarning(devs []authn.Device) string {
 		}
 	}
 	if active == 1 {
-		return "this account has a single active device: enroll another one so that losing it does not lock you out"
+		return singleDeviceWarningText
 	}
 	return ""
 }
+
+const singleDeviceWarningText = "this account has a single active device: enroll another one so that losing it does not lock you out"
 
 func (s *Server) listDevices(c *call) error {
 	devs, err := s.b.Devices.Devices(c.account)
@@ -177,8 +179,13 @@ func (s *Server) authenticate(c *call) error {
 			d := apiDevice(&res.Device)
 			out.Device = &d
 		}
-		if devs, err := s.b.Devices.Devices(req.Account); err == nil {
-			out.Warning = singleDeviceWarning(devs)
+		switch res.ActiveDevices {
+		case 1:
+			out.Warning = singleDeviceWarningText
+		case -1:
+			if devs, err := s.b.Devices.Devices(req.Account); err == nil {
+				out.Warning = singleDeviceWarning(devs)
+			}
 		}
 		return out
 	}

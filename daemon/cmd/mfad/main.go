@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"syscall"
 
 	"github.com/mfad/mfad/daemon"
@@ -33,6 +34,7 @@ func main() {
 	logLevel := fs.String("log-level", "", "debug, info, warn or error")
 	emulators := fs.Bool("emulators", false, "turn software FIDO2 keys on (not under systemd: use [emulator] enabled in the config)")
 	version := fs.Bool("version", false, "print the version and exit")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile to this file until mfad stops (for performance work)")
 	fs.Parse(os.Args[1:])
 	if *version {
 		fmt.Println("mfad", daemon.Version)
@@ -65,10 +67,20 @@ func main() {
 	}
 	log := daemon.NewLogger(os.Stderr, cfg.LogLevel)
 
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "mfad:", err)
+			os.Exit(2)
+		}
+		pprof.StartCPUProfile(f)
+		defer pprof.StopCPUProfile()
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	if err := daemon.Run(ctx, cfg, log); err != nil {
 		log.Error("mfad failed", "err", err)
+		pprof.StopCPUProfile()
 		os.Exit(1)
 	}
 }
