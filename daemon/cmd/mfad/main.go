@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"runtime/pprof"
 	"syscall"
 
@@ -67,6 +68,12 @@ func main() {
 	}
 	log := daemon.NewLogger(os.Stderr, cfg.LogLevel)
 
+	// mfad's live heap is small and allocation-heavy per request (HTTP,
+	// JSON, records): collecting at 4x the live heap instead of 2x cuts
+	// GC work on the sign-in path for a few MB. GOGC still overrides.
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(300)
+	}
 	if *cpuProfile != "" {
 		f, err := os.Create(*cpuProfile)
 		if err != nil {
