@@ -276,13 +276,61 @@ type answer struct {
 
 // callAs makes one HTTP request as the named user (root: "" ) from a
 // separate process running under that uid and its groups.
+//
+// It runs curl (small and quick to start, and an independent HTTP client)
+// under the user's uid and groups; without curl, the test binary itself.
 func callAs(t *testing.T, who, sock, method, path, body string, hdr ...string) answer {
 	t.Helper()
+	if curl, err := exec.LookPath("curl"); err == nil {
+		return curlAs(t, curl, who, sock, method, path, body, hdr)
+	}
 	out := runHelper(t, who, []string{"MFAD_E2E_HELPER=call", "MFAD_E2E_SOCK=" + sock, "MFAD_E2E_METHOD=" + method,
 		"MFAD_E2E_PATH=" + path, "MFAD_E2E_BODY=" + body, "MFAD_E2E_HEADER=" + strings.Join(hdr, "\n")}, nil)
 	var a answer
 	if err := json.Unmarshal(out, &a); err != nil {
 		t.Fatalf("helper output %q: %v", out, err)
+	}
+	return a
+}
+
+func curlAs(t *testing.T, curl, who, sock, method, path, body string, hdr []string) answer {
+	t.Helper()
+	args := []string{"-sS", "--max-time", "30", "--unix-socket", sock, "-X", method, "-o", "-", "-w", "\n%{http_code}"}
+	if body != "" {
+		args = append(args, "-H", "Content-Type: application/json", "--data-binary", "@-")
+	}
+	for _, h := range hdr {
+		args = append(args, "-H", h)
+	}
+	cmd := exec.Command(curl, append(args, "http://mfad"+path)...)
+	cmd.Env = []string{"PATH=/usr/bin:/bin"}
+	cmd.Stdin = strings.NewReader(body)
+	if who != "" {
+		u := users[who]
+		uid, _ := strconv.Atoi(u.Uid)
+		gid, _ := strconv.Atoi(u.Gid)
+		cred := &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}
+		if who == userAdmin {
+			cred.Groups = []uint32{uint32(adminG)}
+		}
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
+	}
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("curl as %q: %v\n%s", who, err, stderr.String())
+	}
+	i := bytes.LastIndexByte(out, '\n')
+	a := answer{}
+	a.Status, _ = strconv.Atoi(string(out[i+1:]))
+	b := out[:i]
+	var p struct{ Code string }
+	if json.Unmarshal(b, &p) == nil {
+		a.Code = p.Code
+	}
+	if json.Valid(b) {
+		a.Body = b
 	}
 	return a
 }
