@@ -305,16 +305,7 @@ func curlAs(t *testing.T, curl, who, sock, method, path, body string, hdr []stri
 	cmd := exec.Command(curl, append(args, "http://mfad"+path)...)
 	cmd.Env = []string{"PATH=/usr/bin:/bin"}
 	cmd.Stdin = strings.NewReader(body)
-	if who != "" {
-		u := users[who]
-		uid, _ := strconv.Atoi(u.Uid)
-		gid, _ := strconv.Atoi(u.Gid)
-		cred := &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}
-		if who == userAdmin {
-			cred.Groups = []uint32{uint32(adminG)}
-		}
-		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
-	}
+	runAs(cmd, who)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
@@ -340,16 +331,7 @@ func runHelper(t *testing.T, who string, env []string, stdin io.Reader) []byte {
 	cmd := exec.Command(filepath.Join(binDir, "e2e.test"), "-test.run=^$")
 	cmd.Env = append([]string{"PATH=/usr/bin:/bin"}, env...)
 	cmd.Stdin = stdin
-	if who != "" {
-		u := users[who]
-		uid, _ := strconv.Atoi(u.Uid)
-		gid, _ := strconv.Atoi(u.Gid)
-		cred := &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}
-		if who == userAdmin {
-			cred.Groups = []uint32{uint32(adminG)}
-		}
-		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
-	}
+	runAs(cmd, who)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
@@ -429,4 +411,20 @@ func helperMain() int {
 		return 0
 	}
 	return 2
+}
+
+// runAs makes cmd run as the test user who (root for ""), with the admin
+// group for the admin-group member.
+func runAs(cmd *exec.Cmd, who string) {
+	if who == "" {
+		return
+	}
+	u := users[who]
+	uid, _ := strconv.Atoi(u.Uid)
+	gid, _ := strconv.Atoi(u.Gid)
+	cred := &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}
+	if who == userAdmin {
+		cred.Groups = []uint32{uint32(adminG)}
+	}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
 }

@@ -45,15 +45,7 @@ func awayFromStepEdge() {
 func mfactlCmd(who, sock string, args ...string) *exec.Cmd {
 	cmd := exec.Command(filepath.Join(binDir, "mfactl"), append([]string{"--socket", sock}, args...)...)
 	cmd.Env = []string{"PATH=/usr/bin:/bin", "HOME=/"}
-	if who != "" {
-		u := users[who]
-		uid, _ := strconv.Atoi(u.Uid)
-		gid, _ := strconv.Atoi(u.Gid)
-		cmd.SysProcAttr = credOf(uint32(uid), uint32(gid))
-		if who == userAdmin {
-			cmd.SysProcAttr.Credential.Groups = []uint32{uint32(adminG)}
-		}
-	}
+	runAs(cmd, who)
 	return cmd
 }
 
