@@ -17,8 +17,9 @@ import (
 // connections beyond the peer's share.
 type peerListener struct {
 	*net.UnixListener
-	srv   *Server
-	slots *slots
+	srv      *Server
+	slots    *slots
+	refusing chan struct{} // bounds the refusals being answered at once
 }
 
 type peerConn struct {
@@ -49,7 +50,14 @@ func (l *peerListener) Accept() (net.Conn, error) {
 		p := Decide(cred, l.srv.userName(cred.UID), l.srv.cfg.AdminGID)
 		if err := l.slots.acquire(p.UID); err != nil {
 			l.srv.log.Warn("refusing connection", "uid", p.UID, "pid", p.PID, "reason", err)
-			go refuse(c, err.Error())
+			// Answering a refused connection costs a goroutine for up to a
+			// second; a flood of them is closed without an answer.
+			select {
+			case l.refusing <- struct{}{}:
+				go func() { refuse(c, err.Error()); <-l.refusing }()
+			default:
+				c.Close()
+			}
 			continue
 		}
 		uid := p.UID

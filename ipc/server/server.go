@@ -222,7 +222,7 @@ func (s *Server) Serve(l net.Listener) error {
 	if !ok {
 		return errors.New("server: the API is served on Unix sockets only (peer credentials)")
 	}
-	err := s.http.Serve(&peerListener{UnixListener: ul, srv: s, slots: s.conns})
+	err := s.http.Serve(&peerListener{UnixListener: ul, srv: s, slots: s.conns, refusing: make(chan struct{}, 64)})
 	if errors.Is(err, http.ErrServerClosed) {
 		return nil
 	}
