@@ -525,6 +525,7 @@ func (s *Service) Authenticate(ctx context.Context, actor Actor, req AuthRequest
 
 // otpPlan is what matching a code outside the write transaction found.
 type otpPlan struct {
+	clean     bool    // the account had no failed attempts and no lock when read
 	matched   *Device // with its new counter and drift
 	snapshot  OTPState
 	outOfSync *Device
@@ -550,6 +551,7 @@ func (s *Service) matchOTP(req AuthRequest, now time.Time) (p *otpPlan, throttle
 			throttled = true
 			return err
 		}
+		p.clean = a.FailedAttempts == 0 && a.LockedUntil.IsZero()
 		devs, err := t.Devices(req.Account)
 		if err != nil {
 			return err
@@ -621,14 +623,20 @@ func (s *Service) authenticateOTP(ctx context.Context, actor Actor, req AuthRequ
 	raced := false
 	err = s.store.Update(ctx, func(t Tx) error {
 		refusal, events, raced = nil, nil, false
-		a, err := t.Account(req.Account)
-		if err != nil {
-			return err
-		}
-		lockReset := resetExpiredLock(a, now)
-		if err := s.throttle(a, now); err != nil {
-			refusal = err
-			return nil
+		// A success on an account that had no failures when read does not
+		// need the account (the common case: one record less to decode).
+		var a *Account
+		lockReset := false
+		if plan.matched == nil || !plan.clean {
+			var err error
+			if a, err = t.Account(req.Account); err != nil {
+				return err
+			}
+			lockReset = resetExpiredLock(a, now)
+			if err := s.throttle(a, now); err != nil {
+				refusal = err
+				return nil
+			}
 		}
 		if plan.matched == nil {
 			ev := AuditEvent{Action: ActAuthenticate, Detail: "invalid code"}
@@ -658,13 +666,13 @@ func (s *Service) authenticateOTP(ctx context.Context, actor Actor, req AuthRequ
 		if err := t.PutDevice(cur); err != nil {
 			return err
 		}
-		if a.FailedAttempts != 0 || lockReset {
+		if a != nil && (a.FailedAttempts != 0 || lockReset) {
 			a.FailedAttempts, a.LastFailureAt = 0, time.Time{}
 			if err := t.PutAccount(a); err != nil {
 				return err
 			}
 		}
-		ev := AuditEvent{Action: ActAuthenticate, Account: a.Name, Device: cur.ID, Detail: "type=" + string(cur.Type)}
+		ev := AuditEvent{Action: ActAuthenticate, Account: req.Account, Device: cur.ID, Detail: "type=" + string(cur.Type)}
 		events = append(events, ev)
 		return s.audit(t, actor, ev)
 	})

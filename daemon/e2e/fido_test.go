@@ -66,7 +66,7 @@ func TestFIDOEndToEnd(t *testing.T) {
 		}
 		var res api.AuthResult
 		json.Unmarshal([]byte(out), &res)
-		if res.Device == nil || res.Device.FIDO == nil || !strings.Contains(res.Device.Label, pair[0]) {
+		if res.Device == nil || res.Device.Type != "fido" || !strings.Contains(res.Device.Label, pair[0]) {
 			t.Errorf("signed in with %+v, want the %s key", res.Device, pair[0])
 		}
 	}

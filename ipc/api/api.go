@@ -328,12 +328,12 @@ func (a Authenticate) AccountName() string { return a.Account }
 type AuthResult struct {
 	OK bool `json:"ok"`
 	// Method is how the sign-in was proven: device, temporary_code or recovery.
-	Method       string    `json:"method"`
-	Account      string    `json:"account"`
-	Device       *Device   `json:"device,omitempty"`
-	StepUpToken  string    `json:"step_up_token"`
-	StepUpExpiry time.Time `json:"step_up_expires_at"`
-	Warning      string    `json:"warning,omitempty"`
+	Method       string     `json:"method"`
+	Account      string     `json:"account"`
+	Device       *DeviceRef `json:"device,omitempty"`
+	StepUpToken  string     `json:"step_up_token"`
+	StepUpExpiry time.Time  `json:"step_up_expires_at"`
+	Warning      string     `json:"warning,omitempty"`
 }
 
 // TokenImport is the body of POST /v1/tokens/import: a PSKC (RFC 6030)
@@ -490,4 +490,11 @@ type Recovery struct {
 	SentTo        string    `json:"sent_to,omitempty"`
 	ExpiresAt     time.Time `json:"expires_at"`
 	RecoveryToken string    `json:"recovery_token,omitempty"`
+}
+
+// DeviceRef names a device in a sign-in answer (GET the device for more).
+type DeviceRef struct {
+	ID    string `json:"id"`
+	Type  string `json:"type"`
+	Label string `json:"label,omitempty"`
 }

@@ -176,8 +176,7 @@ func (s *Server) authenticate(c *call) error {
 		out := api.AuthResult{OK: true, Method: res.Method, Account: req.Account,
 			StepUpToken: res.StepUpToken, StepUpExpiry: res.StepUpExpiry}
 		if res.Device.ID != "" {
-			d := apiDevice(&res.Device)
-			out.Device = &d
+			out.Device = &api.DeviceRef{ID: res.Device.ID, Type: string(res.Device.Type), Label: res.Device.Label}
 		}
 		switch res.ActiveDevices {
 		case 1:
