@@ -42,7 +42,7 @@ type ClockVerdict struct {
 	Agreeing         int   // devices showing that offset
 }
 
-func (c *clockWatch) observe(device string, driftSteps int64, period int, _ uint64, now time.Time) {
+func (c *clockWatch) observe(device string, driftSteps int64, period int, now time.Time) {
 	c.mu.Lock()
 	c.recent[device] = clockSample{driftSeconds: driftSteps * int64(period), at: now}
 	if len(c.recent) > clockMaxSamples {

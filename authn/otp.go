@@ -530,7 +530,6 @@ type otpPlan struct {
 	snapshot  OTPState
 	outOfSync *Device
 	outDrift  int64
-	hostStep  uint64
 	active    int
 }
 
@@ -591,7 +590,7 @@ func (s *Service) matchOTP(req AuthRequest, now time.Time) (p *otpPlan, throttle
 			if c, ok := key.Match(code, totp.Window{Center: center, Behind: s.policy.VerifyWindow, Ahead: s.policy.VerifyWindow, Min: minCounter(d.OTP)}); ok {
 				d.OTP.LastCounter, d.OTP.Used = c, true
 				d.OTP.Drift = totp.Drift(c, step)
-				p.matched, p.snapshot, p.hostStep = d, snap, step
+				p.matched, p.snapshot = d, snap
 				return nil
 			}
 			if p.outOfSync == nil {
@@ -687,7 +686,7 @@ func (s *Service) authenticateOTP(ctx context.Context, actor Actor, req AuthRequ
 	}
 	d := plan.matched
 	if !d.OTP.Event {
-		s.clock.observe(d.ID, d.OTP.Drift, d.OTP.Period, plan.hostStep, now)
+		s.clock.observe(d.ID, d.OTP.Drift, d.OTP.Period, now)
 	}
 	res := &AuthResult{Method: SourceDevice, Device: *d, ActiveDevices: plan.active}
 	res.Device.Secret = nil

@@ -3,6 +3,7 @@ package authn
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"slices"
 	"strings"
@@ -211,7 +212,9 @@ func (s *Service) PatchAccount(ctx context.Context, actor Actor, name string, p 
 	}
 	var out *Account
 	var ev AuditEvent
+	var extra []AuditEvent
 	err := s.store.Update(ctx, func(t Tx) error {
+		extra = nil
 		a, err := t.Account(name)
 		if err != nil {
 			return err
@@ -245,8 +248,13 @@ func (s *Service) PatchAccount(ctx context.Context, actor Actor, name string, p 
 			changed = append(changed, "flags="+strings.Join(a.Flags, ","))
 		}
 		if p.Unlock {
+			unlock := AuditEvent{Action: ActUnlock, Account: name,
+				Detail: fmt.Sprintf("cleared %d failed attempts", a.FailedAttempts)}
 			a.FailedAttempts, a.LockedUntil, a.LastFailureAt = 0, time.Time{}, time.Time{}
-			changed = append(changed, "unlocked")
+			if err := s.audit(t, actor, unlock); err != nil {
+				return err
+			}
+			extra = append(extra, unlock)
 		}
 		if err := validateContact(a.Email, a.Phone); err != nil {
 			return err
@@ -259,13 +267,21 @@ func (s *Service) PatchAccount(ctx context.Context, actor Actor, name string, p 
 			return err
 		}
 		out = a
+		if len(changed) == 0 && len(extra) > 0 {
+			return nil // only an unlock: its own entry says it
+		}
 		ev = AuditEvent{Action: ActAccountUpdate, Account: name, Detail: strings.Join(changed, " ")}
 		return s.audit(t, actor, ev)
 	})
 	if err != nil {
 		return nil, err
 	}
-	s.logAudit(ev)
+	for _, e := range extra {
+		s.logAudit(e)
+	}
+	if ev.Action != "" {
+		s.logAudit(ev)
+	}
 	return out, nil
 }
 

@@ -61,7 +61,7 @@ func TestCLIAccountsAuditBackupRestore(t *testing.T) {
 		}
 		actions = append(actions, e.Action)
 	}
-	if strings.Join(actions, " ") != "account.create account.update account.update" {
+	if strings.Join(actions, " ") != "account.create account.update account.unlock" {
 		t.Errorf("audit actions: %v", actions)
 	}
 
