@@ -333,3 +333,41 @@ func TestTrustedAttestationFromConfig(t *testing.T) {
 		t.Fatalf("trusted key: %v", err)
 	}
 }
+
+// TestFIDOPINRequired: a key with a PIN (set through the admin route)
+// answers pin_required at enrollment; the same request with the PIN
+// succeeds, and so does a sign-in with it.
+func TestFIDOPINRequired(t *testing.T) {
+	d := startWithEmulators(t, "")
+	c := d.client()
+	ctx := context.Background()
+	e, err := c.AddEmulator(ctx, api.AddEmulator{Name: "pinned"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.SetKeyPIN(ctx, e.KeyID, api.KeyPIN{PIN: "2468"}); err != nil {
+		t.Fatal(err)
+	}
+	keys, _ := c.Keys(ctx)
+	if len(keys) != 1 || keys[0].PINRetries == nil || *keys[0].PINRetries != 8 {
+		t.Errorf("key after setting its PIN: %+v", keys)
+	}
+	_, err = c.AddKeyDevice(ctx, "uli", api.CreateDevice{}, nil)
+	if !errors.Is(err, &api.Problem{Code: api.CodePINRequired}) {
+		t.Fatalf("enrollment without the PIN: %v", err)
+	}
+	_, err = c.AddKeyDevice(ctx, "uli", api.CreateDevice{PIN: "1357"}, nil)
+	if !errors.Is(err, &api.Problem{Code: api.CodeInvalidPIN}) {
+		t.Fatalf("enrollment with a wrong PIN: %v", err)
+	}
+	if _, err := c.AddKeyDevice(ctx, "uli", api.CreateDevice{PIN: "2468"}, nil); err != nil {
+		t.Fatalf("enrollment with the PIN: %v", err)
+	}
+	if _, err := c.AuthenticateKey(ctx, api.Authenticate{Account: "uli", PIN: "2468"}, nil); err != nil {
+		t.Fatalf("sign-in with the PIN: %v", err)
+	}
+	// Changing the PIN needs the current one.
+	if err := c.SetKeyPIN(ctx, e.KeyID, api.KeyPIN{PIN: "9999", CurrentPIN: "2468"}); err != nil {
+		t.Fatalf("change PIN: %v", err)
+	}
+}
