@@ -20,6 +20,23 @@ type peerListener struct {
 	srv      *Server
 	slots    *slots
 	refusing chan struct{} // bounds the refusals being answered at once
+
+	// A flood of refused connections is logged once a second, with a count.
+	logMu    sync.Mutex
+	lastLog  time.Time
+	unlogged int
+}
+
+func (l *peerListener) logRefusal() (int, bool) {
+	l.logMu.Lock()
+	defer l.logMu.Unlock()
+	l.unlogged++
+	if time.Since(l.lastLog) < time.Second {
+		return 0, false
+	}
+	n := l.unlogged
+	l.lastLog, l.unlogged = time.Now(), 0
+	return n, true
 }
 
 type peerConn struct {
@@ -49,7 +66,9 @@ func (l *peerListener) Accept() (net.Conn, error) {
 		}
 		p := Decide(cred, l.srv.userName(cred.UID), l.srv.cfg.AdminGID)
 		if err := l.slots.acquire(p.UID); err != nil {
-			l.srv.log.Warn("refusing connection", "uid", p.UID, "pid", p.PID, "reason", err)
+			if n, ok := l.logRefusal(); ok {
+				l.srv.log.Warn("refusing connection", "uid", p.UID, "pid", p.PID, "reason", err, "refused_since_last_log", n)
+			}
 			// Answering a refused connection costs a goroutine for up to a
 			// second; a flood of them is closed without an answer.
 			select {
