@@ -254,3 +254,42 @@ func TestOneUserCannotStarveRoot(t *testing.T) {
 		t.Errorf("user over its share: %d %s, want 429 too_many_connections", got.Status, got.Code)
 	}
 }
+
+// TestStreamsPerUID: a user holds at most its share of long streams; the
+// next one is refused with too_many_streams, and uid 0 still streams.
+func TestStreamsPerUID(t *testing.T) {
+	needRoot(t)
+	curl, err := exec.LookPath("curl")
+	if err != nil {
+		t.Skip("curl is not installed")
+	}
+	d := startDaemon(t, "", "[limits]\nstreams = 8\nstreams_per_uid = 2\nstreams_root_reserved = 2\n")
+	stream := func(who string) *exec.Cmd {
+		cmd := exec.Command(curl, "-sN", "--unix-socket", d.sock, "http://mfad/v1/events")
+		runAs(cmd, who)
+		out, _ := cmd.StdoutPipe()
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+		line, err := bufio.NewReader(out).ReadString('\n')
+		if err != nil || !strings.Contains(line, "subscribed") {
+			t.Fatalf("stream as %q: %q %v", who, line, err)
+		}
+		return cmd
+	}
+	stream(userOther)
+	stream(userOther)
+	if got := callAs(t, userOther, d.sock, "GET", "/v1/events", ""); got.Status != 429 || got.Code != api.CodeTooManyStreams {
+		t.Errorf("third stream of one user: %d %s, want 429 too_many_streams", got.Status, got.Code)
+	}
+	stream(userSelf)
+	stream(userSelf)
+	stream(userAdmin)
+	stream(userAdmin) // users now hold all 6 slots open to them
+	if got := callAs(t, userAdmin, d.sock, "GET", "/v1/events", ""); got.Status != 429 {
+		t.Errorf("a stream past the users' share: %d %s", got.Status, got.Code)
+	}
+	stream("") // uid 0 still streams: the reserve is its own
+	stream("")
+}
