@@ -55,13 +55,16 @@ const (
 
 // Problem is every non-2xx answer's body (RFC 9457), with a stable Code.
 type Problem struct {
-	Type       string         `json:"type"`
-	Title      string         `json:"title"`
-	Status     int            `json:"status"`
-	Detail     string         `json:"detail"`
-	Code       string         `json:"code"`
-	RetryAfter int            `json:"retry_after,omitempty"` // seconds
-	Extra      map[string]any `json:"extra,omitempty"`
+	Type       string `json:"type"`
+	Title      string `json:"title"`
+	Status     int    `json:"status"`
+	Detail     string `json:"detail"`
+	Code       string `json:"code"`
+	RetryAfter int    `json:"retry_after,omitempty"` // seconds
+	// Hint suggests the next step; "resync": the device's clock may be
+	// off, so ask for the next code too and send both (code, next_code).
+	Hint  string         `json:"hint,omitempty"`
+	Extra map[string]any `json:"extra,omitempty"`
 }
 
 func (p *Problem) Error() string {
@@ -74,6 +77,9 @@ func (p *Problem) Is(target error) bool {
 	return ok && t.Code == p.Code
 }
 
+// Hints of a Problem.
+const HintResync = "resync"
+
 // Stable error codes (the Code of a Problem).
 const (
 	CodeInternal             = "internal"
@@ -85,6 +91,8 @@ const (
 	CodeDeviceLimitReached   = "device_limit_reached"
 	CodeDeviceOutOfSync      = "device_out_of_sync"
 	CodeInvalidCode          = "invalid_code"
+	CodeCodeAlreadyUsed      = "code_already_used"
+	CodeAccountDisabled      = "account_disabled"
 	CodeLockedOut            = "locked_out"
 	CodeRetryLater           = "retry_later"
 	CodeResyncNotApplicable  = "resync_not_applicable"
@@ -315,7 +323,11 @@ type Authenticate struct {
 	Account string `json:"account"`
 	// Code is a TOTP/HOTP code or a temporary access code; without one,
 	// the account's security keys are asked for an assertion.
-	Code          string `json:"code,omitempty"`
+	Code string `json:"code,omitempty"`
+	// NextCode is the code the device shows after Code: together they
+	// resync a drifted device and sign in (counted against its resync
+	// budget). Sent after a refusal whose problem carries "hint": "resync".
+	NextCode      string `json:"next_code,omitempty"`
 	PIN           string `json:"pin,omitempty"`
 	WaitForKey    bool   `json:"wait_for_key,omitempty"`
 	RecoveryToken string `json:"recovery_token,omitempty"`
