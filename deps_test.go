@@ -1,101 +1,179 @@
 package mfad_test
 
 import (
-	"go/build"
-	"os/exec"
+	"go/parser"
+	"go/token"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 )
 
 // allowedImports is the dependency direction of DESIGN.md: for each
-// package (prefix), the module packages and third-party modules its
-// non-test code may import. The standard library is always allowed.
+// package of the module (its path below the module, "." for the root),
+// exactly the module packages and third-party packages its non-test code
+// may import. The standard library is always allowed. Entries are exact:
+// "authn" admits authn and nothing beneath it; every package, however
+// deep, has its own entry.
 var allowedImports = map[string][]string{
-	"daemon":            {"*"},
-	"daemon/cmd/mfad":   {"daemon", "daemon/emulator"},
-	"daemon/e2e":        {},
-	"hw/ctaphid":        {},
-	"hw/ctap2":          {"github.com/fxamacker/cbor/v2", "golang.org/x/crypto", "github.com/x448/float16"},
-	"hw/hidraw":         {"golang.org/x/sys", "hw/ctaphid"},
-	"hw/usbhid":         {"github.com/karalabe/hid", "hw/ctaphid", "hw/hidraw"},
-	"hw/libfido2":       {"github.com/keys-pub/go-libfido2", "hw/ctap2", "hw/hidraw"},
-	"hw/fidokey":        {"hw/ctap2", "hw/ctaphid", "hw/hidraw", "hw/usbhid"},
-	"hw/emu":            {"hw/ctap2", "hw/ctaphid", "github.com/fxamacker/cbor/v2", "golang.org/x/crypto", "golang.org/x/sys", "hw/emu"},
-	"authn":             {"authn/totp", "authn/fido2", "hw/ctap2"},
-	"authn/totp":        {"github.com/pquerna/otp", "github.com/boombuler/barcode"},
-	"authn/fido2":       {"hw/ctap2", "github.com/fxamacker/cbor/v2", "golang.org/x/crypto"},
-	"authn/store":       {"authn", "go.etcd.io/bbolt", "github.com/fxamacker/cbor/v2"},
-	"ipc/api":           {},
-	"ipc/peercred":      {"golang.org/x/sys"},
-	"ipc/server":        {"ipc/api", "ipc/peercred", "authn"},
-	"ipc/client":        {"ipc/api"},
-	"contrib/mfactl":    {"ipc/client", "ipc/api", "github.com/spf13/cobra", "github.com/spf13/pflag", "golang.org/x/term"},
-	"contrib/vmtest":    {"*"}, // the VM test harness and its probe drive every layer
-	"contrib/mfad-load": {"ipc/client", "ipc/api", "authn/totp"},
+	".":                        {},
+	"authn":                    {"authn/fido2", "authn/totp", "hw/ctap2"},
+	"authn/fido2":              {"github.com/fxamacker/cbor/v2", "hw/ctap2"},
+	"authn/store":              {"authn", "github.com/fxamacker/cbor/v2", "go.etcd.io/bbolt", "go.etcd.io/bbolt/errors"},
+	"authn/totp":               {"github.com/pquerna/otp", "github.com/pquerna/otp/totp"},
+	"contrib/mfactl":           {"github.com/spf13/cobra", "golang.org/x/term", "ipc/api", "ipc/client"},
+	"contrib/mfad-load":        {"authn/totp", "ipc/api", "ipc/client"},
+	"contrib/vmtest":           {},
+	"contrib/vmtest/probe":     {"daemon/emulator", "github.com/karalabe/hid", "hw/ctap2", "hw/fidokey", "hw/hidraw", "hw/libfido2", "hw/usbhid"},
+	"daemon":                   {"authn", "authn/fido2", "authn/store", "daemon/notify", "github.com/BurntSushi/toml", "github.com/coreos/go-systemd/v22/activation", "github.com/coreos/go-systemd/v22/daemon", "github.com/coreos/go-systemd/v22/journal", "hw/ctap2", "hw/ctaphid", "hw/emu", "hw/fidokey", "hw/hidraw", "hw/libfido2", "hw/usbhid", "ipc/api", "ipc/server"},
+	"daemon/cmd/mfad":          {"daemon", "daemon/emulator"},
+	"daemon/e2e":               {},
+	"daemon/emulator":          {"hw/ctaphid", "hw/emu", "hw/emu/gadget", "hw/emu/uhid"},
+	"daemon/notify":            {},
+	"daemon/notify/notifytest": {},
+	"hw/ctap2":                 {"github.com/fxamacker/cbor/v2"},
+	"hw/ctaphid":               {},
+	"hw/emu":                   {"github.com/fxamacker/cbor/v2", "hw/ctap2", "hw/ctaphid"},
+	"hw/emu/gadget":            {"golang.org/x/sys/unix", "hw/ctaphid"},
+	"hw/emu/uhid":              {"golang.org/x/sys/unix", "hw/ctaphid"},
+	"hw/fidokey":               {"hw/ctap2", "hw/ctaphid", "hw/hidraw", "hw/usbhid"},
+	"hw/hidraw":                {"golang.org/x/sys/unix", "hw/ctaphid"},
+	"hw/libfido2":              {"github.com/keys-pub/go-libfido2", "hw/ctap2", "hw/hidraw"},
+	"hw/usbhid":                {"github.com/karalabe/hid", "hw/ctaphid", "hw/hidraw"},
+	"ipc/api":                  {},
+	"ipc/client":               {"ipc/api"},
+	"ipc/peercred":             {"golang.org/x/sys/unix"},
+	"ipc/server":               {"authn", "ipc/api", "ipc/peercred"},
 }
 
-const module = "github.com/mfad/mfad/"
+const module = "github.com/mfad/mfad"
 
 // TestDependencyDirection fails on an import that breaks DESIGN.md's
-// package map, and on a package the map does not know.
+// package map, on a package the map does not know, and on an entry for a
+// package that does not exist. It reads every non-test file, whatever its
+// build constraints, so that code built only off Linux or without cgo is
+// held to the same map.
 func TestDependencyDirection(t *testing.T) {
-	out, err := exec.Command("go", "list", "-f", "{{.ImportPath}}", "./...").Output()
+	pkgs, err := moduleImports(".")
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, path := range strings.Fields(string(out)) {
-		rel := strings.TrimPrefix(path, module)
-		rule, ok := ruleFor(rel)
+	for _, dir := range sortedKeys(pkgs) {
+		rule, ok := allowedImports[dir]
 		if !ok {
-			if rel == "github.com/mfad/mfad" {
-				continue
-			}
-			t.Errorf("package %s is not in the dependency map (deps_test.go, DESIGN.md)", rel)
+			t.Errorf("package %s is not in the dependency map (deps_test.go, DESIGN.md): add its entry", dir)
 			continue
 		}
-		pkg, err := build.Import(path, ".", 0)
+		for _, imp := range pkgs[dir] {
+			if isStdlib(imp.path) || slices.Contains(rule, strings.TrimPrefix(imp.path, module+"/")) {
+				continue
+			}
+			t.Errorf("%s (%s) imports %s, which DESIGN.md's dependency direction forbids", dir, imp.file, imp.path)
+		}
+	}
+	for _, dir := range sortedKeys(allowedImports) {
+		if _, ok := pkgs[dir]; !ok {
+			t.Errorf("the dependency map lists %s, which has no non-test Go file: remove the entry", dir)
+		}
+	}
+}
+
+// TestImportsReadWhateverTheBuildTags: a file that the current build would
+// leave out (another OS, no cgo, a tag nobody sets) is read all the same,
+// and a test file is not.
+func TestImportsReadWhateverTheBuildTags(t *testing.T) {
+	dir := t.TempDir()
+	files := map[string]string{
+		"a.go":       "package a\n\nimport \"fmt\"\n",
+		"a_other.go": "//go:build !linux\n\npackage a\n\nimport \"example.com/other\"\n",
+		"a_nocgo.go": "//go:build !cgo && never\n\npackage a\n\nimport _ \"example.com/nocgo\"\n",
+		"a_test.go":  "package a\n\nimport \"example.com/test\"\n",
+	}
+	if err := os.MkdirAll(filepath.Join(dir, "sub", "testdata"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for name, src := range files {
+		if err := os.WriteFile(filepath.Join(dir, "sub", name), []byte(src), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(dir, "sub", "testdata", "x.go"), []byte("package x\n\nimport \"example.com/data\"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	pkgs, err := moduleImports(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, imp := range pkgs["sub"] {
+		got = append(got, imp.path)
+	}
+	slices.Sort(got)
+	want := []string{"example.com/nocgo", "example.com/other", "fmt"}
+	if !slices.Equal(got, want) || len(pkgs) != 1 {
+		t.Errorf("imports %v of %d packages, want %v of 1", got, len(pkgs), want)
+	}
+}
+
+type importSite struct{ path, file string }
+
+// moduleImports parses every non-test .go file under root (skipping
+// testdata and hidden directories) and returns each package directory's
+// imports, keyed by the directory relative to root ("." for root).
+func moduleImports(root string) (map[string][]importSite, error) {
+	out := map[string][]importSite{}
+	fset := token.NewFileSet()
+	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
-			t.Errorf("%s: %v", rel, err)
-			continue
+			return err
 		}
-		for _, imp := range pkg.Imports {
-			if isStdlib(imp) || permitted(rule, imp) {
-				continue
+		name := d.Name()
+		if d.IsDir() {
+			if p != root && (strings.HasPrefix(name, ".") || strings.HasPrefix(name, "_") || name == "testdata") {
+				return filepath.SkipDir
 			}
-			t.Errorf("%s imports %s, which DESIGN.md's dependency direction forbids", rel, imp)
+			return nil
 		}
-	}
+		if !strings.HasSuffix(name, ".go") || strings.HasSuffix(name, "_test.go") {
+			return nil
+		}
+		f, err := parser.ParseFile(fset, p, nil, parser.ImportsOnly)
+		if err != nil {
+			return err
+		}
+		rel, err := filepath.Rel(root, filepath.Dir(p))
+		if err != nil {
+			return err
+		}
+		rel = filepath.ToSlash(rel)
+		if _, ok := out[rel]; !ok {
+			out[rel] = nil
+		}
+		for _, spec := range f.Imports {
+			path, err := strconv.Unquote(spec.Path.Value)
+			if err != nil {
+				return err
+			}
+			out[rel] = append(out[rel], importSite{path: path, file: name})
+		}
+		return nil
+	})
+	return out, err
 }
 
-// ruleFor finds the most specific entry for a package.
-func ruleFor(rel string) ([]string, bool) {
-	best := ""
-	for p := range allowedImports {
-		if (rel == p || strings.HasPrefix(rel, p+"/")) && len(p) > len(best) {
-			best = p
-		}
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
 	}
-	r, ok := allowedImports[best]
-	return r, ok && best != ""
-}
-
-func permitted(rule []string, imp string) bool {
-	for _, a := range rule {
-		if a == "*" {
-			return true
-		}
-		full := a
-		if !strings.Contains(a, ".") {
-			full = module + a
-		}
-		if imp == full || strings.HasPrefix(imp, full+"/") {
-			return true
-		}
-	}
-	return false
+	slices.Sort(keys)
+	return keys
 }
 
 func isStdlib(imp string) bool {
 	first, _, _ := strings.Cut(imp, "/")
-	return !strings.Contains(first, ".")
+	return !strings.Contains(first, ".") && imp != "C"
 }

@@ -5,10 +5,8 @@ import (
 	"encoding/hex"
 	"net/http"
 	"strings"
-	"time"
 
 	"github.com/mfad/mfad/authn"
-	"github.com/mfad/mfad/authn/totp"
 	"github.com/mfad/mfad/ipc/api"
 )
 
@@ -116,23 +114,11 @@ func (s *Server) createDevice(c *call) error {
 // enrollRequest turns the wire request of an OTP device into authn's.
 func enrollRequest(req api.CreateDevice) (authn.EnrollRequest, error) {
 	er := authn.EnrollRequest{Type: authn.DeviceType(req.Type), Label: req.Label, Serial: req.Serial}
-	if req.Algorithm != "" || req.Digits != 0 || req.Period != 0 {
-		p := totp.DefaultParams
-		if req.Algorithm != "" {
-			alg, err := totp.ParseAlgorithm(req.Algorithm)
-			if err != nil {
-				return er, authn.Errorf(authn.ClassInvalid, authn.CodeInvalidRequest, "algorithm must be SHA1, SHA256 or SHA512")
-			}
-			p.Algorithm = alg
-		}
-		if req.Digits != 0 {
-			p.Digits = req.Digits
-		}
-		if req.Period != 0 {
-			p.Period = time.Duration(req.Period) * time.Second
-		}
-		er.Params = &p
+	p, err := authn.ParseOTPParams(req.Algorithm, req.Digits, req.Period)
+	if err != nil {
+		return er, err
 	}
+	er.Params = p
 	return er, nil
 }
 
@@ -141,7 +127,7 @@ func (s *Server) enrollment(c *call, e *authn.Enrollment) api.Enrollment {
 	out := api.Enrollment{Device: apiDevice(&e.Device), OTPAuthURI: e.URI, QRPNG: e.QRPNG,
 		Next: "activate it with two consecutive codes: POST " + strings.NewReplacer("{name}", c.account, "{id}", e.Device.ID).Replace(api.PathDeviceActivate)}
 	if e.Secret != nil {
-		out.Secret = totp.EncodeSecret(e.Secret)
+		out.Secret = authn.EncodeSecret(e.Secret)
 	}
 	return out
 }
@@ -229,7 +215,7 @@ func (s *Server) importTokens(c *call) error {
 	if err := c.decode(&req); err != nil {
 		return err
 	}
-	opts := totp.PSKCOptions{}
+	opts := authn.PSKCOptions{}
 	if req.Password != "" {
 		opts.Password = []byte(req.Password)
 	}

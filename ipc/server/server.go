@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/mfad/mfad/authn"
-	"github.com/mfad/mfad/authn/totp"
 	"github.com/mfad/mfad/ipc/api"
 )
 
@@ -101,7 +100,7 @@ type DeviceBackend interface {
 
 // TokenBackend keeps the hardware token inventory (authn.Service).
 type TokenBackend interface {
-	ImportTokens(ctx context.Context, actor authn.Actor, pskc []byte, opts totp.PSKCOptions) ([]authn.Token, error)
+	ImportTokens(ctx context.Context, actor authn.Actor, pskc []byte, opts authn.PSKCOptions) ([]authn.Token, error)
 	Tokens() ([]authn.Token, error)
 }
 
