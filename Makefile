@@ -88,9 +88,13 @@ install: $(if $(INSTALL_NOBUILD),,build)
 	$(BIN)/mfactl completion zsh >$(DESTDIR)$(PREFIX)/share/zsh/vendor-completions/_mfactl
 	$(BIN)/mfactl completion fish >$(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d/mfactl.fish
 
+# run: the state directory is 0711, so that every local user reaches the
+# socket in it (and lists nothing); the database, the key and the outbox
+# inside stay the daemon user's alone.
 run: build
-	@mkdir -p $(RUNDIR) && chmod 700 $(RUNDIR)
+	@mkdir -p $(RUNDIR) && chmod 711 $(RUNDIR)
 	@echo "mfad on $(RUNDIR)/mfad.sock, with a software key attached (contrib/dev.toml)"
+	@echo "recovery codes go to $(RUNDIR)/outbox/ (mail/*.eml, sms.txt)"
 	@echo "try: MFAD_SOCKET=$(RUNDIR)/mfad.sock bin/mfactl info"
 	exec bin/mfad --config contrib/dev.toml --socket $(RUNDIR)/mfad.sock --state-dir $(RUNDIR)
 

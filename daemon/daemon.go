@@ -62,6 +62,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if cfg.Emulator.Presence == "manual" {
 		keys.presence = emu.PresenceManual
 	}
+	cfg.Recovery.Config.Resolve(cfg.StateDir)
 	mailer, phone, err := notify.New(cfg.Recovery.Config)
 	if err != nil {
 		return err

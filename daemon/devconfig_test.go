@@ -14,4 +14,8 @@ func TestDevConfigLoads(t *testing.T) {
 	if !cfg.Emulator.Enabled || len(cfg.Emulator.Attach) != 1 {
 		t.Errorf("dev config: %+v", cfg.Emulator)
 	}
+	// Owner recovery works under make run: both channels go to the outbox.
+	if cfg.Recovery.Email.Outbox == "" || cfg.Recovery.Phone.Outbox == "" {
+		t.Errorf("dev config recovery: %+v", cfg.Recovery.Config)
+	}
 }

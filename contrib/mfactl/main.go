@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"text/tabwriter"
 
@@ -106,8 +107,10 @@ func exitCode(err error) int {
 func infoCmd(a *app) *cobra.Command {
 	return &cobra.Command{
 		Use:   "info",
-		Short: "Show the daemon's version, store and who you are to it",
-		Args:  cobra.NoArgs,
+		Short: "Show the daemon's version, store, key drivers, keys, host clock check and who you are to it",
+		Example: `  mfactl info
+  mfactl info --json      # one JSON object`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			info, err := a.client().Info(cmd.Context())
 			if err != nil {
@@ -117,12 +120,26 @@ func infoCmd(a *app) *cobra.Command {
 				fmt.Fprintf(w, "version\t%s (API %s)\n", info.Version, info.API)
 				fmt.Fprintf(w, "started\t%s\n", info.StartedAt.Local().Format("2006-01-02 15:04:05"))
 				fmt.Fprintf(w, "store\t%s %s (schema %d)\n", info.Store.Backend, info.Store.Path, info.Store.Schema)
+				fmt.Fprintf(w, "drivers\t%s\n", dash(strings.Join(info.Drivers, ", ")))
 				fmt.Fprintf(w, "keys\t%d connected\n", info.Keys)
 				fmt.Fprintf(w, "software keys\t%s\n", onOff(info.Emulators))
+				fmt.Fprintf(w, "host clock\t%s\n", clockLine(info.Clock))
 				fmt.Fprintf(w, "you\tuid %d %s (admin: %v)\n", info.Caller.UID, info.Caller.Name, info.Caller.Admin)
 			})
 		},
 	}
+}
+
+// clockLine says what the host clock check concluded from the TOTP
+// devices verified lately.
+func clockLine(c api.Clock) string {
+	switch c.Verdict {
+	case "ok":
+		return fmt.Sprintf("ok (checked against %d TOTP devices used lately)", c.Devices)
+	case "host_clock_suspect":
+		return fmt.Sprintf("suspect: %d of %d TOTP devices agree it is off by %+d s; check NTP (timedatectl)", c.Agreeing, c.Devices, c.OffsetSeconds)
+	}
+	return fmt.Sprintf("not known yet (%d TOTP devices used lately; 3 are needed)", c.Devices)
 }
 
 func onOff(b bool) string {

@@ -17,6 +17,10 @@ import (
 //	[recovery.phone]
 //	command = "/usr/local/libexec/mfad-phone"   # or: webhook = "https://..."
 //
+// For development and tests, outbox = "DIR" in either table keeps the
+// messages in a local directory instead ([Outbox]); a relative DIR is
+// taken from the daemon's state directory ([Config.Resolve]).
+//
 // Either table may be left out: that channel is then not configured, and
 // recovery through it is not offered.
 type Config struct {
@@ -24,13 +28,15 @@ type Config struct {
 	Phone PhoneConfig `toml:"phone"`
 }
 
-// EmailConfig chooses how mail leaves: through an SMTP relay or a
-// sendmail-compatible command, exactly one of them.
+// EmailConfig chooses how mail leaves: through an SMTP relay, a
+// sendmail-compatible command or into a local outbox, exactly one of them.
 type EmailConfig struct {
 	// SMTP is the relay's host:port.
 	SMTP string `toml:"smtp"`
 	// Sendmail is the absolute path of a sendmail-compatible command.
 	Sendmail string `toml:"sendmail"`
+	// Outbox is a directory that keeps the messages (see [Outbox]).
+	Outbox string `toml:"outbox"`
 	// From is the sender address; required.
 	From string `toml:"from"`
 	// Username and PasswordFile authenticate to the SMTP relay (optional;
@@ -39,13 +45,44 @@ type EmailConfig struct {
 	PasswordFile string `toml:"password_file"`
 }
 
-// PhoneConfig chooses how codes reach a phone: a local command or a
-// webhook, exactly one of them.
+// PhoneConfig chooses how codes reach a phone: a local command, a
+// webhook or a local outbox, exactly one of them.
 type PhoneConfig struct {
 	// Command is the absolute path of an executable (see [Command]).
 	Command string `toml:"command"`
 	// Webhook is an https URL, or http to a loopback host (see [Webhook]).
 	Webhook string `toml:"webhook"`
+	// Outbox is a directory that keeps the codes (see [Outbox]).
+	Outbox string `toml:"outbox"`
+}
+
+// Resolve makes relative outbox directories absolute under dir (the
+// daemon's state directory).
+func (c *Config) Resolve(dir string) {
+	for _, p := range []*string{&c.Email.Outbox, &c.Phone.Outbox} {
+		if *p != "" && !filepath.IsAbs(*p) {
+			*p = filepath.Join(dir, *p)
+		}
+	}
+}
+
+// count is how many of the values are set.
+func count(vs ...string) int {
+	n := 0
+	for _, v := range vs {
+		if v != "" {
+			n++
+		}
+	}
+	return n
+}
+
+// checkOutbox refuses a directory name that no file system takes.
+func checkOutbox(dir string) error {
+	if strings.ContainsRune(dir, 0) {
+		return fmt.Errorf("%q contains a NUL", dir)
+	}
+	return nil
 }
 
 // Configured reports whether any e-mail setting is present.
@@ -62,10 +99,14 @@ func (c Config) Validate() error {
 	}
 	if e := c.Email; e.Configured() {
 		switch {
-		case e.SMTP != "" && e.Sendmail != "":
-			bad("email: set smtp or sendmail, not both")
-		case e.SMTP == "" && e.Sendmail == "":
-			bad("email: set smtp (a relay's host:port) or sendmail (a command's path)")
+		case count(e.SMTP, e.Sendmail, e.Outbox) > 1:
+			bad("email: set only one of smtp, sendmail and outbox")
+		case count(e.SMTP, e.Sendmail, e.Outbox) == 0:
+			bad("email: set smtp (a relay's host:port), sendmail (a command's path) or outbox (a directory)")
+		case e.Outbox != "":
+			if err := checkOutbox(e.Outbox); err != nil {
+				bad("email.outbox: %v", err)
+			}
 		case e.SMTP != "":
 			if host, port, err := net.SplitHostPort(e.SMTP); err != nil || host == "" || port == "" {
 				bad("email.smtp: %q is not host:port", e.SMTP)
@@ -93,8 +134,12 @@ func (c Config) Validate() error {
 	}
 	if p := c.Phone; p.Configured() {
 		switch {
-		case p.Command != "" && p.Webhook != "":
-			bad("phone: set command or webhook, not both")
+		case count(p.Command, p.Webhook, p.Outbox) > 1:
+			bad("phone: set only one of command, webhook and outbox")
+		case p.Outbox != "":
+			if err := checkOutbox(p.Outbox); err != nil {
+				bad("phone.outbox: %v", err)
+			}
 		case p.Command != "":
 			if err := checkExecutable(p.Command); err != nil {
 				bad("phone.command: %v", err)
@@ -147,6 +192,11 @@ func New(cfg Config) (Mailer, Phone, error) {
 		m = SMTP{Addr: e.SMTP, From: e.From, Username: e.Username, PasswordFile: e.PasswordFile}
 	case e.Sendmail != "":
 		m = Sendmail{Path: e.Sendmail, From: e.From}
+	case e.Outbox != "":
+		if !filepath.IsAbs(e.Outbox) {
+			return nil, nil, fmt.Errorf("%w: recovery.email.outbox %q is not absolute (resolve it first)", ErrInvalid, e.Outbox)
+		}
+		m = Outbox{Dir: e.Outbox, From: e.From}
 	}
 	var p Phone
 	switch ph := cfg.Phone; {
@@ -154,6 +204,11 @@ func New(cfg Config) (Mailer, Phone, error) {
 		p = Command{Path: ph.Command}
 	case ph.Webhook != "":
 		p = Webhook{URL: ph.Webhook}
+	case ph.Outbox != "":
+		if !filepath.IsAbs(ph.Outbox) {
+			return nil, nil, fmt.Errorf("%w: recovery.phone.outbox %q is not absolute (resolve it first)", ErrInvalid, ph.Outbox)
+		}
+		p = Outbox{Dir: ph.Outbox}
 	}
 	return m, p, nil
 }

@@ -30,7 +30,7 @@ func TestConfigValidate(t *testing.T) {
 		{"webhook loopback http", notify.Config{Phone: notify.PhoneConfig{Webhook: "http://127.0.0.1:8080/hook"}}, ""},
 		{"smtp auth", notify.Config{Email: notify.EmailConfig{SMTP: "relay.example:587", From: "mfad@host.example", Username: "u", PasswordFile: "/etc/mfad/smtp-password"}}, ""},
 
-		{"smtp and sendmail", notify.Config{Email: notify.EmailConfig{SMTP: "127.0.0.1:25", Sendmail: exe, From: "mfad@host.example"}}, "not both"},
+		{"smtp and sendmail", notify.Config{Email: notify.EmailConfig{SMTP: "127.0.0.1:25", Sendmail: exe, From: "mfad@host.example"}}, "only one"},
 		{"from only", notify.Config{Email: notify.EmailConfig{From: "mfad@host.example"}}, "set smtp"},
 		{"no from", notify.Config{Email: notify.EmailConfig{SMTP: "127.0.0.1:25"}}, "email.from: required"},
 		{"bad from", notify.Config{Email: notify.EmailConfig{SMTP: "127.0.0.1:25", From: "mfad"}}, "email.from"},
@@ -40,12 +40,17 @@ func TestConfigValidate(t *testing.T) {
 		{"auth with sendmail", notify.Config{Email: notify.EmailConfig{Sendmail: exe, From: "mfad@host.example", Username: "u", PasswordFile: "/p"}}, "only to smtp"},
 		{"username alone", notify.Config{Email: notify.EmailConfig{SMTP: "127.0.0.1:25", From: "mfad@host.example", Username: "u"}}, "go together"},
 		{"relative password file", notify.Config{Email: notify.EmailConfig{SMTP: "127.0.0.1:25", From: "mfad@host.example", Username: "u", PasswordFile: "pw"}}, "password_file"},
-		{"command and webhook", notify.Config{Phone: notify.PhoneConfig{Command: exe, Webhook: "https://sms.example.com/"}}, "not both"},
+		{"command and webhook", notify.Config{Phone: notify.PhoneConfig{Command: exe, Webhook: "https://sms.example.com/"}}, "only one"},
 		{"command relative", notify.Config{Phone: notify.PhoneConfig{Command: "mfad-phone"}}, "absolute"},
 		{"command not executable", notify.Config{Phone: notify.PhoneConfig{Command: noexec}}, "not executable"},
 		{"command is a directory", notify.Config{Phone: notify.PhoneConfig{Command: dir}}, "not a regular file"},
 		{"webhook plain http", notify.Config{Phone: notify.PhoneConfig{Webhook: "http://sms.example.com/hook"}}, "https"},
 		{"webhook no host", notify.Config{Phone: notify.PhoneConfig{Webhook: "https:///hook"}}, "no host"},
+		{"outboxes", notify.Config{Email: notify.EmailConfig{Outbox: "outbox", From: "mfad@localhost.localdomain"}, Phone: notify.PhoneConfig{Outbox: "/var/tmp/outbox"}}, ""},
+		{"outbox without from", notify.Config{Email: notify.EmailConfig{Outbox: "outbox"}}, "email.from: required"},
+		{"outbox and smtp", notify.Config{Email: notify.EmailConfig{Outbox: "outbox", SMTP: "127.0.0.1:25", From: "mfad@host.example"}}, "only one"},
+		{"outbox and command", notify.Config{Phone: notify.PhoneConfig{Outbox: "outbox", Command: exe}}, "only one"},
+		{"outbox with a NUL", notify.Config{Phone: notify.PhoneConfig{Outbox: "out\x00box"}}, "phone.outbox"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			err := tc.cfg.Validate()

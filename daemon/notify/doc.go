@@ -1,7 +1,8 @@
 // Package notify delivers mfad's recovery and notice messages: e-mail
 // through an SMTP relay ([SMTP]) or a sendmail-compatible command
 // ([Sendmail]), and short codes to a phone through a local command
-// ([Command]) or an HTTP webhook ([Webhook]). [New] builds the configured
+// ([Command]) or an HTTP webhook ([Webhook]); for development and tests,
+// both kinds into a local directory ([Outbox]). [New] builds the configured
 // channels from the [recovery.email] and [recovery.phone] tables of the
 // daemon's configuration ([Config]).
 //
