@@ -29,47 +29,6 @@ func openTest(t *testing.T, dir string, opts Options) *Store {
 	return s
 }
 
-func TestAccountRoundTripAndDelete(t *testing.T) {
-	s := openTest(t, t.TempDir(), Options{})
-	ctx := context.Background()
-	a := &authn.Account{Name: "alice", Kind: authn.KindOwner, Email: "a@example.org"}
-	d := &authn.Device{ID: "d1", Account: "alice", Type: authn.DeviceTOTP, State: authn.StateActive, Secret: []byte("0123456789abcdefghij")}
-	if err := s.Update(ctx, func(t authn.Tx) error {
-		if err := t.PutAccount(a); err != nil {
-			return err
-		}
-		return t.PutDevice(d)
-	}); err != nil {
-		t.Fatal(err)
-	}
-	err := s.View(func(tx authn.Tx) error {
-		got, err := tx.Account("alice")
-		if err != nil || got.Email != a.Email || got.Kind != authn.KindOwner {
-			t.Errorf("Account = %+v, %v", got, err)
-		}
-		dev, err := tx.Device("alice", "d1")
-		if err != nil || !bytes.Equal(dev.Secret, d.Secret) {
-			t.Errorf("Device secret = %q, %v", dev.Secret, err)
-		}
-		if _, err := tx.Account("bob"); !errors.Is(err, authn.ErrNotFound) {
-			t.Errorf("missing account: %v", err)
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Update(ctx, func(t authn.Tx) error { return t.DeleteAccount("alice") }); err != nil {
-		t.Fatal(err)
-	}
-	s.View(func(tx authn.Tx) error {
-		if devs, _ := tx.Devices("alice"); len(devs) != 0 {
-			t.Errorf("devices survived account deletion: %v", devs)
-		}
-		return nil
-	})
-}
-
 func TestSecretsSealedOnDisk(t *testing.T) {
 	dir := t.TempDir()
 	s := openTest(t, dir, Options{})
@@ -144,39 +103,6 @@ func TestGroupCommitSharesFlushesAndIsolatesFailures(t *testing.T) {
 	if updates != 56 || commits == 0 || commits > updates {
 		t.Errorf("stats: %d commits for %d updates", commits, updates)
 	}
-}
-
-func TestUpdatePanicIsAnError(t *testing.T) {
-	s := openTest(t, t.TempDir(), Options{})
-	err := s.Update(context.Background(), func(authn.Tx) error { panic("boom") })
-	if err == nil {
-		t.Fatal("panic in update was not reported")
-	}
-	if err := s.Update(context.Background(), func(t authn.Tx) error { return t.PutAccount(&authn.Account{Name: "ok"}) }); err != nil {
-		t.Fatalf("store unusable after a panicking update: %v", err)
-	}
-}
-
-func TestAuditRetentionAndPaging(t *testing.T) {
-	s := openTest(t, t.TempDir(), Options{AuditRetention: 5})
-	for i := range 12 {
-		if err := s.Update(context.Background(), func(t authn.Tx) error {
-			return t.AppendAudit(&authn.AuditEvent{Action: fmt.Sprintf("a%d", i)})
-		}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	s.View(func(tx authn.Tx) error {
-		all, _ := tx.Audit(0, 100)
-		if len(all) != 5 || all[0].Seq != 8 || all[4].Seq != 12 {
-			t.Errorf("retained %+v", all)
-		}
-		page, _ := tx.Audit(9, 2)
-		if len(page) != 2 || page[0].Seq != 10 {
-			t.Errorf("page after 9 = %+v", page)
-		}
-		return nil
-	})
 }
 
 func TestSecondOpenTimesOutWithClearError(t *testing.T) {

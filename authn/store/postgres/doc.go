@@ -1,0 +1,18 @@
+// Package postgres is the PostgreSQL implementation of authn.Store, for a
+// fleet of mfad daemons sharing one database: every mfad is a peer, and
+// account, device, replay and lockout state is the fleet's.
+//
+// The schema is mfad's, versioned in mfad_meta ("schema"), applied by
+// Migrate (mfad migrate, or at Open with AutoMigrate). Tables are relational
+// where a rule is enforced or an admin queries (accounts, devices with
+// their state and counters, credentials, tokens, audit with the host of
+// each entry, blobs per host); each row also carries the full record in
+// authn/store's encoding, and secrets stay sealed under the fleet's master
+// key with authn/store's sealing.
+//
+// Update runs its function in a SERIALIZABLE transaction and runs it again
+// on a serialization failure, so a device's last counter moves once for a
+// given code however many daemons race on it.
+//
+// It may import authn, authn/store, pgx and the standard library.
+package postgres

@@ -1,0 +1,37 @@
+package postgres
+
+import (
+	"context"
+	"io"
+	"os"
+	"testing"
+
+	"github.com/mfad/mfad/authn"
+	"github.com/mfad/mfad/authn/store/postgres/pgtest"
+	"github.com/mfad/mfad/authn/store/storetest"
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	pgtest.CloseShared()
+	os.Exit(code)
+}
+
+func openOpts(dsn string, key []byte, opts Options) (*Store, error) {
+	if opts.Host == "" {
+		opts.Host = "test-host"
+	}
+	opts.AutoMigrate, opts.TrimEvery = true, 1
+	return Open(context.Background(), dsn, key, opts)
+}
+
+// TestContract runs the backend-generic behaviour suite on PostgreSQL.
+func TestContract(t *testing.T) {
+	storetest.Run(t, storetest.Backend{Shared: true, New: func(t *testing.T) storetest.Opener {
+		dsn := pgtest.DB(t)
+		return func(key []byte, retention uint64) (authn.Store, io.Closer, error) {
+			s, err := openOpts(dsn, key, Options{AuditRetention: retention})
+			return s, s, err
+		}
+	}})
+}

@@ -1,0 +1,362 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/mfad/mfad/authn"
+	"github.com/mfad/mfad/authn/store"
+)
+
+// Options tune a Store.
+type Options struct {
+	// Host names this daemon in audit entries and owns its blobs (default
+	// os.Hostname()).
+	Host string
+	// AutoMigrate applies pending migrations at Open; without it an older
+	// schema is refused, naming `mfad migrate`.
+	AutoMigrate bool
+	// AuditRetention is the number of audit entries the fleet keeps
+	// (default 100000).
+	AuditRetention uint64
+	// TrimEvery is how many appended entries pass between two trims of
+	// the audit log (default 64; trimming is a statement of its own, after
+	// the commit, so that appends never conflict with each other).
+	TrimEvery uint64
+	// MaxConns bounds the pool (0: pgxpool's default, or pool_max_conns in
+	// the DSN).
+	MaxConns int32
+	// MaxRetries bounds how often Update runs a function again after a
+	// serialization failure (default 100).
+	MaxRetries int
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+}
+
+// Store is the PostgreSQL-backed authn.Store.
+type Store struct {
+	pool *pgxpool.Pool
+	rec  *store.Records
+	opts Options
+	path string
+
+	mu           sync.Mutex
+	offlineSince time.Time // zero while the database answers
+	lastTrim     uint64
+}
+
+// ParseDSN checks a DSN (libpq keyword/value or URL syntax, TLS settings
+// included) and returns the pool configuration.
+func ParseDSN(dsn string) (*pgxpool.Config, error) {
+	cfg, err := pgxpool.ParseConfig(dsn)
+	if err != nil {
+		// pgconn's message names the DSN with its password redacted.
+		return nil, fmt.Errorf("store: postgres dsn: %w", err)
+	}
+	if !strings.Contains(dsn, "connect_timeout") {
+		cfg.ConnConfig.ConnectTimeout = 5 * time.Second
+	}
+	return cfg, nil
+}
+
+// Connect opens a pool and checks that the server answers.
+func Connect(ctx context.Context, dsn string, maxConns int32) (*pgxpool.Pool, string, error) {
+	cfg, err := ParseDSN(dsn)
+	if err != nil {
+		return nil, "", err
+	}
+	if maxConns > 0 {
+		cfg.MaxConns = maxConns
+	}
+	where := describe(cfg.ConnConfig.Config)
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, where, fmt.Errorf("store: postgres %s: %w", where, err)
+	}
+	if err := pool.Ping(ctx); err != nil {
+		pool.Close()
+		return nil, where, fmt.Errorf("store: cannot use PostgreSQL at %s: %w (check [store] dsn or dsn_file: host, user, password, dbname, sslmode)", where, err)
+	}
+	return pool, where, nil
+}
+
+// describe names a database without its password.
+func describe(c pgconn.Config) string {
+	host := c.Host
+	if strings.HasPrefix(host, "/") {
+		return fmt.Sprintf("postgres://%s@[%s]:%d/%s", c.User, host, c.Port, c.Database)
+	}
+	return fmt.Sprintf("postgres://%s@%s:%d/%s", c.User, host, c.Port, c.Database)
+}
+
+// Open connects to the database at dsn, checks (or, with AutoMigrate,
+// brings up to date) its schema and checks that key is the fleet's.
+func Open(ctx context.Context, dsn string, key []byte, opts Options) (*Store, error) {
+	if opts.Host == "" {
+		h, err := os.Hostname()
+		if err != nil {
+			return nil, err
+		}
+		opts.Host = h
+	}
+	if opts.AuditRetention == 0 {
+		opts.AuditRetention = 100000
+	}
+	if opts.TrimEvery == 0 {
+		opts.TrimEvery = 64
+	}
+	if opts.MaxRetries == 0 {
+		opts.MaxRetries = 100
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	rec, err := store.NewRecords(key)
+	if err != nil {
+		return nil, err
+	}
+	pool, where, err := Connect(ctx, dsn, opts.MaxConns)
+	if err != nil {
+		return nil, err
+	}
+	s := &Store{pool: pool, rec: rec, opts: opts, path: where}
+	if err := s.prepare(ctx); err != nil {
+		pool.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *Store) prepare(ctx context.Context) error {
+	if s.opts.AutoMigrate {
+		if _, _, err := Migrate(ctx, s.pool); err != nil {
+			return err
+		}
+	}
+	v, err := schemaVersion(ctx, s.pool)
+	if err != nil {
+		return fmt.Errorf("store: read schema version: %w", err)
+	}
+	switch {
+	case v > SchemaVersion:
+		return fmt.Errorf("%w (database v%d, mfad v%d): upgrade mfad on this host", ErrNewerSchema, v, SchemaVersion)
+	case v < SchemaVersion:
+		return fmt.Errorf("%w (database v%d, mfad v%d): run `mfad migrate` or set [store] auto_migrate = true", ErrOlderSchema, v, SchemaVersion)
+	}
+	if err := s.checkKey(ctx); err != nil {
+		return err
+	}
+	_, err = s.SetMetaOnce("created_at", s.opts.Now().UTC().Format(time.RFC3339))
+	return err
+}
+
+// Close closes the pool.
+func (s *Store) Close() error {
+	s.pool.Close()
+	return nil
+}
+
+// Path names the database (without a password).
+func (s *Store) Path() string { return s.path }
+
+// Pool is the connection pool (for mfad migrate and tests).
+func (s *Store) Pool() *pgxpool.Pool { return s.pool }
+
+// Host is the name this daemon writes in audit entries.
+func (s *Store) Host() string { return s.opts.Host }
+
+// Status says whether the database answered the last call, and since when
+// it has not.
+func (s *Store) Status() (online bool, offlineSince time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.offlineSince.IsZero(), s.offlineSince
+}
+
+// observe records whether err means the database is out of reach.
+func (s *Store) observe(err error) {
+	down := err != nil && isConnError(err)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch {
+	case down && s.offlineSince.IsZero():
+		s.offlineSince = s.opts.Now().UTC()
+	case err == nil || !down:
+		s.offlineSince = time.Time{}
+	}
+}
+
+// isConnError reports an error of reaching the server rather than one the
+// server answered.
+func isConnError(err error) bool {
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) {
+		return strings.HasPrefix(pe.Code, "08") || strings.HasPrefix(pe.Code, "57P") // connection exception, operator intervention
+	}
+	var ae *authn.Error
+	if errors.As(err, &ae) {
+		return false
+	}
+	return pgconn.SafeToRetry(err) || pgconn.Timeout(err) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		strings.Contains(err.Error(), "failed to connect") || strings.Contains(err.Error(), "conn closed")
+}
+
+// retryable reports a serialization failure or deadlock: the transaction
+// lost a race and may run again.
+func retryable(err error) bool {
+	var pe *pgconn.PgError
+	return errors.As(err, &pe) && (pe.Code == "40001" || pe.Code == "40P01")
+}
+
+// View implements authn.Store: a read-only snapshot.
+func (s *Store) View(fn func(authn.Tx) error) error {
+	ctx := context.Background()
+	err := s.run(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, fn, nil)
+	return err
+}
+
+// Update implements authn.Store: fn runs in a SERIALIZABLE transaction,
+// again (from the start, on fresh reads) after a serialization failure.
+func (s *Store) Update(ctx context.Context, fn func(authn.Tx) error) error {
+	var appended uint64
+	err := s.run(ctx, pgx.TxOptions{IsoLevel: pgx.Serializable}, fn, &appended)
+	if err == nil && appended > s.opts.AuditRetention {
+		s.trim(ctx, appended)
+	}
+	return err
+}
+
+var errRollback = errors.New("store: rolled back")
+
+func (s *Store) run(ctx context.Context, opts pgx.TxOptions, fn func(authn.Tx) error, appended *uint64) error {
+	for attempt := 0; ; attempt++ {
+		var fnErr error
+		t := &tx{s: s, ctx: ctx}
+		err := pgx.BeginTxFunc(ctx, s.pool, opts, func(ptx pgx.Tx) error {
+			t.ptx = ptx
+			fnErr = safeCall(fn, t)
+			if t.err != nil {
+				return t.err // a statement failed: the transaction is aborted
+			}
+			if fnErr != nil {
+				return errRollback
+			}
+			return nil
+		})
+		if errors.Is(err, errRollback) {
+			err = nil
+		}
+		s.observe(err)
+		switch {
+		case err != nil && retryable(err) && attempt < s.opts.MaxRetries:
+			// Lost a race with another transaction (here or on another
+			// host): back off a little, at random, and run fn again.
+			time.Sleep(time.Duration(rand.IntN(1+min(attempt, 10)*500)) * time.Microsecond)
+			continue
+		case err != nil:
+			return fmt.Errorf("store: postgres: %w", err)
+		case fnErr != nil:
+			return fnErr
+		}
+		if appended != nil {
+			*appended = t.lastSeq
+		}
+		return nil
+	}
+}
+
+func safeCall(fn func(authn.Tx) error, t authn.Tx) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("store: update panicked: %v", r)
+		}
+	}()
+	return fn(t)
+}
+
+// trim drops audit entries beyond the retention, every TrimEvery appends,
+// outside any sign-in's transaction.
+func (s *Store) trim(ctx context.Context, seq uint64) {
+	s.mu.Lock()
+	due := seq >= s.lastTrim+s.opts.TrimEvery
+	if due {
+		s.lastTrim = seq
+	}
+	s.mu.Unlock()
+	if !due {
+		return
+	}
+	// A failed trim is retried at the next one; the log only grows meanwhile.
+	_, _ = s.pool.Exec(ctx, `DELETE FROM audit WHERE seq <= $1`, int64(seq-s.opts.AuditRetention))
+}
+
+// Meta returns a setting from mfad_meta ("" when unset).
+func (s *Store) Meta(key string) (string, error) {
+	var v string
+	err := s.pool.QueryRow(context.Background(), `SELECT value FROM mfad_meta WHERE key = $1`, key).Scan(&v)
+	s.observe(err)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return "", nil
+	}
+	return v, err
+}
+
+// SetMetaOnce stores value under key unless a value is already there, and
+// returns the stored value (the fleet's relying party id, say: the first
+// daemon fixes it for all).
+func (s *Store) SetMetaOnce(key, value string) (string, error) {
+	var v string
+	err := s.pool.QueryRow(context.Background(), `INSERT INTO mfad_meta (key, value) VALUES ($1, $2)
+		ON CONFLICT (key) DO UPDATE SET value = mfad_meta.value RETURNING value`, key, value).Scan(&v)
+	s.observe(err)
+	return v, err
+}
+
+func blobAD(name string) string { return "blobs/" + name }
+
+// SaveBlob stores data under name for this host, sealed.
+func (s *Store) SaveBlob(name string, data []byte) error {
+	_, err := s.pool.Exec(context.Background(), `INSERT INTO blobs (host, name, sealed) VALUES ($1, $2, $3)
+		ON CONFLICT (host, name) DO UPDATE SET sealed = excluded.sealed`, s.opts.Host, name, s.rec.Seal(data, blobAD(name)))
+	s.observe(err)
+	return err
+}
+
+// LoadBlob returns what SaveBlob stored under name on this host, or nil.
+func (s *Store) LoadBlob(name string) ([]byte, error) {
+	var sealed []byte
+	err := s.pool.QueryRow(context.Background(), `SELECT sealed FROM blobs WHERE host = $1 AND name = $2`, s.opts.Host, name).Scan(&sealed)
+	s.observe(err)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return s.rec.Open(sealed, blobAD(name))
+}
+
+// DeleteBlob removes this host's blob name.
+func (s *Store) DeleteBlob(name string) error {
+	_, err := s.pool.Exec(context.Background(), `DELETE FROM blobs WHERE host = $1 AND name = $2`, s.opts.Host, name)
+	s.observe(err)
+	return err
+}
+
+// ErrNoBackup is WriteBackup's answer: the fleet's database is backed up
+// with PostgreSQL's tools.
+var ErrNoBackup = errors.New("store: the store is PostgreSQL: back it up with pg_dump (or your PostgreSQL backups), not through mfad")
+
+// WriteBackup refuses: see ErrNoBackup.
+func (s *Store) WriteBackup(io.Writer) (int64, error) { return 0, ErrNoBackup }
