@@ -107,7 +107,10 @@ var ErrClosed = errors.New("store: closed")
 // ErrLocked means another process holds the database.
 var ErrLocked = errors.New("store: database is locked by another process")
 
-// Open opens (creating if needed) stateDir/mfad.db with the master key.
+// Open opens (creating if needed) stateDir/mfad.db with the master key. A
+// key that does not open the database's key-check value (or, in a database
+// written before check values, its first sealed secret) is ErrWrongKey; a
+// database without a check value gets one.
 func Open(stateDir string, key []byte, opts Options) (*Store, error) {
 	if opts.LockTimeout == 0 {
 		opts.LockTimeout = 3 * time.Second
@@ -133,8 +136,17 @@ func Open(stateDir string, key []byte, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("store: open %s: %w", path, err)
 	}
-	if err := db.Update(func(tx *bolt.Tx) error { return migrate(tx, opts.Now()) }); err != nil {
+	err = db.Update(func(tx *bolt.Tx) error {
+		if err := migrate(tx, opts.Now()); err != nil {
+			return err
+		}
+		return checkKey(tx.Bucket(bktRoot), s)
+	})
+	if err != nil {
 		db.Close()
+		if errors.Is(err, ErrWrongKey) {
+			return nil, fmt.Errorf("%s: %w", path, err)
+		}
 		return nil, err
 	}
 	st := &Store{db: db, seal: s, opts: opts, queue: make(chan *call), quit: make(chan struct{}), done: make(chan struct{})}

@@ -56,15 +56,24 @@ func TestSecretsSealedOnDisk(t *testing.T) {
 	if _, err := s2.seal.open(sealed, deviceAD("a", "y")); err == nil {
 		t.Fatal("sealed secret opened under another record's path")
 	}
-	// Another master key cannot read it.
-	s2.Close()
-	s3, err := Open(dir, bytes.Repeat([]byte{9}, KeySize), Options{})
-	if err != nil {
+	// Another master key cannot read it, nor open the database.
+	if err := s2.View(func(atx authn.Tx) error {
+		raw := atx.(*tx).bucket(bktDevices).Bucket([]byte("a")).Get([]byte("x"))
+		rec := deviceRecord{Device: new(authn.Device)}
+		if err := decode(raw, &rec); err != nil {
+			return err
+		}
+		other, _ := newSealer(bytes.Repeat([]byte{9}, KeySize))
+		if _, err := other.open(rec.Sealed, deviceAD("a", "x")); err == nil {
+			t.Error("device secret opened under the wrong master key")
+		}
+		return nil
+	}); err != nil {
 		t.Fatal(err)
 	}
-	defer s3.Close()
-	if err := s3.View(func(tx authn.Tx) error { _, err := tx.Device("a", "x"); return err }); err == nil {
-		t.Fatal("device opened under the wrong master key")
+	s2.Close()
+	if _, err := Open(dir, bytes.Repeat([]byte{9}, KeySize), Options{}); !errors.Is(err, ErrWrongKey) {
+		t.Fatalf("open under the wrong master key: %v, want ErrWrongKey", err)
 	}
 }
 
