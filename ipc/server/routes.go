@@ -28,7 +28,9 @@ type Route struct {
 	Stream  bool
 	MaxBody int64 // 0: the server default
 	// BodyAccount: the account the permission is checked against is named
-	// in the request body (checked once decoded), not in the path.
+	// in the request body's "account" field, not in the path. The router
+	// reads the body, decides, and only then runs the handler, which
+	// decodes the same bytes.
 	BodyAccount bool
 	handle      func(*call) error
 }
@@ -40,7 +42,8 @@ type call struct {
 	p       Principal
 	s       *Server
 	route   *Route
-	account string // the account the request names, once known
+	account string // the account the request names (path or body)
+	body    []byte // the body, when the router read it to decide
 }
 
 func (c *call) ctx() context.Context { return c.r.Context() }
@@ -54,22 +57,22 @@ func (s *Server) routeTable() []Route {
 		{Method: "DELETE", Pattern: api.PathAccount, Perm: PermAdmin, handle: s.deleteAccount},
 		{Method: "GET", Pattern: api.PathAccount, Perm: PermSelf, handle: s.getAccount},
 		{Method: "PATCH", Pattern: api.PathAccount, Perm: PermAdmin, handle: s.patchAccount},
-		{Method: "POST", Pattern: api.PathPasswordChanged, Perm: PermRoot, handle: s.passwordChanged},
+		{Method: "POST", Pattern: api.PathContact, Perm: PermSelf, handle: s.contactChange},
+		{Method: "POST", Pattern: api.PathContactVerify, Perm: PermSelf, handle: s.contactVerify},
 		{Method: "GET", Pattern: api.PathDevices, Perm: PermSelf, handle: s.listDevices},
 		{Method: "POST", Pattern: api.PathDevices, Perm: PermSelf, handle: s.createDevice},
+		{Method: "DELETE", Pattern: api.PathDevice, Perm: PermSelf, handle: s.deleteDevice},
 		{Method: "GET", Pattern: api.PathDevice, Perm: PermSelf, handle: s.getDevice},
 		{Method: "POST", Pattern: api.PathDeviceActivate, Perm: PermSelf, handle: s.activateDevice},
-		{Method: "POST", Pattern: api.PathDeviceResync, Perm: PermSelf, handle: s.resyncDevice},
-		{Method: "DELETE", Pattern: api.PathDevice, Perm: PermSelf, handle: s.deleteDevice},
 		{Method: "POST", Pattern: api.PathDeviceDeactivate, Perm: PermSelf, handle: s.deactivateDevice},
 		{Method: "POST", Pattern: api.PathDeviceReplace, Perm: PermSelf, handle: s.replaceDevice},
 		{Method: "POST", Pattern: api.PathDeviceReportLost, Perm: PermSelf, handle: s.reportLost},
+		{Method: "POST", Pattern: api.PathDeviceResync, Perm: PermSelf, handle: s.resyncDevice},
+		{Method: "POST", Pattern: api.PathPasswordChanged, Perm: PermRoot, handle: s.passwordChanged},
 		{Method: "POST", Pattern: api.PathTemporaryCode, Perm: PermAdmin, handle: s.temporaryCode},
-		{Method: "POST", Pattern: api.PathContact, Perm: PermSelf, handle: s.contactChange},
-		{Method: "POST", Pattern: api.PathContactVerify, Perm: PermSelf, handle: s.contactVerify},
 		{Method: "GET", Pattern: api.PathBackup, Perm: PermAdmin, Stream: true, handle: s.backup},
 		{Method: "GET", Pattern: api.PathAudit, Perm: PermAdmin, handle: s.audit},
-		{Method: "POST", Pattern: api.PathAuthenticate, Perm: PermSelfBody, handle: s.authenticate},
+		{Method: "POST", Pattern: api.PathAuthenticate, Perm: PermSelfBody, BodyAccount: true, handle: s.authenticate},
 		{Method: "GET", Pattern: api.PathEmulators, Perm: PermAdmin, handle: s.listEmulators},
 		{Method: "POST", Pattern: api.PathEmulators, Perm: PermAdmin, handle: s.addEmulator},
 		{Method: "DELETE", Pattern: api.PathEmulator, Perm: PermAdmin, handle: s.removeEmulator},
@@ -77,11 +80,11 @@ func (s *Server) routeTable() []Route {
 		{Method: "GET", Pattern: api.PathEvents, Perm: PermAnyone, Stream: true, handle: s.events},
 		{Method: "GET", Pattern: api.PathInfo, Perm: PermAnyone, handle: s.info},
 		{Method: "GET", Pattern: api.PathKeys, Perm: PermAnyone, handle: s.listKeys},
-		{Method: "POST", Pattern: api.PathRecovery, Perm: PermSelfOrRoot, BodyAccount: true, handle: s.startRecovery},
-		{Method: "POST", Pattern: api.PathRecoveryStep, Perm: PermRecoveryStarter, handle: s.recoveryStep},
 		{Method: "POST", Pattern: api.PathKeyPIN, Perm: PermAdmin, handle: s.keyPIN},
 		{Method: "POST", Pattern: api.PathKeyReset, Perm: PermAdmin, handle: s.resetKey},
 		{Method: "POST", Pattern: api.PathKeyWink, Perm: PermAdmin, handle: s.winkKey},
+		{Method: "POST", Pattern: api.PathRecovery, Perm: PermSelfOrRoot, BodyAccount: true, handle: s.startRecovery},
+		{Method: "POST", Pattern: api.PathRecoveryStep, Perm: PermRecoveryStarter, handle: s.recoveryStep},
 		{Method: "GET", Pattern: api.PathTokens, Perm: PermAdmin, handle: s.listTokens},
 		{Method: "POST", Pattern: api.PathTokensImport, Perm: PermAdmin, MaxBody: 8 << 20, handle: s.importTokens},
 	}
@@ -96,16 +99,25 @@ func (s *Server) wrap(rt *Route) http.Handler {
 			return
 		}
 		c := &call{w: w, r: r, p: p, s: s, route: rt, account: r.PathValue("name")}
-		// Routes that name their account in the body are checked once it is decoded.
-		if rt.Perm != PermSelfBody && !rt.BodyAccount && !allowed(rt.Perm, p, c.account) {
-			s.deny(c)
-			return
-		}
 		limit := rt.MaxBody
 		if limit == 0 {
 			limit = s.cfg.MaxBodyBytes
 		}
 		r.Body = http.MaxBytesReader(w, r.Body, limit)
+		if rt.BodyAccount {
+			// The account is in the body: read it once, bounded, and decide
+			// before any handler runs; decode hands the same bytes on.
+			account, err := c.readBodyAccount()
+			if err != nil {
+				writeProblem(w, problemOf(err))
+				return
+			}
+			c.account = account
+		}
+		if !allowed(rt.Perm, p, c.account) {
+			s.deny(c)
+			return
+		}
 		if rt.Stream {
 			if err := s.streams.acquire(p.UID); err != nil {
 				writeProblem(w, &api.Problem{Type: "about:blank", Title: "Too Many Requests", Status: http.StatusTooManyRequests,
@@ -147,18 +159,53 @@ var errAnswered = errors.New("server: answered")
 // accountNamer is a request body that names the account it acts on.
 type accountNamer interface{ AccountName() string }
 
-// decode reads a strict JSON body into v: JSON content type, no unknown
-// fields, one value. For PermSelfBody routes it then enforces the
-// permission on the account the body names.
-func (c *call) decode(v any) error {
+// readBody reads the request body once (bounded by the route's limit)
+// after checking that it is JSON, and keeps it for decode.
+func (c *call) readBody() ([]byte, error) {
+	if c.body != nil {
+		return c.body, nil
+	}
 	if ct := c.r.Header.Get("Content-Type"); ct != "" {
 		mt, _, err := mime.ParseMediaType(ct)
 		if err != nil || mt != api.ContentJSON {
-			return newProblem(http.StatusUnsupportedMediaType, api.CodeUnsupportedMediaType,
+			return nil, newProblem(http.StatusUnsupportedMediaType, api.CodeUnsupportedMediaType,
 				"send the body as "+api.ContentJSON+" (curl: --json or -H 'Content-Type: application/json')")
 		}
 	}
 	body, err := io.ReadAll(c.r.Body)
+	if err != nil {
+		return nil, err // problemOf answers 413 for a body over the limit
+	}
+	if body == nil {
+		body = []byte{}
+	}
+	c.body = body
+	return body, nil
+}
+
+// readBodyAccount reads the body and returns the account its "account"
+// field names ("" when it names none). It reads with the same decoder as
+// decode, so both see the same account.
+func (c *call) readBodyAccount() (string, error) {
+	body, err := c.readBody()
+	if err != nil {
+		return "", err
+	}
+	var named struct {
+		Account string `json:"account"`
+	}
+	if err := json.Unmarshal(body, &named); err != nil {
+		return "", newProblem(http.StatusBadRequest, api.CodeInvalidRequest, "malformed JSON body: "+jsonErr(err))
+	}
+	return named.Account, nil
+}
+
+// decode reads a strict JSON body into v: JSON content type, no unknown
+// fields, one value. On a body-account route the permission was decided
+// by the router on these same bytes; a body that names another account
+// than the one decided on is refused.
+func (c *call) decode(v any) error {
+	body, err := c.readBody()
 	if err != nil {
 		return err
 	}
@@ -170,17 +217,8 @@ func (c *call) decode(v any) error {
 	if dec.More() {
 		return newProblem(http.StatusBadRequest, api.CodeInvalidRequest, "malformed JSON body: more than one value")
 	}
-	if c.route.Perm == PermSelfBody || c.route.BodyAccount {
-		n, ok := v.(accountNamer)
-		if !ok {
-			return errors.New("server: body-account route without an account in its body")
-		}
-		c.account = n.AccountName()
-		perm := c.route.Perm
-		if perm == PermSelfBody {
-			perm = PermSelf
-		}
-		if !allowed(perm, c.p, c.account) {
+	if c.route.BodyAccount {
+		if n, ok := v.(accountNamer); !ok || n.AccountName() != c.account {
 			c.s.deny(c)
 			return errAnswered
 		}
