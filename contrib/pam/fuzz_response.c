@@ -22,7 +22,7 @@ static int on_event(void *ctx, json_object *ev)
 	return kind && strcmp(kind, "cancel-me") == 0;
 }
 
-static int last_rc;
+static int last_rc, last_reusable;
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -34,12 +34,24 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		return 0;
 	mfad_src_mem(s, data + 1, size - 1);
 	struct mfad_answer a;
-	int events = 0;
-	int rc = mfad_read_answer(s, data[0] & 1, on_event, &events, &a);
+	int events = 0, reusable = 0;
+	int rc = mfad_read_answer_reuse(s, data[0] & 1, on_event, &events, &a, &reusable);
 	last_rc = rc;
+	last_reusable = reusable;
+	if (reusable && (rc != MFAD_OK || (data[0] & 1) || s->pos != s->len))
+		abort(); /* only a whole document, with nothing after it, leaves the connection reusable */
+	if (reusable && s->memlen > s->mempos) {
+		/* Bytes after the answer: a second one on the same connection. */
+		struct mfad_answer b;
+		if (mfad_read_answer(s, 0, NULL, NULL, &b) == MFAD_OK)
+			mfad_answer_free(&b);
+		else if (b.body)
+			abort();
+	}
 	if (rc == MFAD_OK) {
 		json_object *extra, *devs;
 		(void)mfad_bool(a.body, "ok");
+		(void)mfad_str(a.body, "hint");
 		(void)mfad_int(a.body, "retry_after", 0);
 		(void)mfad_str(a.body, "recovery_token");
 		if (json_object_object_get_ex(a.body, "extra", &extra))
@@ -76,6 +88,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 #define FUZZ_MAX_INPUT (70 * 1024)
 
 static unsigned char *seeds[MAX_SEEDS];
+static char *seed_name[MAX_SEEDS];
 static size_t seed_len[MAX_SEEDS];
 static int nseeds;
 static uint64_t rng = 0x9e3779b97f4a7c15ULL;
@@ -118,13 +131,16 @@ static void load(const char *path)
 	if (!b)
 		return;
 	seeds[nseeds] = b;
+	seed_name[nseeds] = strdup(path);
 	seed_len[nseeds++] = n;
 }
 
 static const char *tokens[] = { "\r\n", "\n", "0\r\n\r\n", "ffffffffffff\r\n", "7fffffff", ";ext", "{", "}", "[", "\"",
 				"\\u0000", "\"event\":\"result\"", "\"ok\":true", "Transfer-Encoding: chunked\r\n",
 				"Content-Length: 99999999999\r\n", "Content-Type: application/x-ndjson\r\n",
-				"HTTP/1.1 100 Continue\r\n\r\n", "\"code\":", "1e999", "-0", "\xff\xfe" };
+				"HTTP/1.1 100 Continue\r\n\r\n", "\"code\":", "1e999", "-0", "\xff\xfe",
+				"Connection: close\r\n", "Connection: keep-alive, close\r\n", "HTTP/1.0 ",
+				"\"hint\":\"resync\",", "\"code\":\"code_already_used\"", "\"next_code\":" };
 
 static size_t mutate(unsigned char *buf, size_t len)
 {
@@ -199,7 +215,13 @@ int main(int argc, char **argv)
 	for (int i = 0; i < nseeds; i++) {
 		LLVMFuzzerTestOneInput(seeds[i], seed_len[i]);
 		if (last_rc != MFAD_OK) {
-			fprintf(stderr, "fuzz_response: seed %d refused: %s\n", i, mfad_strerror(last_rc));
+			fprintf(stderr, "fuzz_response: seed %s refused: %s\n", seed_name[i], mfad_strerror(last_rc));
+			bad++;
+		}
+		/* Seeds named so say whether their connection may be reused. */
+		int want = strstr(seed_name[i], "keepalive") ? 1 : strstr(seed_name[i], "close") || strstr(seed_name[i], "http10") ? 0 : -1;
+		if (want >= 0 && last_reusable != want) {
+			fprintf(stderr, "fuzz_response: seed %s: reusable %d, want %d\n", seed_name[i], last_reusable, want);
 			bad++;
 		}
 	}
@@ -220,8 +242,10 @@ int main(int argc, char **argv)
 	}
 	printf("fuzz_response: %d seeds, %ld mutated inputs, no crash\n", nseeds, runs);
 	free(buf);
-	for (int i = 0; i < nseeds; i++)
+	for (int i = 0; i < nseeds; i++) {
 		free(seeds[i]);
+		free(seed_name[i]);
+	}
 	return 0;
 }
 #endif

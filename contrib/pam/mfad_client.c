@@ -28,6 +28,7 @@ const char *mfad_strerror(int err)
 	case MFAD_ETOOBIG: return "answer from mfad exceeds a limit";
 	case MFAD_ECANCEL: return "cancelled";
 	case MFAD_EBUSY: return "mfad is busy (socket backlog full)";
+	case MFAD_EPEER: return "the socket is served by a user that is not mfad's";
 	}
 	return "unknown error";
 }
@@ -62,6 +63,7 @@ static int src_fill(struct mfad_src *s)
 		s->mempos += n;
 		s->pos = 0;
 		s->len = n;
+		s->received += n;
 		return MFAD_OK;
 	}
 	for (;;) {
@@ -94,6 +96,7 @@ static int src_fill(struct mfad_src *s)
 			return MFAD_EOF;
 		s->pos = 0;
 		s->len = (size_t)n;
+		s->received += (size_t)n;
 		return MFAD_OK;
 	}
 }
@@ -162,6 +165,26 @@ static const char *header_value(const char *line, const char *name)
 	return line;
 }
 
+/* Whether a comma-separated header value lists token (any case). */
+static int has_token(const char *v, const char *token)
+{
+	size_t n = strlen(token);
+	while (*v) {
+		while (*v == ' ' || *v == '\t' || *v == ',')
+			v++;
+		const char *e = v;
+		while (*e && *e != ',')
+			e++;
+		const char *t = e;
+		while (t > v && (t[-1] == ' ' || t[-1] == '\t'))
+			t--;
+		if ((size_t)(t - v) == n && strncasecmp(v, token, n) == 0)
+			return 1;
+		v = e;
+	}
+	return 0;
+}
+
 int mfad_read_head(struct mfad_src *s, struct mfad_resp *r)
 {
 	char line[MFAD_MAX_HDR_LINE];
@@ -180,6 +203,7 @@ int mfad_read_head(struct mfad_src *s, struct mfad_resp *r)
 		    line[11] < '0' || line[11] > '9' || (n > 12 && line[12] != ' '))
 			return MFAD_EPROTO;
 		r->status = (line[9] - '0') * 100 + (line[10] - '0') * 10 + (line[11] - '0');
+		r->close = line[7] == '0';
 		int headers = 0;
 		for (;;) {
 			if ((rc = src_line(s, line, sizeof(line), &n)) != MFAD_OK)
@@ -200,6 +224,9 @@ int mfad_read_head(struct mfad_src *s, struct mfad_resp *r)
 				if (strcasecmp(v, "chunked") != 0)
 					return MFAD_EPROTO; /* mfad never sends another coding */
 				r->chunked = 1;
+			} else if ((v = header_value(line, "Connection"))) {
+				if (has_token(v, "close"))
+					r->close = 1;
 			} else if ((v = header_value(line, "Content-Type"))) {
 				r->ndjson = strncasecmp(v, "application/x-ndjson", 20) == 0 &&
 					    (v[20] == '\0' || v[20] == ';' || v[20] == ' ');
@@ -460,9 +487,28 @@ void mfad_answer_free(struct mfad_answer *a)
 	a->code = NULL;
 }
 
-/* Connects and sends the request; returns the fd or an error. */
-static int send_request(const struct mfad_client *c, const char *method, const char *path,
-			const char *body, int stream, long long deadline)
+void mfad_client_init(struct mfad_client *c, const char *socket, int io_timeout_ms)
+{
+	memset(c, 0, sizeof(*c));
+	c->socket = socket;
+	c->io_timeout_ms = io_timeout_ms;
+	c->fd = -1;
+	c->peer_uid = (uid_t)-1;
+}
+
+void mfad_close(struct mfad_client *c)
+{
+	if (c->fd >= 0)
+		close(c->fd);
+	c->fd = -1;
+	c->requests = 0;
+}
+
+/* Connects and checks who serves the socket: root, or a user peer_ok
+ * accepts (mfad's service user). Anyone else could have bound the path
+ * (a stale socket directory, a compromised service user's file) and would
+ * be told codes and asked to say "ok": fail closed. */
+static int open_connection(struct mfad_client *c)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	if (!c->socket || strlen(c->socket) >= sizeof(sa.sun_path))
@@ -480,12 +526,54 @@ static int send_request(const struct mfad_client *c, const char *method, const c
 			return MFAD_ECONNECT;
 		return e == EAGAIN ? MFAD_EBUSY : MFAD_EIO;
 	}
+	/* The credentials of whoever listened on the socket (systemd, for a
+	 * socket-activated mfad: root). */
+	struct ucred cred;
+	socklen_t len = sizeof(cred);
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0 || len != sizeof(cred)) {
+		close(fd);
+		c->peer_uid = (uid_t)-1;
+		c->peer_pid = 0;
+		return MFAD_EPEER;
+	}
+	c->peer_uid = cred.uid;
+	c->peer_pid = cred.pid;
+	if (cred.uid != 0 && !(c->peer_ok && c->peer_ok(c, cred.uid))) {
+		close(fd);
+		return MFAD_EPEER;
+	}
+	c->fd = fd;
+	c->requests = 0;
+	c->connects++;
+	return MFAD_OK;
+}
+
+int mfad_connect(struct mfad_client *c)
+{
+	return c->fd >= 0 ? MFAD_OK : open_connection(c);
+}
+
+/* Whether the kept-alive connection is still open: mfad closes an idle
+ * one (after its idle timeout, or when it stops); a readable or hung-up
+ * socket between two answers means it did. */
+static int still_open(int fd)
+{
+	struct pollfd p = { .fd = fd, .events = POLLIN };
+	return poll(&p, 1, 0) == 0;
+}
+
+/* Sends the whole request on c->fd. */
+static int send_request(struct mfad_client *c, const char *method, const char *path, const char *body, int stream,
+			long long deadline)
+{
 	char req[MFAD_MAX_REQUEST];
 	size_t blen = body ? strlen(body) : 0;
+	/* HTTP/1.1 keeps the connection by default; a streamed request asks
+	 * mfad to close it after the result. */
 	int n = snprintf(req, sizeof(req),
-			 "%s %s HTTP/1.1\r\nHost: mfad\r\nUser-Agent: pam_mfad\r\nConnection: close\r\n"
-			 "Accept: %s\r\n%sContent-Length: %zu\r\n\r\n",
-			 method, path, stream ? "application/x-ndjson" : "application/json",
+			 "%s %s HTTP/1.1\r\nHost: mfad\r\nUser-Agent: pam_mfad\r\n%sAccept: %s\r\n%sContent-Length: %zu\r\n\r\n",
+			 method, path, stream ? "Connection: close\r\n" : "",
+			 stream ? "application/x-ndjson" : "application/json",
 			 body ? "Content-Type: application/json\r\n" : "", blen);
 	int rc = MFAD_OK;
 	if (n < 0 || (size_t)n + blen >= sizeof(req)) {
@@ -496,7 +584,7 @@ static int send_request(const struct mfad_client *c, const char *method, const c
 		size_t total = (size_t)n + blen, off = 0;
 		while (off < total) {
 			long long left = deadline - now_ms();
-			struct pollfd p = { .fd = fd, .events = POLLOUT };
+			struct pollfd p = { .fd = c->fd, .events = POLLOUT };
 			if (left <= 0) {
 				rc = MFAD_ETIMEOUT;
 				break;
@@ -509,7 +597,7 @@ static int send_request(const struct mfad_client *c, const char *method, const c
 				break;
 			}
 			/* MSG_NOSIGNAL: a closed socket must not SIGPIPE the host. */
-			ssize_t w = send(fd, req + off, total - off, MSG_NOSIGNAL | MSG_DONTWAIT);
+			ssize_t w = send(c->fd, req + off, total - off, MSG_NOSIGNAL | MSG_DONTWAIT);
 			if (w < 0) {
 				if (errno == EINTR || errno == EAGAIN)
 					continue;
@@ -520,11 +608,7 @@ static int send_request(const struct mfad_client *c, const char *method, const c
 		}
 	}
 	explicit_bzero(req, sizeof(req));
-	if (rc != MFAD_OK) {
-		close(fd);
-		return rc;
-	}
-	return fd;
+	return rc;
 }
 
 /* A problem's code, into out->code. */
@@ -534,10 +618,13 @@ static void take_problem(struct mfad_answer *out, json_object *doc)
 	out->code = mfad_str(doc, "code");
 }
 
-int mfad_read_answer(struct mfad_src *s, int stream, mfad_event_fn on_event, void *ctx,
-		     struct mfad_answer *out)
+/* Reads one answer; *reusable says whether the connection may carry the
+ * next request (a whole, delimited document and nothing after it). */
+static int read_answer(struct mfad_src *s, int stream, mfad_event_fn on_event, void *ctx, struct mfad_answer *out,
+		       int *reusable)
 {
 	struct mfad_resp r;
+	*reusable = 0;
 	int rc = mfad_read_head(s, &r);
 	memset(out, 0, sizeof(*out));
 	if (rc != MFAD_OK)
@@ -562,6 +649,8 @@ int mfad_read_answer(struct mfad_src *s, int stream, mfad_event_fn on_event, voi
 		free(buf);
 		if (rc == MFAD_OK && r.status < 300 && !out->body)
 			rc = MFAD_EPROTO;
+		*reusable = rc == MFAD_OK && !stream && !r.close && r.body_done &&
+			    (r.chunked || r.content_length >= 0) && s->pos == s->len;
 		return rc;
 	}
 	/* NDJSON: one event per line, the last being the result. */
@@ -607,25 +696,59 @@ int mfad_read_answer(struct mfad_src *s, int stream, mfad_event_fn on_event, voi
 	return rc;
 }
 
-static int exchange(const struct mfad_client *c, const char *method, const char *path, const char *body,
-		    int stream, int timeout_ms, mfad_event_fn on_event, void *ctx, struct mfad_answer *out)
+int mfad_read_answer(struct mfad_src *s, int stream, mfad_event_fn on_event, void *ctx, struct mfad_answer *out)
+{
+	int reusable;
+	return read_answer(s, stream, on_event, ctx, out, &reusable);
+}
+
+int mfad_read_answer_reuse(struct mfad_src *s, int stream, mfad_event_fn on_event, void *ctx,
+			   struct mfad_answer *out, int *reusable)
+{
+	return read_answer(s, stream, on_event, ctx, out, reusable);
+}
+
+static int exchange(struct mfad_client *c, const char *method, const char *path, const char *body, int stream,
+		    int timeout_ms, mfad_event_fn on_event, void *ctx, struct mfad_answer *out)
 {
 	memset(out, 0, sizeof(*out));
 	long long deadline = now_ms() + (timeout_ms > 0 ? timeout_ms : 10000);
-	int fd = send_request(c, method, path, body, stream, deadline);
-	if (fd < 0)
-		return fd;
 	struct mfad_src *s = calloc(1, sizeof(*s));
-	if (!s) {
-		close(fd);
+	if (!s)
 		return MFAD_EIO;
+	int rc = MFAD_EIO, reusable = 0;
+	for (int attempt = 0; attempt < 2; attempt++) {
+		if (c->fd >= 0 && !still_open(c->fd))
+			mfad_close(c);
+		if (c->fd < 0 && (rc = open_connection(c)) != MFAD_OK)
+			break;
+		int reused = c->requests > 0;
+		c->requests++;
+		s->received = 0;
+		rc = send_request(c, method, path, body, stream, deadline);
+		if (rc == MFAD_OK) {
+			s->fd = c->fd;
+			s->mem = NULL;
+			s->memlen = s->mempos = 0;
+			s->pos = s->len = s->received = 0;
+			s->err = 0;
+			s->deadline_ms = deadline;
+			s->cancel_on_eintr = stream;
+			rc = read_answer(s, stream, on_event, ctx, out, &reusable);
+		}
+		if (rc != MFAD_OK)
+			reusable = 0;
+		if (!reusable)
+			mfad_close(c); /* closing is what cancels a pending operation */
+		/* A kept-alive connection that mfad closed as idle just as the
+		 * request went out (not a byte of answer): once more, on a new
+		 * connection, as HTTP clients do. mfad answers every request it
+		 * reads, so the first one was not processed, unless mfad died
+		 * while processing it: then a replayed code is refused. */
+		if (reused && (rc == MFAD_EIO || rc == MFAD_EPROTO) && s->received == 0 && !out->body)
+			continue;
+		break;
 	}
-	s->fd = fd;
-	s->deadline_ms = deadline;
-	s->cancel_on_eintr = stream;
-	int rc = mfad_read_answer(s, stream, on_event, ctx, out);
-	/* Closing the connection is what cancels a pending operation. */
-	close(fd);
 	explicit_bzero(s, sizeof(*s));
 	free(s);
 	if (rc != MFAD_OK)
@@ -633,14 +756,13 @@ static int exchange(const struct mfad_client *c, const char *method, const char 
 	return rc;
 }
 
-int mfad_call(const struct mfad_client *c, const char *method, const char *path, const char *body,
-	      struct mfad_answer *out)
+int mfad_call(struct mfad_client *c, const char *method, const char *path, const char *body, struct mfad_answer *out)
 {
 	return exchange(c, method, path, body, 0, c->io_timeout_ms, NULL, NULL, out);
 }
 
-int mfad_stream(const struct mfad_client *c, const char *path, const char *body, int timeout_ms,
-		mfad_event_fn on_event, void *ctx, struct mfad_answer *out)
+int mfad_stream(struct mfad_client *c, const char *path, const char *body, int timeout_ms, mfad_event_fn on_event,
+		void *ctx, struct mfad_answer *out)
 {
 	return exchange(c, "POST", path, body, 1, timeout_ms, on_event, ctx, out);
 }

@@ -1,7 +1,9 @@
 /*
  * mfad_client: the HTTP/1.1 + JSON client that pam_mfad uses to talk to
- * mfad over its Unix socket. One request per connection (Connection:
- * close); every buffer is bounded; responses are read with a deadline.
+ * mfad over its Unix socket. One connection per PAM call, kept alive
+ * across its requests (a streamed request closes it: closing is what
+ * cancels a key operation); the peer's credentials are checked once per
+ * connection; every buffer is bounded; responses are read with a deadline.
  * Nothing here knows about PAM, so the response parser can be fuzzed on
  * its own (fuzz_response.c).
  */
@@ -9,6 +11,7 @@
 #define MFAD_CLIENT_H
 
 #include <stddef.h>
+#include <sys/types.h>
 #include <json-c/json.h>
 
 /* Bounds. */
@@ -32,6 +35,7 @@ enum {
 	MFAD_ETOOBIG = -5,   /* a bound was exceeded */
 	MFAD_ECANCEL = -6,   /* the caller cancelled (conversation error, signal) */
 	MFAD_EBUSY = -7,     /* the socket's backlog is full: mfad is there but busy */
+	MFAD_EPEER = -8,     /* the socket is served by a user that is not mfad's */
 };
 
 const char *mfad_strerror(int err);
@@ -45,6 +49,7 @@ struct mfad_src {
 	int cancel_on_eintr;          /* a signal while waiting cancels */
 	unsigned char buf[4096];
 	size_t pos, len;
+	size_t received;              /* bytes read from fd or mem so far */
 	int err;                      /* sticky error, MFAD_E* */
 };
 
@@ -61,6 +66,7 @@ struct mfad_resp {
 	int body_done;
 	size_t body_read;             /* decoded bytes so far */
 	size_t body_limit;            /* 0: none */
+	int close;                    /* HTTP/1.0 or "Connection: close": not reusable */
 };
 
 int mfad_read_head(struct mfad_src *s, struct mfad_resp *r);
@@ -84,12 +90,31 @@ int mfad_json_escape(char *out, size_t cap, size_t *pos, const char *in);
 /* Percent-encoding of a path segment; -1 if it does not fit. */
 int mfad_path_escape(char *out, size_t cap, const char *in);
 
-/* A whole exchange. */
+/* A connection to mfad and what it needs to know; mfad_client_init
+ * sets it up (not connected), mfad_close ends it. */
+struct mfad_client;
+/* Decides whether a socket served by uid (not 0: root is always mfad)
+ * may be trusted; nonzero: yes. */
+typedef int (*mfad_peer_fn)(struct mfad_client *c, uid_t uid);
 struct mfad_client {
 	const char *socket;
 	int io_timeout_ms;            /* each plain request */
 	int debug;
+	mfad_peer_fn peer_ok;         /* NULL: only root */
+	void *ctx;                    /* for peer_ok */
+	int fd;                       /* the kept-alive connection, -1: none */
+	uid_t peer_uid;               /* of the last connection (MFAD_EPEER tells it) */
+	pid_t peer_pid;
+	int requests;                 /* sent on fd (more than 1: it was reused) */
+	int connects;                 /* connections opened (for debug logs) */
 };
+
+void mfad_client_init(struct mfad_client *c, const char *socket, int io_timeout_ms);
+/* Opens the connection now (the next request uses it), checking the peer;
+ * MFAD_OK when one is open already. */
+int mfad_connect(struct mfad_client *c);
+/* Closes the kept-alive connection, if any. */
+void mfad_close(struct mfad_client *c);
 
 struct mfad_answer {
 	int status;
@@ -99,9 +124,10 @@ struct mfad_answer {
 
 void mfad_answer_free(struct mfad_answer *a);
 
-/* One request; body may be NULL. The request buffer is wiped afterwards
- * (it may hold a code). */
-int mfad_call(const struct mfad_client *c, const char *method, const char *path,
+/* One request on the kept-alive connection (opened, or reopened once when
+ * mfad closed an idle one); body may be NULL. The request buffer is wiped
+ * afterwards (it may hold a code). */
+int mfad_call(struct mfad_client *c, const char *method, const char *path,
 	      const char *body, struct mfad_answer *out);
 
 /* A streamed request (Accept: application/x-ndjson). on_event sees every
@@ -110,12 +136,16 @@ int mfad_call(const struct mfad_client *c, const char *method, const char *path,
  * result line's object, or, when mfad answers one document instead of a
  * stream, that document (with a problem's code in out->code). */
 typedef int (*mfad_event_fn)(void *ctx, json_object *event);
-int mfad_stream(const struct mfad_client *c, const char *path, const char *body,
+int mfad_stream(struct mfad_client *c, const char *path, const char *body,
 		int timeout_ms, mfad_event_fn on_event, void *ctx, struct mfad_answer *out);
 
 /* The response half of mfad_stream and mfad_call, on any source: the
  * fuzz harness drives it on memory. */
 int mfad_read_answer(struct mfad_src *s, int stream, mfad_event_fn on_event, void *ctx,
 		     struct mfad_answer *out);
+/* The same, telling whether the connection may carry another request: a
+ * whole, delimited document, no "Connection: close", nothing after it. */
+int mfad_read_answer_reuse(struct mfad_src *s, int stream, mfad_event_fn on_event, void *ctx,
+			   struct mfad_answer *out, int *reusable);
 
 #endif

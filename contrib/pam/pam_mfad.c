@@ -4,8 +4,13 @@
  * the PAM conversation and relays. Fails closed: without an answer from
  * mfad a sign-in fails (unless nodaemonok and mfad is not running at all).
  *
- * Options: socket=PATH nouserok nodaemonok methods=fido,totp timeout=SECONDS
- *          cue cue_prompt=TEXT debug
+ * Options: socket=PATH server_user=NAME nouserok nodaemonok methods=fido,totp
+ *          keyfirst timeout=SECONDS cue cue_prompt=TEXT debug
+ *
+ * The common case costs one request: the code prompt comes first, then
+ * POST /v1/authenticate; the device list is asked only when the answer
+ * says the code cannot be it (no_active_device: keys only, or none), or
+ * before any prompt with keyfirst, nouserok or methods=fido.
  *
  * Codes, PINs and recovery tokens never reach a log line or a message.
  */
@@ -14,6 +19,7 @@
 #include <security/pam_modules.h>
 #include <security/pam_modutil.h>
 
+#include <pwd.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -32,10 +38,14 @@
 #define BODY_MAX 1024       /* a request body pam_mfad builds */
 #define PATH_MAX_LEN 512
 
+#define DEFAULT_SERVER_USER "mfad"
+#define USER_CHARS "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-"
+
 struct opts {
 	char socket[108];
 	char cue_prompt[128];
-	int nouserok, nodaemonok, cue, debug;
+	char server_user[33];   /* besides root, who may serve the socket ("": mfad, if it exists) */
+	int nouserok, nodaemonok, cue, debug, keyfirst;
 	int fido, otp;          /* methods allowed */
 	int timeout_s;
 };
@@ -49,13 +59,14 @@ struct ctx {
 	int owner, ever_enrolled;
 	int n_fido, n_otp, n_active;      /* active devices (n_fido, n_otp after methods=) */
 	int cued;
-	int account_loaded;
+	int account_loaded, devices_loaded;
 	int silent;                       /* PAM_SILENT: no informational messages */
 };
 
 /* Outcomes that are not a PAM result yet. */
 #define FIDO_NOKEY (-1000)     /* no key there or touched: another method may follow */
 #define PASS_NODAEMON (-1001)  /* mfad is not running and nodaemonok is set */
+#define NEED_LIST (-1002)      /* the code cannot be it: the device list decides */
 
 static void parse_opts(pam_handle_t *pamh, int argc, const char **argv, struct opts *o)
 {
@@ -72,6 +83,17 @@ static void parse_opts(pam_handle_t *pamh, int argc, const char **argv, struct o
 					   sizeof(o->socket), o->socket);
 			else
 				strcpy(o->socket, a + 7);
+		} else if (strncmp(a, "server_user=", 12) == 0) {
+			const char *v = a + 12;
+			size_t n = strlen(v);
+			if (n == 0 || n >= sizeof(o->server_user) || strspn(v, USER_CHARS) != n) {
+				pam_syslog(pamh, LOG_ERR, "server_user= wants a user name; only root may serve the socket");
+				strcpy(o->server_user, "root"); /* fail closed */
+			} else {
+				strcpy(o->server_user, v);
+			}
+		} else if (strcmp(a, "keyfirst") == 0) {
+			o->keyfirst = 1;
 		} else if (strcmp(a, "nouserok") == 0) {
 			o->nouserok = 1;
 		} else if (strcmp(a, "nodaemonok") == 0) {
@@ -215,9 +237,36 @@ static int build(char *out, size_t cap, ...)
 	return -1;
 }
 
+/* Who may serve the socket besides root: the server_user= (default: the
+ * mfad user, when there is one). Looked up only when the socket is not
+ * served by root, so the common case reads no user database. */
+static int peer_ok(struct mfad_client *c, uid_t uid)
+{
+	struct ctx *x = c->ctx;
+	const char *name = x->o.server_user[0] ? x->o.server_user : DEFAULT_SERVER_USER;
+	struct passwd *pw = pam_modutil_getpwnam(x->pamh, name);
+	if (!pw) {
+		if (x->o.server_user[0])
+			pam_syslog(x->pamh, LOG_ERR, "server_user=%s: no such user; only root may serve the socket", name);
+		return 0;
+	}
+	return pw->pw_uid == uid;
+}
+
 /* Logs a failed exchange with mfad and returns the PAM result for it. */
 static int unreachable(struct ctx *x, int rc, const char *what)
 {
+	if (rc == MFAD_EPEER) {
+		/* Never "not running": something else holds mfad's socket. */
+		pam_syslog(x->pamh, LOG_CRIT,
+			   "user %s: %s: socket %s is served by uid %ld (pid %ld), neither root nor the service user %s; "
+			   "failing closed",
+			   x->user, what, x->o.socket, x->c.peer_uid == (uid_t)-1 ? -1L : (long)x->c.peer_uid,
+			   (long)x->c.peer_pid, x->o.server_user[0] ? x->o.server_user : DEFAULT_SERVER_USER);
+		say(x, PAM_ERROR_MSG, "The MFA service cannot be trusted (its socket is not served by mfad): sign-in "
+				      "refused. Tell an administrator.");
+		return PAM_AUTHINFO_UNAVAIL;
+	}
 	if (rc == MFAD_ECONNECT && x->o.nodaemonok) {
 		pam_syslog(x->pamh, LOG_WARNING, "user %s: %s: %s; passing because of nodaemonok", x->user, what,
 			   mfad_strerror(rc));
@@ -287,6 +336,7 @@ static int load_devices(struct ctx *x, int *no_account)
 		mfad_answer_free(&a);
 		return PAM_AUTHINFO_UNAVAIL;
 	}
+	x->devices_loaded = 1;
 	size_t n = json_object_array_length(devs);
 	for (size_t i = 0; i < n && i < 64; i++) {
 		json_object *d = json_object_array_get_idx(devs, i);
@@ -324,6 +374,10 @@ static int refused(struct ctx *x, struct mfad_answer *a, const char *what)
 	}
 	if (strcmp(code, "invalid_code") == 0)
 		say(x, PAM_ERROR_MSG, "Invalid code.");
+	else if (strcmp(code, "code_already_used") == 0)
+		say(x, PAM_ERROR_MSG, "That code was already used. Wait for the next code and sign in again.");
+	else if (strcmp(code, "account_disabled") == 0)
+		say(x, PAM_ERROR_MSG, "This account is disabled. Ask an administrator.");
 	else if (strcmp(code, "permission_denied") == 0)
 		say(x, PAM_ERROR_MSG, "This account may not sign in.");
 	return PAM_AUTH_ERR;
@@ -338,7 +392,7 @@ static int ok_result(struct ctx *x, struct mfad_answer *a, const char *how)
 	return 0;
 }
 
-static int sign_in_with_code(struct ctx *x, const char *code, int may_resync);
+static int sign_in_with_code(struct ctx *x, const char *code, const char *next, int retry);
 
 /* "Lost your device?": owners recover with e-mail and phone codes;
  * members are sent to an administrator. */
@@ -483,29 +537,82 @@ static int resync(struct ctx *x, const char *code1, const char *dev)
 	char code3[CODE_MAX];
 	if ((rc = ask(x, "Verification code: ", code3, sizeof(code3))) != PAM_SUCCESS)
 		return rc;
-	res = sign_in_with_code(x, code3, 0);
+	res = sign_in_with_code(x, code3, NULL, 0);
 	explicit_bzero(code3, sizeof(code3));
 	return res;
 }
 
-static int sign_in_with_code(struct ctx *x, const char *code, int may_resync)
+/* The resync hint: mfad refused the code and thinks the device's clock
+ * may be off. The next code the device shows, sent with the first one,
+ * resyncs it and signs in (mfad counts it against the resync budget). */
+static int next_code(struct ctx *x, const char *code1)
+{
+	char code2[CODE_MAX];
+	say(x, PAM_TEXT_INFO, "If your device's clock may be off, enter the next code it shows.");
+	int rc = ask(x, "Next code (Enter to give up): ", code2, sizeof(code2));
+	if (rc != PAM_SUCCESS)
+		return rc;
+	if (!code2[0]) {
+		pam_syslog(x->pamh, LOG_NOTICE, "user %s: no next code given after the resync hint", x->user);
+		return PAM_AUTH_ERR;
+	}
+	rc = sign_in_with_code(x, code1, code2, 0);
+	explicit_bzero(code2, sizeof(code2));
+	if (rc == PAM_SUCCESS)
+		pam_syslog(x->pamh, LOG_NOTICE, "user %s: signed in with two consecutive codes (resync)", x->user);
+	return rc;
+}
+
+/* code_already_used: the code was accepted a moment ago (a second
+ * sign-in within one step); a fresh one, once. */
+static int fresh_code(struct ctx *x)
+{
+	char code[CODE_MAX];
+	say(x, PAM_ERROR_MSG, "That code was already used. Wait for the next code.");
+	int rc = ask(x, "Verification code: ", code, sizeof(code));
+	if (rc != PAM_SUCCESS)
+		return rc;
+	rc = code[0] ? sign_in_with_code(x, code, NULL, 0) : PAM_AUTH_ERR;
+	explicit_bzero(code, sizeof(code));
+	return rc;
+}
+
+/* Signs in with a typed code (with next, the one after it: a resync).
+ * With retry, a refusal may lead to one more prompt (the resync hint,
+ * code_already_used), and before the device list was read, an answer
+ * that no OTP device can match the code is NEED_LIST. */
+static int sign_in_with_code(struct ctx *x, const char *code, const char *next, int retry)
 {
 	char body[BODY_MAX];
 	struct mfad_answer a;
-	if (code[0] == '\0')
-		return lost_device(x);
-	if (build(body, sizeof(body), "account", x->user, "code", code, NULL) < 0)
+	if (build(body, sizeof(body), "account", x->user, "code", code, "next_code", next, NULL) < 0)
 		return PAM_AUTH_ERR;
 	int rc = mfad_call(&x->c, "POST", "/v1/authenticate", body, &a);
 	explicit_bzero(body, sizeof(body));
 	if (rc != MFAD_OK)
 		return unreachable(x, rc, "authenticate") == PAM_SUCCESS ? PAM_AUTH_ERR : PAM_AUTHINFO_UNAVAIL;
-	if (ok_result(x, &a, "a code")) {
+	if (ok_result(x, &a, next ? "a code and the next one" : "a code")) {
 		mfad_answer_free(&a);
 		return PAM_SUCCESS;
 	}
+	const char *pc = code_of(&a), *hint = mfad_str(a.body, "hint");
 	int res;
-	if (may_resync && a.code && strcmp(a.code, "device_out_of_sync") == 0) {
+	if (retry && !x->devices_loaded && strcmp(pc, "no_active_device") == 0) {
+		DEBUG(x, "user %s: no active OTP device: reading the device list", x->user);
+		res = NEED_LIST;
+	} else if (a.status == 404 && strcmp(pc, "not_found") == 0) {
+		pam_syslog(x->pamh, LOG_NOTICE, "user %s: no mfad account", x->user);
+		res = x->o.nouserok ? PAM_SUCCESS : PAM_USER_UNKNOWN;
+	} else if (retry && !next && hint && strcmp(hint, "resync") == 0) {
+		pam_syslog(x->pamh, LOG_NOTICE, "user %s: code refused by mfad: %s (resync suggested)", x->user, pc);
+		if (strcmp(pc, "invalid_code") == 0)
+			say(x, PAM_ERROR_MSG, "Invalid code.");
+		res = next_code(x, code);
+	} else if (retry && strcmp(pc, "code_already_used") == 0) {
+		pam_syslog(x->pamh, LOG_NOTICE, "user %s: code refused by mfad: code_already_used", x->user);
+		res = fresh_code(x);
+	} else if (retry && !next && strcmp(pc, "device_out_of_sync") == 0) {
+		/* An mfad from before the resync hint. */
 		json_object *extra;
 		const char *dev = NULL;
 		if (json_object_object_get_ex(a.body, "extra", &extra))
@@ -513,7 +620,7 @@ static int sign_in_with_code(struct ctx *x, const char *code, int may_resync)
 		pam_syslog(x->pamh, LOG_NOTICE, "user %s: code from an out-of-sync device %s", x->user, dev ? dev : "?");
 		res = resync(x, code, dev);
 	} else {
-		res = refused(x, &a, "code");
+		res = refused(x, &a, next ? "code and next code" : "code");
 	}
 	mfad_answer_free(&a);
 	return res;
@@ -595,15 +702,110 @@ static int sign_in_with_key(struct ctx *x, int wait)
 	return res;
 }
 
+/* A code prompt once the devices are known: Enter is "lost your device". */
 static int code_prompt(struct ctx *x, const char *prompt)
 {
 	char code[CODE_MAX];
 	int rc = ask(x, prompt, code, sizeof(code));
 	if (rc != PAM_SUCCESS)
 		return rc;
-	rc = sign_in_with_code(x, code, 1);
+	rc = code[0] ? sign_in_with_code(x, code, NULL, 1) : lost_device(x);
 	explicit_bzero(code, sizeof(code));
-	return rc;
+	return rc == NEED_LIST ? PAM_AUTH_ERR : rc;
+}
+
+/* How the sign-in got to the device list. */
+enum asked { ASKED_NOTHING, ASKED_ENTER, ASKED_CODE };
+
+/* The sign-in decided by the account's devices: before any prompt
+ * (keyfirst, nouserok, methods=fido), after Enter at the first prompt,
+ * or after a code that no OTP device could match (no_active_device). */
+static int listed(struct ctx *x, enum asked asked)
+{
+	int no_account, rc = load_devices(x, &no_account);
+	if (rc == PASS_NODAEMON)
+		return asked == ASKED_NOTHING ? PAM_SUCCESS : PAM_AUTH_ERR; /* already logged */
+	if (rc != PAM_SUCCESS)
+		return rc;
+	if (no_account) {
+		if (x->o.nouserok) {
+			DEBUG(x, "user %s: no mfad account; passing because of nouserok", x->user);
+			return PAM_SUCCESS;
+		}
+		pam_syslog(x->pamh, LOG_NOTICE, "user %s: no mfad account", x->user);
+		return PAM_USER_UNKNOWN;
+	}
+	if (x->n_active == 0) {
+		/* Never enrolled, or recovery pending: the account tells. */
+		rc = load_account(x, &no_account);
+		if (rc == PASS_NODAEMON)
+			return asked == ASKED_NOTHING ? PAM_SUCCESS : PAM_AUTH_ERR;
+		if (rc != PAM_SUCCESS)
+			return rc;
+		if (no_account) { /* deleted between the two requests */
+			pam_syslog(x->pamh, LOG_NOTICE, "user %s: no mfad account", x->user);
+			return x->o.nouserok ? PAM_SUCCESS : PAM_USER_UNKNOWN;
+		}
+		DEBUG(x, "user %s: %s, ever_enrolled=%d", x->user, x->owner ? "owner" : "member", x->ever_enrolled);
+		if (!x->ever_enrolled) {
+			if (x->o.nouserok) {
+				DEBUG(x, "user %s: never enrolled a device; passing because of nouserok", x->user);
+				return PAM_SUCCESS;
+			}
+			pam_syslog(x->pamh, LOG_NOTICE, "user %s: no device enrolled", x->user);
+			say(x, PAM_ERROR_MSG, "No MFA device is enrolled for this account.");
+			return PAM_AUTH_ERR;
+		}
+		/* Recovery pending: every device was deactivated or lost. A
+		 * temporary code typed at the first prompt was tried already. */
+		pam_syslog(x->pamh, LOG_NOTICE, "user %s: recovery pending (no active device)", x->user);
+		if (asked == ASKED_ENTER)
+			return lost_device(x);
+		return code_prompt(x, "Temporary access code (Enter if you have none): ");
+	}
+	if (x->n_fido) {
+		/* Wait for a key when it is the only way, or the user chose it. */
+		rc = sign_in_with_key(x, !x->n_otp || asked != ASKED_NOTHING);
+		if (rc != FIDO_NOKEY)
+			return rc;
+		if (!x->n_otp || asked != ASKED_NOTHING) {
+			char line[CODE_MAX];
+			rc = converse(x, PAM_PROMPT_ECHO_ON,
+				      "Lost your security key? Press Enter for help, or type anything to cancel: ", line,
+				      sizeof(line));
+			if (rc != PAM_SUCCESS || line[0])
+				return PAM_AUTH_ERR;
+			return lost_device(x);
+		}
+	}
+	if (x->n_otp) {
+		if (asked == ASKED_ENTER)
+			return lost_device(x);
+		return code_prompt(x, "Verification code (Enter if you lost your device): ");
+	}
+	pam_syslog(x->pamh, LOG_NOTICE, "user %s: no active device of the methods this service allows", x->user);
+	return PAM_AUTH_ERR;
+}
+
+/* The common case: the code prompt first, then one request. */
+static int prompt_first(struct ctx *x)
+{
+	char code[CODE_MAX];
+	int rc;
+	if (x->o.nodaemonok && (rc = mfad_connect(&x->c)) != MFAD_OK) {
+		/* Whether mfad runs decides before anyone is asked for a code. */
+		return unreachable(x, rc, "connect");
+	}
+	rc = ask(x, x->o.fido ? "Verification code (Enter for a security key, or if you lost your device): "
+			      : "Verification code (Enter if you lost your device): ",
+		 code, sizeof(code));
+	if (rc != PAM_SUCCESS)
+		return rc;
+	if (!code[0])
+		return listed(x, ASKED_ENTER);
+	rc = sign_in_with_code(x, code, NULL, 1);
+	explicit_bzero(code, sizeof(code));
+	return rc == NEED_LIST ? listed(x, ASKED_CODE) : rc;
 }
 
 static int start(struct ctx *x, pam_handle_t *pamh, int argc, const char **argv)
@@ -611,9 +813,10 @@ static int start(struct ctx *x, pam_handle_t *pamh, int argc, const char **argv)
 	memset(x, 0, sizeof(*x));
 	x->pamh = pamh;
 	parse_opts(pamh, argc, argv, &x->o);
-	x->c.socket = x->o.socket;
-	x->c.io_timeout_ms = IO_TIMEOUT_MS;
+	mfad_client_init(&x->c, x->o.socket, IO_TIMEOUT_MS);
 	x->c.debug = x->o.debug;
+	x->c.peer_ok = peer_ok;
+	x->c.ctx = x;
 	int rc = pam_get_user(pamh, &x->user, NULL);
 	if (rc != PAM_SUCCESS || !x->user || !x->user[0]) {
 		pam_syslog(pamh, LOG_ERR, "no user name");
@@ -636,66 +839,17 @@ static int start(struct ctx *x, pam_handle_t *pamh, int argc, const char **argv)
 EXPORT int pam_sm_authenticate(pam_handle_t *pamh, int flags, int argc, const char **argv)
 {
 	struct ctx x;
-	int no_account, rc = start(&x, pamh, argc, argv);
+	int rc = start(&x, pamh, argc, argv);
 	if (rc != PAM_SUCCESS)
 		return rc;
 	x.silent = (flags & PAM_SILENT) != 0;
-	rc = load_devices(&x, &no_account);
-	if (rc == PASS_NODAEMON)
-		return PAM_SUCCESS; /* already logged */
-	if (rc != PAM_SUCCESS)
-		return rc;
-	if (no_account) {
-		if (x.o.nouserok) {
-			DEBUG(&x, "user %s: no mfad account; passing because of nouserok", x.user);
-			return PAM_SUCCESS;
-		}
-		pam_syslog(pamh, LOG_NOTICE, "user %s: no mfad account", x.user);
-		return PAM_USER_UNKNOWN;
-	}
-	if (x.n_active == 0) {
-		/* Never enrolled, or recovery pending: the account tells. */
-		rc = load_account(&x, &no_account);
-		if (rc == PASS_NODAEMON)
-			return PAM_SUCCESS;
-		if (rc != PAM_SUCCESS)
-			return rc;
-		if (no_account) { /* deleted between the two requests */
-			pam_syslog(pamh, LOG_NOTICE, "user %s: no mfad account", x.user);
-			return x.o.nouserok ? PAM_SUCCESS : PAM_USER_UNKNOWN;
-		}
-		DEBUG(&x, "user %s: %s, ever_enrolled=%d", x.user, x.owner ? "owner" : "member", x.ever_enrolled);
-		if (!x.ever_enrolled) {
-			if (x.o.nouserok) {
-				DEBUG(&x, "user %s: never enrolled a device; passing because of nouserok", x.user);
-				return PAM_SUCCESS;
-			}
-			pam_syslog(pamh, LOG_NOTICE, "user %s: no device enrolled", x.user);
-			say(&x, PAM_ERROR_MSG, "No MFA device is enrolled for this account.");
-			return PAM_AUTH_ERR;
-		}
-		/* Recovery pending: every device was deactivated or lost. */
-		pam_syslog(pamh, LOG_NOTICE, "user %s: recovery pending (no active device)", x.user);
-		return code_prompt(&x, "Temporary access code (Enter if you have none): ");
-	}
-	if (x.n_fido) {
-		rc = sign_in_with_key(&x, !x.n_otp);
-		if (rc != FIDO_NOKEY)
-			return rc;
-		if (!x.n_otp) {
-			char line[CODE_MAX];
-			rc = converse(&x, PAM_PROMPT_ECHO_ON,
-				      "Lost your security key? Press Enter for help, or type anything to cancel: ", line,
-				      sizeof(line));
-			if (rc != PAM_SUCCESS || line[0])
-				return PAM_AUTH_ERR;
-			return lost_device(&x);
-		}
-	}
-	if (x.n_otp)
-		return code_prompt(&x, "Verification code (Enter if you lost your device): ");
-	pam_syslog(pamh, LOG_NOTICE, "user %s: no active device of the methods this service allows", x.user);
-	return PAM_AUTH_ERR;
+	if (x.o.keyfirst || x.o.nouserok || !x.o.otp)
+		rc = listed(&x, ASKED_NOTHING);
+	else
+		rc = prompt_first(&x);
+	DEBUG(&x, "user %s: %d connection(s) to mfad", x.user, x.c.connects);
+	mfad_close(&x.c);
+	return rc;
 }
 
 EXPORT int pam_sm_setcred(pam_handle_t *pamh, int flags, int argc, const char **argv)
@@ -714,7 +868,9 @@ EXPORT int pam_sm_acct_mgmt(pam_handle_t *pamh, int flags, int argc, const char 
 	if (rc != PAM_SUCCESS)
 		return rc;
 	snprintf(path, sizeof(path), "/v1/accounts/%s", x.uesc);
-	if ((rc = mfad_call(&x.c, "GET", path, NULL, &a)) != MFAD_OK)
+	rc = mfad_call(&x.c, "GET", path, NULL, &a);
+	mfad_close(&x.c); /* the step's only request */
+	if (rc != MFAD_OK)
 		return unreachable(&x, rc, "account check") == PAM_SUCCESS ? PAM_IGNORE : PAM_AUTHINFO_UNAVAIL;
 	if (a.status == 404 && a.code && strcmp(a.code, "not_found") == 0) {
 		mfad_answer_free(&a);
@@ -761,7 +917,9 @@ EXPORT int pam_sm_chauthtok(pam_handle_t *pamh, int flags, int argc, const char 
 	if (rc != PAM_SUCCESS)
 		return PAM_IGNORE;
 	snprintf(path, sizeof(path), "/v1/accounts/%s/password-changed", x.uesc);
-	if ((rc = mfad_call(&x.c, "POST", path, NULL, &a)) != MFAD_OK) {
+	rc = mfad_call(&x.c, "POST", path, NULL, &a);
+	mfad_close(&x.c); /* the step's only request */
+	if (rc != MFAD_OK) {
 		/* The password did change; the flag stays and the next sign-in asks again. */
 		pam_syslog(pamh, LOG_ERR, "user %s: could not report the password change: %s", x.user, mfad_strerror(rc));
 		return PAM_IGNORE;

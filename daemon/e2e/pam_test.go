@@ -517,10 +517,21 @@ func TestPAMFIDO(t *testing.T) {
 		t.Skip("POST /v1/authenticate does not take security keys yet")
 	}
 
-	svc := pamService(t, "fido", "auth required MODULE socket="+d.sock+" cue timeout=5")
+	svc := pamService(t, "fido", "auth required MODULE socket="+d.sock+" cue timeout=5 keyfirst")
 	out, code := pamtester(t, svc, userSelf, "", "authenticate")
 	if code != 0 || !strings.Contains(out, "successfully authenticated") {
 		t.Fatalf("key with automatic presence: exit %d\n%s", code, out)
+	}
+	// Without keyfirst the code prompt comes first: Enter there is the key.
+	prompted := pamService(t, "fido-prompt", "auth required MODULE socket="+d.sock+" cue timeout=5")
+	out, code = pamtester(t, prompted, userSelf, "\n", "authenticate")
+	if code != 0 || !strings.Contains(out, "Enter for a security key") || !strings.Contains(out, "successfully authenticated") {
+		t.Fatalf("Enter at the code prompt, then the key: exit %d\n%s", code, out)
+	}
+	// So is a code, when the account has no OTP device (no_active_device).
+	out, code = pamtester(t, prompted, userSelf, "123456\n", "authenticate")
+	if code != 0 || !strings.Contains(out, "successfully authenticated") {
+		t.Fatalf("a code for a key-only account, then the key: exit %d\n%s", code, out)
 	}
 
 	// A key that needs a touch: nobody touches it, the sign-in times out.
