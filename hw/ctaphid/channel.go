@@ -130,6 +130,18 @@ func (ch *Channel) Lock(ctx context.Context, seconds byte) error {
 	return err
 }
 
+// Raw runs fn with the channel's Conn while no transaction runs, for
+// conformance checks that write and read frames of their own (other
+// channels, broken sequences, timeouts). Afterwards the channel is
+// resynchronised (CTAPHID_INIT on its CID, or a new channel) before its
+// next transaction, whatever fn left on the wire.
+func (ch *Channel) Raw(fn func(Conn) error) error {
+	ch.mu.Lock()
+	defer ch.mu.Unlock()
+	ch.dirty = true
+	return fn(ch.conn)
+}
+
 // Transact sends one request message and waits for the answer with the same command.
 // KEEPALIVE answers go to onKeepalive (which may be nil) and do not end the wait; an ERROR
 // answer is returned as a [*DeviceError]; reports on other channels are ignored. When ctx

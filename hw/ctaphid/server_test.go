@@ -595,3 +595,27 @@ func TestOpenContext(t *testing.T) {
 		t.Fatalf("Open: %v", err)
 	}
 }
+
+// A raw exchange that leaves a message half sent on the channel's own CID
+// does not break the next transaction: the channel resynchronises first.
+func TestChannelRawThenResync(t *testing.T) {
+	host := serve(t, newServer(newTestHandler()))
+	ctx := testCtx(t)
+	ch, err := Open(ctx, host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = ch.Raw(func(c Conn) error {
+		frames, err := Frames(ch.cid, CmdPing, payloadOf(200))
+		if err != nil {
+			return err
+		}
+		return c.WriteReport(ctx, frames[0]) // the continuations never come
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ch.Ping(ctx, payloadOf(100)); err != nil {
+		t.Fatalf("ping after a raw exchange: %v", err)
+	}
+}

@@ -58,6 +58,14 @@ func (k *Key) pinToken(ctx context.Context, pin string, perms ctap2.Permission, 
 	return proto, token, nil
 }
 
+// PINToken obtains a pinUvAuthToken with the PIN, as MakeCredential and
+// GetAssertion do (permissions and RP ID are used only on keys that take
+// them), and returns it with the PIN/UV auth protocol it belongs to, for
+// requests built by the caller (pinUvAuthParam = ctap2.PinUvAuthParam).
+func (k *Key) PINToken(ctx context.Context, pin string, perms ctap2.Permission, rpID string) (ctap2.PINProtocol, []byte, error) {
+	return k.pinToken(ctx, pin, perms, rpID)
+}
+
 // PINRetries returns how many PIN attempts are left (getPINRetries) and
 // whether the key wants a power cycle before the next one (powerCycleState,
 // CTAP 2.1; false when the key does not say).
