@@ -6,15 +6,18 @@ import (
 	"github.com/mfad/mfad/ipc/api"
 )
 
-// hub fans events out to /v1/events subscribers. A subscriber that does
-// not keep up loses events (its channel is bounded) rather than slowing
-// the daemon; it is told so with an "events_dropped" event.
+// hub fans events out to /v1/events subscribers, each receiving only the
+// events its accept function takes. A subscriber that does not keep up
+// loses events (its channel is bounded) rather than slowing the daemon; it
+// is told so with an "events_dropped" event, counting only events it
+// would have received.
 type hub struct {
 	mu   sync.Mutex
 	subs map[chan api.Event]*subscriber
 }
 
 type subscriber struct {
+	accept  func(api.Event) bool
 	dropped int
 }
 
@@ -24,6 +27,9 @@ func (h *hub) publish(e api.Event) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	for ch, s := range h.subs {
+		if !s.accept(e) {
+			continue
+		}
 		if s.dropped > 0 {
 			select {
 			case ch <- api.Event{Event: "events_dropped", Count: s.dropped}:
@@ -41,11 +47,12 @@ func (h *hub) publish(e api.Event) {
 	}
 }
 
-// Subscribe returns a channel of events and a function to stop.
-func (h *hub) Subscribe() (<-chan api.Event, func()) {
+// Subscribe returns a channel of the events accept takes and a function
+// to stop.
+func (h *hub) Subscribe(accept func(api.Event) bool) (<-chan api.Event, func()) {
 	ch := make(chan api.Event, 64)
 	h.mu.Lock()
-	h.subs[ch] = &subscriber{}
+	h.subs[ch] = &subscriber{accept: accept}
 	h.mu.Unlock()
 	return ch, func() {
 		h.mu.Lock()

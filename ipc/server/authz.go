@@ -4,6 +4,7 @@ import (
 	"slices"
 
 	"github.com/mfad/mfad/authn"
+	"github.com/mfad/mfad/ipc/api"
 	"github.com/mfad/mfad/ipc/peercred"
 )
 
@@ -97,4 +98,16 @@ func allowed(perm Perm, p Principal, account string) bool {
 		return true
 	}
 	return false
+}
+
+// mayReceive decides whether an event of the stream reaches p. Admins
+// receive every event; anyone else only the security events of their own
+// account: the event must name an account, and p must have a user name
+// equal to it. Events that name no account (backups, token imports, key
+// hotplug with serials) go to admins only. It fails closed.
+func mayReceive(p Principal, e api.Event) bool {
+	if p.Admin {
+		return true
+	}
+	return e.Audit != nil && e.Audit.Account != "" && p.Name != "" && e.Audit.Account == p.Name
 }

@@ -3,6 +3,7 @@ package server
 import (
 	"testing"
 
+	"github.com/mfad/mfad/ipc/api"
 	"github.com/mfad/mfad/ipc/peercred"
 )
 
@@ -89,5 +90,40 @@ func TestSlotsKeepRootReserve(t *testing.T) {
 	s.release(1000)
 	if err := s.acquire(1002); err != nil {
 		t.Fatalf("slot not released: %v", err)
+	}
+}
+
+// TestMayReceive: a user's event stream carries only security events of
+// their own account; events naming no account, and key hotplug, reach
+// admins only; a uid without a user name receives nothing.
+func TestMayReceive(t *testing.T) {
+	admin := Principal{UID: 5, Name: "adm", Admin: true}
+	alice := Principal{UID: 1000, Name: "alice"}
+	nameless := Principal{UID: 4242}
+	audit := func(account string) api.Event {
+		return api.Event{Event: "audit", Audit: &api.AuditEvent{Action: "x", Account: account}}
+	}
+	keyAdded := api.Event{Event: "key_added", Key: &api.Key{ID: "k", Serial: "SN-1"}}
+	cases := []struct {
+		p    Principal
+		e    api.Event
+		want bool
+	}{
+		{admin, audit(""), true},
+		{admin, audit("alice"), true},
+		{admin, keyAdded, true},
+		{alice, audit("alice"), true},
+		{alice, audit("bob"), false},
+		{alice, audit(""), false}, // a backup, a token import
+		{alice, keyAdded, false},
+		{alice, api.Event{Event: "audit"}, false},
+		{nameless, audit(""), false},
+		{nameless, keyAdded, false},
+		{nameless, audit("alice"), false},
+	}
+	for i, c := range cases {
+		if got := mayReceive(c.p, c.e); got != c.want {
+			t.Errorf("case %d: mayReceive(%+v, %s %+v) = %v, want %v", i, c.p, c.e.Event, c.e.Audit, got, c.want)
+		}
 	}
 }

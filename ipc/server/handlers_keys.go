@@ -95,7 +95,8 @@ func (s *Server) emulatorAction(c *call) error {
 // events streams key and security events: admins see all, a user the key
 // events and their own account's security events.
 func (s *Server) events(c *call) error {
-	ch, stop := s.b.Events.Subscribe()
+	p := c.p
+	ch, stop := s.b.Events.Subscribe(func(e api.Event) bool { return mayReceive(p, e) })
 	defer stop()
 	out := newNDJSON(c.w)
 	out.write(api.Event{Event: "subscribed"})
@@ -112,9 +113,6 @@ func (s *Server) events(c *call) error {
 			rc.SetWriteDeadline(time.Now().Add(streamDeadline))
 			out.write(api.Event{Event: "heartbeat"})
 		case e := <-ch:
-			if e.Audit != nil && !c.p.Admin && e.Audit.Account != c.p.Name {
-				continue
-			}
 			rc.SetWriteDeadline(time.Now().Add(streamDeadline))
 			out.write(e)
 		}

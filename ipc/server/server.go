@@ -70,9 +70,10 @@ type KeyBackend interface {
 	EmulatorAct(name, action string, fault *api.Fault) error
 }
 
-// EventBackend publishes key and security events.
+// EventBackend publishes key and security events. A subscriber receives
+// only the events accept takes (and is told how many of those it missed).
 type EventBackend interface {
-	Subscribe() (<-chan api.Event, func())
+	Subscribe(accept func(api.Event) bool) (<-chan api.Event, func())
 }
 
 // DeviceBackend enrolls, activates, resyncs and verifies devices (authn.Service).
