@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"os/user"
 	"strings"
 	"text/tabwriter"
 
@@ -11,10 +12,15 @@ import (
 )
 
 func accountCmd(a *app) *cobra.Command {
-	cmd := &cobra.Command{Use: "account", Short: "List, show, create, update and delete accounts"}
+	cmd := &cobra.Command{Use: "account", Short: "List, show, create, update and delete accounts",
+		Example: `  mfactl account create alice --kind owner --email alice@example.org --email-verified
+  mfactl account list
+  mfactl account show alice`}
 	cmd.AddCommand(
 		&cobra.Command{
 			Use: "list", Short: "List accounts (admin)", Args: cobra.NoArgs,
+			Example: `  mfactl account list
+  mfactl account list --json     # one account per line`,
 			RunE: func(cmd *cobra.Command, _ []string) error {
 				accts, err := a.client().Accounts(cmd.Context())
 				if err != nil {
@@ -31,6 +37,7 @@ func accountCmd(a *app) *cobra.Command {
 		},
 		&cobra.Command{
 			Use: "show NAME", Short: "Show one account (yours, or any as admin)", Args: cobra.ExactArgs(1),
+			Example:           `  mfactl account show alice`,
 			ValidArgsFunction: a.completeAccounts,
 			RunE: func(cmd *cobra.Command, args []string) error {
 				x, err := a.client().Account(cmd.Context(), args[0])
@@ -42,19 +49,25 @@ func accountCmd(a *app) *cobra.Command {
 		},
 		accountCreateCmd(a), contactCmd(a),
 		accountUpdateCmd(a),
-		&cobra.Command{
+		a.yesFlag(&cobra.Command{
 			Use: "delete NAME", Short: "Delete an account and its devices (admin)", Args: cobra.ExactArgs(1),
+			Example: `  mfactl account delete bob          # asks first
+  mfactl account delete bob --yes`,
 			ValidArgsFunction: a.completeAccounts,
 			RunE: func(cmd *cobra.Command, args []string) error {
+				if err := a.confirm("delete account " + args[0] + " and its devices"); err != nil {
+					return err
+				}
 				if err := a.client().DeleteAccount(cmd.Context(), args[0]); err != nil {
 					return err
 				}
-				if !a.json {
-					fmt.Fprintf(a.out, "deleted account %s\n", args[0])
+				if a.json {
+					return a.print(map[string]string{"deleted": args[0]}, nil)
 				}
+				fmt.Fprintf(a.out, "deleted account %s\n", args[0])
 				return nil
 			},
-		},
+		}),
 	)
 	return cmd
 }
@@ -93,10 +106,27 @@ func dash(s string) string {
 
 func accountCreateCmd(a *app) *cobra.Command {
 	var req api.CreateAccount
+	var force bool
 	cmd := &cobra.Command{
 		Use: "create NAME", Short: "Create an account for a Unix user (admin)", Args: cobra.ExactArgs(1),
+		Long: `Create an account for the Unix user NAME. Owners recover a lost device
+themselves with their verified e-mail and phone; members ask an admin.
+
+NAME must be a user of this host: an account under a mistyped name would
+leave the real user unguarded where PAM lets users without an account in
+(nouserok). mfactl refuses a name it cannot look up unless --force.`,
+		Example: `  mfactl account create alice --kind owner --email alice@example.org --email-verified \
+      --phone "+1 555 0100" --phone-verified
+  mfactl account create bob
+  mfactl account create ci-robot --force   # not a user of this host`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			req.Name = args[0]
+			if _, err := user.Lookup(req.Name); err != nil {
+				if !force {
+					return usagef("%s is not a user of this host (%v): a typo would leave the real user unguarded under nouserok; check the name, or add --force", req.Name, err)
+				}
+				fmt.Fprintf(a.errOut, "warning: %s is not a user of this host; creating the account anyway (--force)\n", req.Name)
+			}
 			x, err := a.client().CreateAccount(cmd.Context(), req)
 			if err != nil {
 				return err
@@ -111,6 +141,7 @@ func accountCreateCmd(a *app) *cobra.Command {
 	f.BoolVar(&req.EmailVerified, "email-verified", false, "record the e-mail address as already verified")
 	f.BoolVar(&req.PhoneVerified, "phone-verified", false, "record the phone number as already verified")
 	f.StringSliceVar(&req.Flags, "flag", nil, "account flag (password_change_required, disabled)")
+	f.BoolVar(&force, "force", false, "create the account even if NAME is not a user of this host")
 	cmd.RegisterFlagCompletionFunc("kind", cobra.FixedCompletions([]string{"owner", "member"}, cobra.ShellCompDirectiveNoFileComp))
 	return cmd
 }
@@ -121,6 +152,9 @@ func accountUpdateCmd(a *app) *cobra.Command {
 	var flags []string
 	cmd := &cobra.Command{
 		Use: "update NAME", Short: "Change an account's kind, contacts, verified marks or flags (admin)", Args: cobra.ExactArgs(1),
+		Example: `  mfactl account update alice --kind owner
+  mfactl account update alice --phone "+1 555 0100" --phone-verified
+  mfactl account update bob --flags ''        # clear every flag`,
 		ValidArgsFunction: a.completeAccounts,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			var req api.PatchAccount

@@ -2,7 +2,6 @@ package main
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -21,7 +20,10 @@ func auditCmd(a *app) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "audit",
 		Short: "Read the audit log (admin); --all --json exports it as JSON lines",
-		Args:  cobra.NoArgs,
+		Example: `  mfactl audit
+  mfactl audit --after 120 --limit 20
+  mfactl audit --all --json > audit.jsonl`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			enc := json.NewEncoder(a.out)
 			tw := tabwriter.NewWriter(a.out, 0, 4, 2, ' ', 0)
@@ -60,10 +62,13 @@ func auditCmd(a *app) *cobra.Command {
 }
 
 func adminCmd(a *app) *cobra.Command {
-	cmd := &cobra.Command{Use: "admin", Short: "Administration: backup, restore, unlock"}
+	cmd := &cobra.Command{Use: "admin", Short: "Administration: backup, restore, unlock, deactivate, temp-code",
+		Example: `  mfactl admin deactivate bob token && mfactl admin temp-code bob
+  mfactl admin backup /var/backups/mfad.db`}
 	cmd.AddCommand(
 		&cobra.Command{
 			Use: "backup FILE", Short: "Stream a consistent copy of the database to FILE (admin)", Args: cobra.ExactArgs(1),
+			Example: `  mfactl admin backup /var/backups/mfad-$(date +%F).db`,
 			RunE: func(cmd *cobra.Command, args []string) error {
 				f, err := os.OpenFile(args[0], os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 				if err != nil {
@@ -84,6 +89,7 @@ func adminCmd(a *app) *cobra.Command {
 		restoreCmd(a), tempCodeCmd(a), adminDeactivateCmd(a),
 		&cobra.Command{
 			Use: "unlock ACCOUNT", Short: "Clear an account's failed attempts and lockout (admin)", Args: cobra.ExactArgs(1),
+			Example:           `  mfactl admin unlock alice`,
 			ValidArgsFunction: a.completeAccounts,
 			RunE: func(cmd *cobra.Command, args []string) error {
 				x, err := a.client().PatchAccount(cmd.Context(), args[0], api.PatchAccount{Unlock: true})
@@ -104,10 +110,15 @@ func restoreCmd(a *app) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "restore FILE --state-dir DIR",
 		Short: "Check a backup and install it into a stopped daemon's state directory",
-		Args:  cobra.ExactArgs(1),
+		Example: `  systemctl stop mfad.socket mfad.service
+  mfactl admin restore /var/backups/mfad.db --state-dir /var/lib/mfad --yes`,
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if stateDir == "" {
-				return errors.New("--state-dir is required (the stopped daemon's, e.g. /var/lib/mfad)")
+				return usagef("--state-dir is required (the stopped daemon's, e.g. /var/lib/mfad)")
+			}
+			if err := a.confirm("replace the database in " + stateDir + " with " + args[0]); err != nil {
+				return err
 			}
 			bin := mfad
 			if bin == "" {
@@ -121,7 +132,8 @@ func restoreCmd(a *app) *cobra.Command {
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&stateDir, "state-dir", "", "state directory of the stopped mfad")
+	a.yesFlag(cmd)
+	cmd.Flags().StringVar(&stateDir, "state-dir", "", "state `DIR` of the stopped mfad")
 	cmd.Flags().StringVar(&mfad, "mfad", "", "path of the mfad binary (default: next to mfactl, then $PATH)")
 	return cmd
 }

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -29,10 +28,19 @@ func accountArg(args []string, i int) (string, error) {
 }
 
 func deviceCmd(a *app) *cobra.Command {
-	cmd := &cobra.Command{Use: "device", Short: "Enroll, activate, resync and list MFA devices"}
+	cmd := &cobra.Command{Use: "device", Short: "Enroll, activate, resync, replace and list MFA devices",
+		Long: `Devices are named by id, a unique id prefix (4 characters or more) or their
+label. A user changing their own account needs a step-up token once a device
+is active (--step-up TOKEN or $MFAD_STEP_UP); admins need none.`,
+		Example: `  mfactl device list alice
+  mfactl device add totp alice --label phone
+  oathtool --totp -b SECRET -w 1 -N '30 seconds ago' | mfactl device activate alice phone`}
 	cmd.AddCommand(lifecycleCmds(a)...)
 	cmd.AddCommand(deviceAddCmd(a), deviceCodesCmd(a, "activate"), deviceCodesCmd(a, "resync"), &cobra.Command{
 		Use: "list [ACCOUNT]", Short: "List an account's devices (default: yours)", Args: cobra.MaximumNArgs(1),
+		Example: `  mfactl device list            # your own
+  mfactl device list alice --json`,
+		ValidArgsFunction: a.completeAccounts,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			name, err := accountArg(args, 0)
 			if err != nil {
@@ -42,7 +50,7 @@ func deviceCmd(a *app) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if err := a.print(list, func(w *tabwriter.Writer) {
+			if err := a.print(list.Devices, func(w *tabwriter.Writer) {
 				fmt.Fprintln(w, "ID\tTYPE\tSTATE\tLABEL\tSERIAL\tDRIFT\tLAST USED")
 				for _, d := range list.Devices {
 					drift := "-"
@@ -74,10 +82,26 @@ func deviceAddCmd(a *app) *cobra.Command {
 	var req api.CreateDevice
 	var noQR bool
 	cmd := &cobra.Command{
-		Use:       "add totp|hardware-otp|fido [ACCOUNT]",
-		Short:     "Enroll a device: a new authenticator-app secret, a hardware token by --serial, or a security key (touch it)",
+		Use:   "add totp|hardware-otp|fido [ACCOUNT]",
+		Short: "Enroll a device: a new authenticator-app secret, a hardware token by --serial, or a security key (touch it)",
+		Long: `Enroll a device. totp shows a new secret and its QR code once; the device
+stays pending until activated with two consecutive codes. hardware-otp takes a
+token from the inventory (mfactl token import) by --serial. fido asks the
+connected security keys for a credential: touch the one to enroll.
+
+The first device of an account needs no step-up token; later ones do, unless
+an admin adds them.`,
+		Example: `  mfactl device add totp alice --label phone
+  mfactl device add hardware-otp bob --serial 1000001 --label token
+  mfactl device add fido alice --label yubikey --step-up TOKEN`,
 		Args:      cobra.RangeArgs(1, 2),
 		ValidArgs: []string{"totp", "hardware-otp", "fido"},
+		ValidArgsFunction: func(cmd *cobra.Command, args []string, _ string) ([]string, cobra.ShellCompDirective) {
+			if len(args) == 0 {
+				return []string{"totp", "hardware-otp", "fido"}, cobra.ShellCompDirectiveNoFileComp
+			}
+			return a.completeAccounts(cmd, nil, "")
+		},
 		RunE: func(cmd *cobra.Command, args []string) error {
 			req.Type = args[0]
 			name, err := accountArg(args, 1)
@@ -94,7 +118,7 @@ func deviceAddCmd(a *app) *cobra.Command {
 			return a.showEnrollment(name, e, noQR)
 		},
 	}
-	cmd.Flags().StringVar(&req.Label, "label", "", "a name for the device (\"phone\", \"yubikey 5\")")
+	cmd.Flags().StringVar(&req.Label, "label", "", "a name for the device (\"phone\", \"yubikey 5\"); commands accept it in place of the id")
 	cmd.Flags().StringVar(&req.Serial, "serial", "", "hardware-otp: the token's serial in the inventory")
 	cmd.Flags().StringVar(&req.Algorithm, "algorithm", "", "totp: SHA1 (default, what most apps support), SHA256 or SHA512")
 	cmd.Flags().IntVar(&req.Digits, "digits", 0, "totp: 6 (default) or 8")
@@ -105,19 +129,40 @@ func deviceAddCmd(a *app) *cobra.Command {
 }
 
 func deviceCodesCmd(a *app, verb string) *cobra.Command {
-	short := "Activate a pending device with two consecutive codes (CODE2 is the one shown now)"
+	short := "Activate a pending device with two consecutive codes"
+	long := `Activate a pending TOTP/HOTP device with two consecutive codes: CODE1, then
+CODE2, the one after it. Without them on the command line, mfactl asks for
+them without echo on a terminal, or reads them from stdin (better than
+arguments, which shell history and ps show).`
+	example := `  mfactl device activate alice phone           # asks for the two codes
+  oathtool --totp -b SECRET -w 1 -N '30 seconds ago' | mfactl device activate alice phone
+  mfactl device activate alice 3f2a 123456 654321`
 	if verb == "resync" {
 		short = "Resynchronise a drifted TOTP/HOTP device with two consecutive codes"
+		long = `Resynchronise a TOTP/HOTP device whose clock drifted (or an HOTP token
+pressed many times), with two consecutive codes it shows now. mfad searches a
+wide window and stores the drift. Security keys never drift.`
+		example = `  mfactl device resync bob token               # asks for the two codes
+  oathtool --totp -b SECRET -w 1 | mfactl device resync bob token`
 	}
 	return &cobra.Command{
-		Use: verb + " ACCOUNT DEVICE CODE1 CODE2", Short: short, Args: cobra.ExactArgs(4),
+		Use: verb + " ACCOUNT DEVICE [CODE1 CODE2]", Short: short, Long: long, Example: example,
+		Args:              cobra.RangeArgs(2, 4),
+		ValidArgsFunction: a.completeDevices,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			codes := api.CodePair{Code1: args[2], Code2: args[3]}
+			id, err := a.deviceID(cmd.Context(), args[0], args[1])
+			if err != nil {
+				return err
+			}
+			codes, err := a.readCodes(args[2:], "First code: ", "Next code: ")
+			if err != nil {
+				return err
+			}
 			call := a.client().ActivateDevice
 			if verb == "resync" {
 				call = a.client().ResyncDevice
 			}
-			d, err := call(cmd.Context(), args[0], args[1], codes)
+			d, err := call(cmd.Context(), args[0], id, api.CodePair{Code1: codes[0], Code2: codes[1]})
 			if err != nil {
 				return err
 			}
@@ -133,33 +178,55 @@ func deviceCodesCmd(a *app, verb string) *cobra.Command {
 
 func authenticateCmd(a *app) *cobra.Command {
 	var tokenOnly, useKey, wait bool
+	var nextCode string
 	cmd := &cobra.Command{
 		Use:   "authenticate [ACCOUNT] [CODE]",
 		Short: "Sign in with a device code or (--key) a security key; prints a step-up token for changes",
-		Args:  cobra.MaximumNArgs(2),
+		Long: `Sign in as ACCOUNT (default: yourself) with a TOTP/HOTP code, a temporary
+code from an admin, or (--key) a security key. Without CODE, mfactl asks for
+it without echo on a terminal, or reads it from stdin.
+
+The answer carries a step-up token: a non-admin changing their own account
+passes it with --step-up TOKEN or $MFAD_STEP_UP (valid 5 minutes).
+
+When a device's clock drifted, mfad refuses the code with a resync hint: on a
+terminal mfactl then asks for the next code and sends both; elsewhere give it
+with --next-code.`,
+		Example: `  mfactl authenticate alice                     # asks for the code
+  oathtool --totp -b SECRET | mfactl authenticate alice
+  export MFAD_STEP_UP=$(oathtool --totp -b SECRET | mfactl authenticate alice --token-only)
+  mfactl authenticate --key alice               # touch the key`,
+		Args:              cobra.MaximumNArgs(2),
+		ValidArgsFunction: a.completeAccounts,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			name, err := accountArg(args, 0)
 			if err != nil {
 				return err
 			}
-			code := ""
 			var res *api.AuthResult
 			if useKey {
+				if len(args) > 1 {
+					return usagef("--key takes no code")
+				}
 				res, err = withPIN(a, func(pin string) (*api.AuthResult, error) {
 					return a.client().AuthenticateKey(cmd.Context(), api.Authenticate{Account: name, PIN: pin, WaitForKey: wait}, a.showProgress)
 				})
-			} else if len(args) > 1 {
-				code = args[1]
 			} else {
-				fmt.Fprint(a.errOut, "code: ")
-				line, err := bufio.NewReader(os.Stdin).ReadString('\n')
-				if err != nil && line == "" {
-					return errors.New("no code given")
+				codes, cerr := a.readCodes(args[1:], "Code: ")
+				if cerr != nil {
+					return cerr
 				}
-				code = strings.TrimSpace(line)
-			}
-			if !useKey {
-				res, err = a.client().Authenticate(cmd.Context(), api.Authenticate{Account: name, Code: code})
+				req := api.Authenticate{Account: name, Code: codes[0], NextCode: nextCode}
+				res, err = a.client().Authenticate(cmd.Context(), req)
+				var p *api.Problem
+				if errors.As(err, &p) && p.Hint == api.HintResync && req.NextCode == "" && isTerminal() {
+					fmt.Fprintln(a.errOut, describe(err))
+					fmt.Fprintln(a.errOut, "The device's clock may have drifted: wait for its next code and type it, to resync and sign in.")
+					if req.NextCode, err = readSecret("Next code: "); err != nil {
+						return err
+					}
+					res, err = a.client().Authenticate(cmd.Context(), req)
+				}
 			}
 			if err != nil {
 				return err
@@ -187,15 +254,21 @@ func authenticateCmd(a *app) *cobra.Command {
 	}
 	cmd.Flags().BoolVar(&useKey, "key", false, "sign in with a security key (touch it)")
 	cmd.Flags().BoolVar(&wait, "wait", false, "with --key: wait for a key to be plugged in")
-	cmd.Flags().BoolVar(&tokenOnly, "token-only", false, "print only the step-up token (for scripts: export MFAD_STEP_UP=$(mfactl authenticate --token-only ...))")
+	cmd.Flags().StringVar(&nextCode, "next-code", "", "the `CODE` the device shows after CODE: resyncs a drifted device while signing in")
+	cmd.Flags().BoolVar(&tokenOnly, "token-only", false, "print only the step-up token (for scripts: export MFAD_STEP_UP=$(mfactl authenticate ... --token-only))")
 	return cmd
 }
 
 func tokenCmd(a *app) *cobra.Command {
 	var password, psk string
-	cmd := &cobra.Command{Use: "token", Short: "Hardware OTP token inventory (admin)"}
+	cmd := &cobra.Command{Use: "token", Short: "Hardware OTP token inventory (admin)",
+		Example: `  mfactl token import contrib/tokens.pskc
+  mfactl token list`}
 	imp := &cobra.Command{
 		Use: "import FILE.pskc", Short: "Import a vendor seed file (PSKC, RFC 6030); refused whole on any problem", Args: cobra.ExactArgs(1),
+		Example: `  mfactl token import contrib/tokens.pskc
+  mfactl token import vendor.pskc --password-file pw.txt
+  mfactl token import vendor.pskc --key-file aes.hex`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			b, err := os.ReadFile(args[0])
 			if err != nil {
@@ -216,7 +289,7 @@ func tokenCmd(a *app) *cobra.Command {
 				}
 				req.PreSharedKey = strings.TrimSpace(string(k))
 				if _, err := hex.DecodeString(req.PreSharedKey); err != nil {
-					return fmt.Errorf("%s must hold the pre-shared key in hex", psk)
+					return usagef("%s must hold the pre-shared key in hex", psk)
 				}
 			}
 			toks, err := a.client().ImportTokens(cmd.Context(), req)
@@ -226,10 +299,12 @@ func tokenCmd(a *app) *cobra.Command {
 			return printTokens(a, toks)
 		},
 	}
-	imp.Flags().StringVar(&password, "password-file", "", "file holding the password of a PBKDF2-protected file")
-	imp.Flags().StringVar(&psk, "key-file", "", "file holding the pre-shared AES key (hex) of an encrypted file")
+	imp.Flags().StringVar(&password, "password-file", "", "`FILE` holding the password of a PBKDF2-protected seed file")
+	imp.Flags().StringVar(&psk, "key-file", "", "`FILE` holding the pre-shared AES key (hex) of an encrypted seed file")
 	cmd.AddCommand(imp, &cobra.Command{
 		Use: "list", Short: "List the inventory", Args: cobra.NoArgs,
+		Example: `  mfactl token list
+  mfactl token list --json`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			toks, err := a.client().Tokens(cmd.Context())
 			if err != nil {

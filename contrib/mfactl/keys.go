@@ -14,18 +14,21 @@ import (
 	"github.com/mfad/mfad/ipc/api"
 )
 
-// readSecret asks for a PIN on the terminal without echo.
+// readSecret asks for a PIN or a code on the terminal without echo;
+// elsewhere it reads one line of stdin.
 func readSecret(prompt string) (string, error) {
 	fd := int(os.Stdin.Fd())
-	fmt.Fprint(os.Stderr, prompt)
 	if term.IsTerminal(fd) {
+		fmt.Fprint(os.Stderr, prompt)
 		b, err := term.ReadPassword(fd)
 		fmt.Fprintln(os.Stderr)
-		return string(b), err
+		return strings.TrimSpace(string(b)), err
 	}
-	var s string
-	_, err := fmt.Fscanln(os.Stdin, &s)
-	return strings.TrimSpace(s), err
+	line, err := stdin.ReadString('\n')
+	if err != nil && line == "" {
+		return "", usagef("stdin ended: no answer to %q", strings.TrimSuffix(prompt, ": "))
+	}
+	return strings.TrimSpace(line), nil
 }
 
 // showProgress prints what a key is waiting for.
@@ -71,7 +74,9 @@ func (a *app) addKeyDevice(ctx context.Context, account, label string, wait bool
 }
 
 func keyCmd(a *app) *cobra.Command {
-	cmd := &cobra.Command{Use: "key", Short: "Connected security keys: list, info, wink, PIN, reset"}
+	cmd := &cobra.Command{Use: "key", Short: "Connected security keys: list, info, wink, PIN, reset",
+		Example: `  mfactl key list
+  mfactl key info KEY`}
 	list := func(cmd *cobra.Command, args []string) error {
 		keys, err := a.client().Keys(cmd.Context())
 		if err != nil {
@@ -106,6 +111,9 @@ func keyCmd(a *app) *cobra.Command {
 	}
 	pin := &cobra.Command{
 		Use: "pin KEY", Short: "Set a key's PIN, or change it (asks for the current one with --change)", Args: cobra.ExactArgs(1),
+		Example: `  mfactl key pin KEY             # set the first PIN
+  mfactl key pin KEY --change`,
+		ValidArgsFunction: a.completeKeys,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			var req api.KeyPIN
 			if change, _ := cmd.Flags().GetBool("change"); change {
@@ -132,24 +140,37 @@ func keyCmd(a *app) *cobra.Command {
 	}
 	pin.Flags().Bool("change", false, "change an existing PIN")
 	cmd.AddCommand(
-		&cobra.Command{Use: "list", Short: "List connected keys", Args: cobra.NoArgs, RunE: list},
-		&cobra.Command{Use: "info KEY", Short: "Show one key's GetInfo", Args: cobra.ExactArgs(1), RunE: list},
+		&cobra.Command{Use: "list", Short: "List connected keys", Args: cobra.NoArgs, RunE: list,
+			Example: `  mfactl key list
+  mfactl key list --json`},
+		&cobra.Command{Use: "info KEY", Short: "Show one key's GetInfo", Args: cobra.ExactArgs(1), RunE: list,
+			Example: `  mfactl key info KEY`, ValidArgsFunction: a.completeKeys},
 		&cobra.Command{Use: "wink KEY", Short: "Make a key blink (admin)", Args: cobra.ExactArgs(1),
+			Example: `  mfactl key wink KEY`, ValidArgsFunction: a.completeKeys,
 			RunE: func(cmd *cobra.Command, args []string) error { return a.client().WinkKey(cmd.Context(), args[0]) }},
 		pin,
-		&cobra.Command{Use: "reset KEY", Short: "Erase a key (admin; within ~10 s of plugging it in, with a touch)", Args: cobra.ExactArgs(1),
+		a.yesFlag(&cobra.Command{Use: "reset KEY", Short: "Erase a key (admin; within ~10 s of plugging it in, with a touch)", Args: cobra.ExactArgs(1),
+			Example: `  mfactl key reset KEY          # asks first, then touch the key
+  mfactl key reset KEY --yes`, ValidArgsFunction: a.completeKeys,
 			RunE: func(cmd *cobra.Command, args []string) error {
+				if err := a.confirm("erase every credential on key " + args[0]); err != nil {
+					return err
+				}
 				fmt.Fprintln(a.errOut, "Touch the key to confirm the reset.")
 				return a.client().ResetKey(cmd.Context(), args[0])
-			}},
+			}}),
 	)
 	return cmd
 }
 
 func emulatorCmd(a *app) *cobra.Command {
-	cmd := &cobra.Command{Use: "emulator", Short: "Software FIDO2 keys (admin; when enabled)"}
+	cmd := &cobra.Command{Use: "emulator", Short: "Software FIDO2 keys (admin; when enabled)",
+		Example: `  mfactl emulator add spare-key
+  mfactl emulator list`}
 	var presence string
 	add := &cobra.Command{Use: "add NAME", Short: "Attach a software key (its state persists under NAME)", Args: cobra.ExactArgs(1),
+		Example: `  mfactl emulator add spare-key
+  mfactl emulator add lab-key --presence manual`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			e, err := a.client().AddEmulator(cmd.Context(), api.AddEmulator{Name: args[0], Presence: presence})
 			if err != nil {
@@ -162,12 +183,21 @@ func emulatorCmd(a *app) *cobra.Command {
 	add.Flags().StringVar(&presence, "presence", "", "auto (every touch approved) or manual (mfactl emulator touch)")
 	act := func(action string) *cobra.Command {
 		return &cobra.Command{Use: action + " NAME", Short: strings.ToUpper(action[:1]) + action[1:] + " a software key", Args: cobra.ExactArgs(1),
+			Example: "  mfactl emulator " + action + " dev-key", ValidArgsFunction: a.completeEmulators,
 			RunE: func(cmd *cobra.Command, args []string) error {
 				return a.client().EmulatorAction(cmd.Context(), args[0], action, nil)
 			}}
 	}
 	var fault api.Fault
 	faultCmd := &cobra.Command{Use: "fault NAME KIND", Short: "Inject a fault: no_answer, ctap_error, corrupt_frames, counter_rollback, slow_keepalive, clear", Args: cobra.ExactArgs(2),
+		Example: `  mfactl emulator fault dev-key ctap_error --status 0x2e --count 1
+  mfactl emulator fault dev-key clear`,
+		ValidArgsFunction: func(cmd *cobra.Command, args []string, _ string) ([]string, cobra.ShellCompDirective) {
+			if len(args) == 0 {
+				return a.completeEmulators(cmd, nil, "")
+			}
+			return []string{"no_answer", "ctap_error", "corrupt_frames", "counter_rollback", "slow_keepalive", "clear"}, cobra.ShellCompDirectiveNoFileComp
+		},
 		RunE: func(cmd *cobra.Command, args []string) error {
 			fault.Kind = args[1]
 			return a.client().EmulatorAction(cmd.Context(), args[0], "fault", &fault)
@@ -176,7 +206,7 @@ func emulatorCmd(a *app) *cobra.Command {
 	faultCmd.Flags().IntVar(&fault.Count, "count", 0, "ctap_error: how many commands; counter_rollback: by how much")
 	faultCmd.Flags().IntVar(&fault.IntervalMS, "interval-ms", 0, "slow_keepalive: keepalive interval")
 	cmd.AddCommand(add,
-		&cobra.Command{Use: "list", Short: "List software keys", Args: cobra.NoArgs, RunE: func(cmd *cobra.Command, _ []string) error {
+		&cobra.Command{Use: "list", Short: "List software keys", Args: cobra.NoArgs, Example: "  mfactl emulator list", RunE: func(cmd *cobra.Command, _ []string) error {
 			list, err := a.client().Emulators(cmd.Context())
 			if err != nil {
 				return err
@@ -189,6 +219,7 @@ func emulatorCmd(a *app) *cobra.Command {
 			})
 		}},
 		&cobra.Command{Use: "rm NAME", Short: "Remove a software key and its state", Args: cobra.ExactArgs(1),
+			Example: "  mfactl emulator rm spare-key", ValidArgsFunction: a.completeEmulators,
 			RunE: func(cmd *cobra.Command, args []string) error {
 				return a.client().RemoveEmulator(cmd.Context(), args[0])
 			}},
@@ -198,6 +229,8 @@ func emulatorCmd(a *app) *cobra.Command {
 
 func eventsCmd(a *app) *cobra.Command {
 	return &cobra.Command{Use: "events", Short: "Follow key and security events (yours; all for admins)", Args: cobra.NoArgs,
+		Example: `  mfactl events
+  mfactl events --json          # one event per line`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return a.client().Events(cmd.Context(), func(e api.Event) bool {
 				if a.json {

@@ -19,61 +19,86 @@ func (a *app) printDevice(d *api.Device) error {
 	})
 }
 
+// deviceAction is a command on one device of an account: ACCOUNT DEVICE
+// (the device named by id, id prefix or label) and extra arguments.
+func (a *app) deviceAction(use string, extra int, short, example string, run func(cmd *cobra.Command, account, id string, rest []string) error) *cobra.Command {
+	return &cobra.Command{Use: use, Short: short, Example: example, Args: cobra.ExactArgs(2 + extra),
+		ValidArgsFunction: a.completeDevices,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			id, err := a.deviceID(cmd.Context(), args[0], args[1])
+			if err != nil {
+				return err
+			}
+			return run(cmd, args[0], id, args[2:])
+		}}
+}
+
 // lifecycleCmds are the device verbs for lost, broken and replaced devices.
 func lifecycleCmds(a *app) []*cobra.Command {
 	var inventory bool
-	del := &cobra.Command{Use: "delete ACCOUNT DEVICE", Short: "Delete a deactivated device (its history stays in the audit log)", Args: cobra.ExactArgs(2),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := a.client().DeleteDevice(cmd.Context(), args[0], args[1], inventory); err != nil {
+	del := a.yesFlag(a.deviceAction("delete ACCOUNT DEVICE", 0, "Delete a deactivated device (its history stays in the audit log)",
+		`  mfactl device delete alice phone --yes
+  mfactl device delete bob token --return-to-inventory   # admin: the token is back in hand`,
+		func(cmd *cobra.Command, account, id string, _ []string) error {
+			if err := a.confirm(fmt.Sprintf("delete device %s of %s", id, account)); err != nil {
 				return err
 			}
-			if !a.json {
-				fmt.Fprintf(a.out, "deleted device %s\n", args[1])
+			if err := a.client().DeleteDevice(cmd.Context(), account, id, inventory); err != nil {
+				return err
 			}
+			if a.json {
+				return a.print(map[string]string{"deleted": id, "account": account}, nil)
+			}
+			fmt.Fprintf(a.out, "deleted device %s\n", id)
 			return nil
-		}}
+		}))
 	del.Flags().BoolVar(&inventory, "return-to-inventory", false, "admin: the hardware token is back in hand; put its serial back in the inventory")
 
 	var req api.CreateDevice
 	var noQR bool
-	replace := &cobra.Command{Use: "replace ACCOUNT DEVICE totp|hardware-otp|fido", Short: "Deactivate and delete a device and enroll its replacement (any type) in one step", Args: cobra.ExactArgs(3),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			req.Type = args[2]
+	replace := a.deviceAction("replace ACCOUNT DEVICE totp|hardware-otp|fido", 1, "Deactivate and delete a device and enroll its replacement (any type) in one step",
+		`  mfactl device replace alice key fido          # touch the new key
+  mfactl device replace alice phone totp --label new-phone
+  mfactl device replace bob token hardware-otp --serial 1000002`,
+		func(cmd *cobra.Command, account, id string, rest []string) error {
+			req.Type = rest[0]
 			if req.Type == "fido" {
 				e, err := withPIN(a, func(pin string) (*api.Enrollment, error) {
 					r := req
 					r.PIN = pin
-					return a.client().ReplaceDevice(cmd.Context(), args[0], args[1], r, a.showProgress)
+					return a.client().ReplaceDevice(cmd.Context(), account, id, r, a.showProgress)
 				})
 				if err != nil {
 					return err
 				}
 				return a.print(e, func(w *tabwriter.Writer) {
-					fmt.Fprintf(w, "device\t%s (security key) replaces %s\n", e.Device.ID, args[1])
+					fmt.Fprintf(w, "device\t%s (security key) replaces %s\n", e.Device.ID, id)
 				})
 			}
-			e, err := a.client().ReplaceDevice(cmd.Context(), args[0], args[1], req, nil)
+			e, err := a.client().ReplaceDevice(cmd.Context(), account, id, req, nil)
 			if err != nil {
 				return err
 			}
-			return a.showEnrollment(args[0], e, noQR)
-		}}
+			return a.showEnrollment(account, e, noQR)
+		})
 	replace.Flags().StringVar(&req.Label, "label", "", "a name for the new device")
 	replace.Flags().StringVar(&req.Serial, "serial", "", "hardware-otp: the new token's serial")
 	replace.Flags().BoolVar(&noQR, "no-qr", false, "do not draw the QR code")
 	return []*cobra.Command{
-		{Use: "deactivate ACCOUNT DEVICE", Short: "Take a device out of use (admins: help someone who lost one)", Args: cobra.ExactArgs(2),
-			RunE: func(cmd *cobra.Command, args []string) error {
-				d, err := a.client().DeactivateDevice(cmd.Context(), args[0], args[1])
+		a.deviceAction("deactivate ACCOUNT DEVICE", 0, "Take a device out of use (admins: help someone who lost one)",
+			`  mfactl device deactivate alice phone`,
+			func(cmd *cobra.Command, account, id string, _ []string) error {
+				d, err := a.client().DeactivateDevice(cmd.Context(), account, id)
 				if err != nil {
 					return err
 				}
 				return a.printDevice(d)
-			}},
+			}),
 		del, replace,
-		{Use: "report-lost ACCOUNT DEVICE", Short: "Report a device lost, stolen or broken: deactivates it and asks for a password change", Args: cobra.ExactArgs(2),
-			RunE: func(cmd *cobra.Command, args []string) error {
-				d, err := a.client().ReportLost(cmd.Context(), args[0], args[1])
+		a.deviceAction("report-lost ACCOUNT DEVICE", 0, "Report a device lost, stolen or broken: deactivates it and asks for a password change (no step-up needed)",
+			`  mfactl device report-lost alice phone`,
+			func(cmd *cobra.Command, account, id string, _ []string) error {
+				d, err := a.client().ReportLost(cmd.Context(), account, id)
 				if err != nil {
 					return err
 				}
@@ -84,7 +109,7 @@ func lifecycleCmds(a *app) []*cobra.Command {
 					fmt.Fprintln(a.errOut, "Change your password once a replacement is set up: whoever holds the device may know it too.")
 				}
 				return nil
-			}},
+			}),
 	}
 }
 
@@ -103,13 +128,20 @@ func (a *app) showEnrollment(account string, e *api.Enrollment, noQR bool) error
 		fmt.Fprintf(a.out, "secret: %s\nuri:    %s\n", e.Secret, e.OTPAuthURI)
 		fmt.Fprintln(a.out, "this is the only time mfad shows the secret.")
 	}
-	fmt.Fprintf(a.out, "activate it with two consecutive codes:\n  mfactl device activate %s %s CODE1 CODE2\n", account, e.Device.ID)
+	ref := e.Device.ID
+	if e.Device.Label != "" {
+		ref = e.Device.Label
+	}
+	fmt.Fprintf(a.out, "activate it with two consecutive codes (asked for, or on stdin):\n  mfactl device activate %s %s\n", account, ref)
 	return nil
 }
 
 func tempCodeCmd(a *app) *cobra.Command {
 	var hours int
 	cmd := &cobra.Command{Use: "temp-code ACCOUNT", Short: "Issue a single-use temporary access code (shown once)", Args: cobra.ExactArgs(1),
+		Example: `  mfactl admin temp-code bob
+  mfactl admin temp-code bob --hours 2`,
+		ValidArgsFunction: a.completeAccounts,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			tc, err := a.client().TemporaryCode(cmd.Context(), args[0], hours)
 			if err != nil {
@@ -117,7 +149,7 @@ func tempCodeCmd(a *app) *cobra.Command {
 			}
 			return a.print(tc, func(w *tabwriter.Writer) {
 				fmt.Fprintf(w, "code\t%s\nexpires\t%s\n", tc.Code, tc.ExpiresAt.Local().Format("2006-01-02 15:04"))
-				fmt.Fprintf(w, "tell %s\tsign in once with it as the code, then enroll a new device\n", args[0])
+				fmt.Fprintf(w, "tell %s\tsign in once with it (mfactl authenticate asks for it), then enroll a new device\n", args[0])
 			})
 		}}
 	cmd.Flags().IntVar(&hours, "hours", 0, "validity in hours (default 24)")
@@ -125,25 +157,32 @@ func tempCodeCmd(a *app) *cobra.Command {
 }
 
 func adminDeactivateCmd(a *app) *cobra.Command {
-	return &cobra.Command{Use: "deactivate ACCOUNT DEVICE", Short: "Deactivate someone's lost device (the account is told by e-mail)", Args: cobra.ExactArgs(2),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			d, err := a.client().DeactivateDevice(cmd.Context(), args[0], args[1])
+	return a.deviceAction("deactivate ACCOUNT DEVICE", 0, "Deactivate someone's lost device (the account is told by e-mail)",
+		`  mfactl admin deactivate bob token && mfactl admin temp-code bob`,
+		func(cmd *cobra.Command, account, id string, _ []string) error {
+			d, err := a.client().DeactivateDevice(cmd.Context(), account, id)
 			if err != nil {
 				return err
 			}
 			return a.printDevice(d)
-		}}
+		})
 }
 
 func contactCmd(a *app) *cobra.Command {
 	var email, phone string
 	cmd := &cobra.Command{Use: "contact ACCOUNT --email ADDR | --phone NUMBER", Short: "Change your e-mail or phone: a code goes to the new one, and you type it here", Args: cobra.ExactArgs(1),
+		Example: `  mfactl account contact alice --email alice@new.example
+  mfactl account contact alice --phone "+1 555 0199"`,
+		ValidArgsFunction: a.completeAccounts,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if (email == "") == (phone == "") {
+				return usagef("give --email or --phone")
+			}
 			sent, err := a.client().ChangeContact(cmd.Context(), args[0], api.ContactChange{Email: email, Phone: phone})
 			if err != nil {
 				return err
 			}
-			code, err := prompt(a, fmt.Sprintf("Code sent to %s: ", sent.SentTo))
+			code, err := readSecret(fmt.Sprintf("Code sent to %s: ", sent.SentTo))
 			if err != nil {
 				return err
 			}
@@ -153,8 +192,8 @@ func contactCmd(a *app) *cobra.Command {
 			}
 			return a.printAccount(acct)
 		}}
-	cmd.Flags().StringVar(&email, "email", "", "new e-mail address")
-	cmd.Flags().StringVar(&phone, "phone", "", "new phone number (an owner's needs an admin)")
+	cmd.Flags().StringVar(&email, "email", "", "new e-mail `ADDR`")
+	cmd.Flags().StringVar(&phone, "phone", "", "new phone `NUMBER` (an owner's needs an admin)")
 	return cmd
 }
 
@@ -173,6 +212,14 @@ func prompt(a *app, q string) (string, error) {
 // phone code (an empty answer resends), then signs in with the token.
 func recoverCmd(a *app) *cobra.Command {
 	return &cobra.Command{Use: "recover [ACCOUNT]", Short: "Lost your only device? Recover an owner account with its e-mail and phone", Args: cobra.MaximumNArgs(1),
+		Long: `Recover an owner account whose devices are lost: mfad sends a code to the
+account's verified e-mail address, then one to its phone; type each when
+asked (without echo; an empty answer sends it again), or give them on stdin,
+one per line. Success signs you in with a recovery session: replace the lost
+device with the step-up token it prints, then change your password.`,
+		Example: `  mfactl recover                # your own account
+  mfactl recover alice          # as root, for alice`,
+		ValidArgsFunction: a.completeAccounts,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			name, err := accountArg(args, 0)
 			if err != nil {
@@ -184,11 +231,18 @@ func recoverCmd(a *app) *cobra.Command {
 				return err
 			}
 			for r.Stage != "done" {
-				code, err := prompt(a, fmt.Sprintf("Code sent to %s (%s; empty to resend): ", r.SentTo, r.Stage))
+				if !isTerminal() {
+					fmt.Fprintf(a.errOut, "Code sent to %s (%s; empty to resend): ", r.SentTo, r.Stage)
+				}
+				code, err := readSecret(fmt.Sprintf("Code sent to %s (%s; empty to resend): ", r.SentTo, r.Stage))
 				if err != nil {
 					return err
 				}
-				next, err := a.client().RecoveryStep(ctx, r.ID, map[bool]string{true: "resend", false: r.Stage}[code == ""], code)
+				step := r.Stage
+				if code == "" {
+					step = "resend"
+				}
+				next, err := a.client().RecoveryStep(ctx, r.ID, step, code)
 				if err != nil {
 					if errors.Is(err, &api.Problem{Code: api.CodeInvalidCode}) {
 						fmt.Fprintln(a.errOut, describe(err))
@@ -204,7 +258,7 @@ func recoverCmd(a *app) *cobra.Command {
 			}
 			return a.print(res, func(w *tabwriter.Writer) {
 				fmt.Fprintf(w, "recovered\t%s: signed in; the recovery session lasts until %s\n", name, res.StepUpExpiry.Local().Format("15:04:05"))
-				fmt.Fprintf(w, "now\treplace the lost device: MFAD_STEP_UP=%s mfactl device replace %s DEVICE totp|fido\n", res.StepUpToken, name)
+				fmt.Fprintf(w, "now\treplace the lost device: mfactl device replace %s DEVICE totp|fido --step-up %s\n", name, res.StepUpToken)
 				fmt.Fprintf(w, "then\tchange your password (the account asks for it at the next sign-in)\n")
 			})
 		}}

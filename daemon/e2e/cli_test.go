@@ -30,11 +30,11 @@ func mfactl(t *testing.T, sock string, args ...string) (string, string, int) {
 
 func TestCLIAccountsAuditBackupRestore(t *testing.T) {
 	d := startDaemon(t, "", "")
-	out, errs, code := mfactl(t, d.sock, "account", "create", "carol", "--kind", "owner", "--email", "c@example.org", "--email-verified")
+	out, errs, code := mfactl(t, d.sock, "account", "create", "carol", "--force", "--kind", "owner", "--email", "c@example.org", "--email-verified")
 	if code != 0 || !strings.Contains(out, "c@example.org (verified)") {
 		t.Fatalf("create: %d %q %q", code, out, errs)
 	}
-	if _, errs, code = mfactl(t, d.sock, "account", "create", "carol"); code != 1 || !strings.Contains(errs, "[account_exists]") {
+	if _, errs, code = mfactl(t, d.sock, "account", "create", "carol", "--force"); code != 1 || !strings.Contains(errs, "[account_exists]") {
 		t.Errorf("duplicate create: %d %q", code, errs)
 	}
 	out, _, _ = mfactl(t, d.sock, "account", "list")
@@ -70,12 +70,12 @@ func TestCLIAccountsAuditBackupRestore(t *testing.T) {
 		t.Fatalf("backup: %q", errs)
 	}
 	// Restore refuses a running daemon's state dir, and installs into a stopped one.
-	if _, errs, code = mfactl(t, d.sock, "admin", "restore", backup, "--state-dir", d.state); code == 0 || !strings.Contains(errs, "stop mfad") {
+	if _, errs, code = mfactl(t, d.sock, "admin", "restore", backup, "--state-dir", d.state, "--yes"); code == 0 || !strings.Contains(errs, "stop mfad") {
 		t.Errorf("restore into a live state dir: %d %q", code, errs)
 	}
 	junk := filepath.Join(d.dir, "junk.db")
 	os.WriteFile(junk, []byte(strings.Repeat("junk", 4096)), 0o600)
-	if _, errs, code = mfactl(t, d.sock, "admin", "restore", junk, "--state-dir", d.state); code == 0 {
+	if _, errs, code = mfactl(t, d.sock, "admin", "restore", junk, "--state-dir", d.state, "--yes"); code == 0 {
 		t.Errorf("junk restored: %q", errs)
 	}
 	d.stop()
@@ -84,7 +84,7 @@ func TestCLIAccountsAuditBackupRestore(t *testing.T) {
 	// The master key travels separately from the backup.
 	key, _ := os.ReadFile(filepath.Join(d.state, "mfad.key"))
 	os.WriteFile(filepath.Join(fresh, "mfad.key"), key, 0o600)
-	if out, errs, code = mfactl(t, d.sock, "admin", "restore", backup, "--state-dir", fresh); code != 0 {
+	if out, errs, code = mfactl(t, d.sock, "admin", "restore", backup, "--state-dir", fresh, "--yes"); code != 0 {
 		t.Fatalf("restore: %d %q %q", code, out, errs)
 	}
 	d2 := startDaemon(t, fresh, "")

@@ -169,7 +169,7 @@ func TestStepUpWithRealUsers(t *testing.T) {
 		oathtool(t, enr.Secret, now.Add(-30*time.Second)), oathtool(t, enr.Secret, now)); code != 0 {
 		t.Fatal(errs)
 	}
-	if _, errs, code = enroll(me, me, nil); code == 0 || !strings.Contains(errs, "[step_up_required]") {
+	if _, errs, code = enroll(me, me, nil); code == 0 || !strings.Contains(errs, `"code":"step_up_required"`) {
 		t.Fatalf("second device without step-up: %d %s", code, errs)
 	}
 	// A token uid 0 obtained for this account is bound to uid 0. (Each
@@ -180,7 +180,7 @@ func TestStepUpWithRealUsers(t *testing.T) {
 		t.Fatal(errs)
 	}
 	rootTok = strings.TrimSpace(rootTok)
-	if _, errs, code = enroll(me, me, []string{"MFAD_STEP_UP=" + rootTok}); code == 0 || !strings.Contains(errs, "[step_up_required]") {
+	if _, errs, code = enroll(me, me, []string{"MFAD_STEP_UP=" + rootTok}); code == 0 || !strings.Contains(errs, `"code":"step_up_required"`) {
 		t.Errorf("another uid's token: %d %s", code, errs)
 	}
 	// The user's own token works.

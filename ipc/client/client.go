@@ -129,7 +129,7 @@ func (c *Client) send(ctx context.Context, method, path string, in any, hdr http
 			return nil, &ErrNotRunning{Socket: c.socket(), Err: err}
 		}
 		if errors.Is(err, syscall.EACCES) {
-			return nil, fmt.Errorf("cannot connect to %s: permission denied on the socket or its directory", c.socket())
+			return nil, fmt.Errorf("cannot connect to %s: permission denied on the socket or its directory (%w)", c.socket(), syscall.EACCES)
 		}
 		return nil, err
 	}
