@@ -81,7 +81,7 @@ install: $(if $(INSTALL_NOBUILD),,build)
 	@if [ -e $(DESTDIR)$(SYSCONFDIR)/mfad/mfad.toml ]; then \
 	  echo "install: keeping $(DESTDIR)$(SYSCONFDIR)/mfad/mfad.toml; the example is in $(PREFIX)/share/doc/mfad"; \
 	else install -m 0644 contrib/mfad.toml $(DESTDIR)$(SYSCONFDIR)/mfad/mfad.toml; fi
-	install -m 0644 contrib/mfad.toml docs/pam.md docs/systemd.md $(DESTDIR)$(PREFIX)/share/doc/mfad/
+	install -m 0644 contrib/mfad.toml docs/pam.md docs/systemd.md docs/masterkey.md $(DESTDIR)$(PREFIX)/share/doc/mfad/
 	install -m 0644 contrib/man/mfad.8 $(DESTDIR)$(PREFIX)/share/man/man8/mfad.8
 	install -m 0644 contrib/man/mfactl.1 $(DESTDIR)$(PREFIX)/share/man/man1/mfactl.1
 	$(BIN)/mfactl completion bash >$(DESTDIR)$(PREFIX)/share/bash-completion/completions/mfactl

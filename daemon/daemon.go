@@ -158,9 +158,6 @@ type infoFunc func() api.Info
 
 func (f infoFunc) Info() api.Info { return f() }
 
-// Restore checks a backup and installs it into a stopped daemon's state dir.
-func Restore(backup, stateDir string) error { return store.Restore(backup, stateDir) }
-
 func clockInfo(v authn.ClockVerdict) api.Clock {
 	c := api.Clock{Verdict: "ok", Devices: v.Devices}
 	switch {

@@ -4,7 +4,8 @@
 // Bucket tree (schema version 3; records are CBOR with the JSON field names):
 //
 //	mfad/                      root; key "schema" = big-endian uint32 version
-//	├── meta/                  key/value settings fixed at first start (created_at, rp_id)
+//	├── meta/                  key/value settings fixed at first start (created_at, rp_id),
+//	│                          and key_check: a constant sealed under the master key
 //	├── accounts/              <name>   -> authn.Account
 //	├── devices/
 //	│   └── <account>/         <id>     -> device record: authn.Device + sealed secret
@@ -17,9 +18,11 @@
 //
 // Secrets are sealed with AES-256-GCM under the master key (see LoadKey),
 // with the record's bucket path as additional data so a sealed value cannot
-// be moved to another record. Writes go through a group commit: one
+// be moved to another record. The key-check value tells the database's key
+// from any other at Open (see LoadKey and docs/masterkey.md); keyed backups
+// carry the key sealed under a passphrase (Argon2id). Writes go through a group commit: one
 // goroutine runs every queued function in one bbolt transaction and flushes
 // once, so concurrent callers share the fsync.
 //
-// It may import authn, bbolt and the standard library.
+// It may import authn, bbolt, cbor, x/crypto/argon2 and the standard library.
 package store

@@ -187,19 +187,7 @@ func writeKeyFile(path string, key []byte, replace bool) error {
 		return err
 	}
 	defer os.Remove(tmp.Name())
-	if err := tmp.Chmod(0o600); err != nil {
-		tmp.Close()
-		return err
-	}
-	if _, err := tmp.Write(key); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
+	if err := fillDurably(tmp, func(f *os.File) error { _, err := f.Write(key); return err }); err != nil {
 		return err
 	}
 	if replace {

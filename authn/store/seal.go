@@ -1,15 +1,21 @@
 package store
 
 import (
+	"bytes"
 	"crypto/aes"
 	"crypto/cipher"
 	"crypto/rand"
 	"errors"
 	"fmt"
+
+	bolt "go.etcd.io/bbolt"
 )
 
 // sealer seals secrets with AES-256-GCM.
-type sealer struct{ aead cipher.AEAD }
+type sealer struct {
+	aead cipher.AEAD
+	key  []byte // kept for keyed backups and key rotation
+}
 
 const sealVersion = 1
 
@@ -25,7 +31,7 @@ func newSealer(key []byte) (*sealer, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &sealer{aead: aead}, nil
+	return &sealer{aead: aead, key: bytes.Clone(key)}, nil
 }
 
 // seal returns version || nonce || ciphertext, bound to ad.
@@ -57,3 +63,6 @@ func (s *sealer) open(sealed []byte, ad string) ([]byte, error) {
 	}
 	return p, nil
 }
+
+// sealerFor returns the sealer of the snapshot btx reads.
+func (s *Store) sealerFor(btx *bolt.Tx) *sealer { return s.seal }

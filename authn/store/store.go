@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"path/filepath"
 	"sync"
 	"time"
@@ -324,94 +323,6 @@ func (s *Store) SetMetaOnce(key, value string) (string, error) {
 		return b.Put([]byte(key), []byte(value))
 	})
 	return v, err
-}
-
-// Check opens the database file at path read-only and verifies its page
-// structure and schema. It is what restore runs before replacing anything.
-func Check(path string) error {
-	db, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true, Timeout: time.Second})
-	if errors.Is(err, bolterrors.ErrTimeout) {
-		return fmt.Errorf("%w: %s", ErrLocked, path)
-	}
-	if err != nil {
-		return fmt.Errorf("store: %s is not a usable mfad database: %w", path, err)
-	}
-	defer db.Close()
-	return db.View(func(tx *bolt.Tx) error {
-		for err := range tx.Check() {
-			return fmt.Errorf("store: %s is damaged: %w", path, err)
-		}
-		root := tx.Bucket(bktRoot)
-		if root == nil {
-			return fmt.Errorf("store: %s is a bbolt file but not an mfad database", path)
-		}
-		b := root.Get(keySchema)
-		if len(b) != 4 {
-			return fmt.Errorf("store: %s has no schema version", path)
-		}
-		if v := binary.BigEndian.Uint32(b); v > SchemaVersion {
-			return fmt.Errorf("store: %s has schema v%d, newer than this mfad (v%d)", path, v, SchemaVersion)
-		}
-		for _, name := range [][]byte{bktMeta, bktAccounts, bktDevices, bktTokens, bktAudit, bktBlobs} {
-			if root.Bucket(name) == nil {
-				return fmt.Errorf("store: %s lacks bucket %s", path, name)
-			}
-		}
-		return nil
-	})
-}
-
-// Restore checks the backup at src and installs it as stateDir/mfad.db.
-// It refuses while a daemon holds the state directory's database.
-func Restore(src, stateDir string) error {
-	if err := Check(src); err != nil {
-		return err
-	}
-	dst := filepath.Join(stateDir, DBFileName)
-	if _, err := os.Stat(dst); err == nil {
-		// Taking the lock proves no daemon is using the file.
-		db, err := bolt.Open(dst, 0o600, &bolt.Options{Timeout: time.Second})
-		if errors.Is(err, bolterrors.ErrTimeout) {
-			return fmt.Errorf("%w: stop mfad before restoring into %s", ErrLocked, stateDir)
-		}
-		if err == nil {
-			db.Close()
-		}
-	}
-	in, err := os.Open(src)
-	if err != nil {
-		return err
-	}
-	defer in.Close()
-	tmp, err := os.CreateTemp(stateDir, ".restore-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := io.Copy(tmp, in); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Chmod(0o600); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp.Name(), dst); err != nil {
-		return err
-	}
-	d, err := os.Open(stateDir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }
 
 // SaveBlob stores data under name, sealed (a software key's state, say).

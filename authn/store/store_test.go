@@ -140,7 +140,7 @@ func TestBackupCheckRestore(t *testing.T) {
 	if err := Check(backup); err != nil {
 		t.Fatal(err)
 	}
-	if err := Restore(backup, dir); !errors.Is(err, ErrLocked) {
+	if _, err := Restore(backup, dir, RestoreOptions{}); !errors.Is(err, ErrLocked) {
 		t.Fatalf("restore into a live state dir: %v, want ErrLocked", err)
 	}
 	junk := filepath.Join(t.TempDir(), "junk.db")
@@ -149,10 +149,10 @@ func TestBackupCheckRestore(t *testing.T) {
 		t.Fatal("junk file passed the check")
 	}
 	target := t.TempDir()
-	if err := Restore(junk, target); err == nil {
+	if _, err := Restore(junk, target, RestoreOptions{}); err == nil {
 		t.Fatal("junk restored")
 	}
-	if err := Restore(backup, target); err != nil {
+	if _, err := Restore(backup, target, RestoreOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	s2 := openTest(t, target, Options{})

@@ -106,12 +106,13 @@ func adminCmd(a *app) *cobra.Command {
 // restoreCmd runs `mfad restore`: restoring works on a stopped daemon's
 // files, which only the daemon's own binary may touch.
 func restoreCmd(a *app) *cobra.Command {
-	var stateDir, mfad string
+	var stateDir, mfad, keyFile, passFile string
 	cmd := &cobra.Command{
 		Use:   "restore FILE --state-dir DIR",
-		Short: "Check a backup and install it into a stopped daemon's state directory",
+		Short: "Check a backup and that its master key opens it, then install both into a stopped daemon's state directory",
 		Example: `  systemctl stop mfad.socket mfad.service
-  mfactl admin restore /var/backups/mfad.db --state-dir /var/lib/mfad --yes`,
+  mfactl admin restore /var/backups/mfad.db --state-dir /var/lib/mfad --yes
+  mfactl admin restore /mnt/mfad.db --state-dir /var/lib/mfad --key /mnt/mfad.key --yes`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if stateDir == "" {
@@ -124,8 +125,15 @@ func restoreCmd(a *app) *cobra.Command {
 			if bin == "" {
 				bin = findMfad()
 			}
-			c := exec.CommandContext(cmd.Context(), bin, "restore", "--state-dir", stateDir, args[0])
-			c.Stdout, c.Stderr = a.out, a.errOut
+			argv := []string{"restore", "--state-dir", stateDir}
+			if keyFile != "" {
+				argv = append(argv, "--key", keyFile)
+			}
+			if passFile != "" {
+				argv = append(argv, "--passphrase-file", passFile)
+			}
+			c := exec.CommandContext(cmd.Context(), bin, append(argv, args[0])...)
+			c.Stdin, c.Stdout, c.Stderr = os.Stdin, a.out, a.errOut
 			if err := c.Run(); err != nil {
 				return fmt.Errorf("restore failed (%s): %w", bin, err)
 			}
@@ -135,6 +143,8 @@ func restoreCmd(a *app) *cobra.Command {
 	a.yesFlag(cmd)
 	cmd.Flags().StringVar(&stateDir, "state-dir", "", "state `DIR` of the stopped mfad")
 	cmd.Flags().StringVar(&mfad, "mfad", "", "path of the mfad binary (default: next to mfactl, then $PATH)")
+	cmd.Flags().StringVar(&keyFile, "key", "", "the master key the backup was sealed under (default: the key a backup made --with-key carries, else the state directory's mfad.key)")
+	cmd.Flags().StringVar(&passFile, "passphrase-file", "", "file whose first line is the passphrase of a backup made --with-key (default: asked on the terminal)")
 	return cmd
 }
 

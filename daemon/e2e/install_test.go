@@ -47,6 +47,7 @@ func TestInstall(t *testing.T) {
 		"/usr/share/man/man1/mfactl.1":                     0o644,
 		"/usr/share/doc/mfad/pam.md":                       0o644,
 		"/usr/share/doc/mfad/systemd.md":                   0o644,
+		"/usr/share/doc/mfad/masterkey.md":                 0o644,
 		"/usr/share/doc/mfad/mfad.toml":                    0o644,
 		"/usr/share/bash-completion/completions/mfactl":    0o644,
 		"/usr/share/zsh/vendor-completions/_mfactl":        0o644,

@@ -1,7 +1,7 @@
 // Command mfad is the multi-factor authentication daemon.
 //
 //	mfad [--config FILE] [--socket PATH] [--state-dir DIR] [--log-level LEVEL]
-//	mfad restore --state-dir DIR FILE
+//	mfad restore --state-dir DIR [--key FILE] [--passphrase-file FILE] BACKUP
 //	mfad emulator --gadget|--uhid --state FILE ...   (see daemon/emulator)
 package main
 
@@ -95,8 +95,11 @@ func main() {
 func restore(args []string) int {
 	fs := flag.NewFlagSet("mfad restore", flag.ExitOnError)
 	stateDir := fs.String("state-dir", "", "state directory of a stopped mfad")
+	var o daemon.RestoreOptions
+	fs.StringVar(&o.KeyFile, "key", "", "the master key the backup was sealed under (default: the key a backup made --with-key carries, else the state directory's mfad.key)")
+	fs.StringVar(&o.PassphraseFile, "passphrase-file", "", "file whose first line is the passphrase of a backup made --with-key (default: asked on the terminal)")
 	fs.Usage = func() {
-		fmt.Fprintln(os.Stderr, "usage: mfad restore --state-dir DIR BACKUP.db")
+		fmt.Fprintln(os.Stderr, "usage: mfad restore --state-dir DIR [--key FILE] [--passphrase-file FILE] BACKUP")
 		fs.PrintDefaults()
 	}
 	fs.Parse(args)
@@ -104,10 +107,11 @@ func restore(args []string) int {
 		fs.Usage()
 		return 2
 	}
-	if err := daemon.Restore(fs.Arg(0), *stateDir); err != nil {
+	msg, err := daemon.Restore(fs.Arg(0), *stateDir, o)
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "mfad restore:", err)
 		return 1
 	}
-	fmt.Printf("restored %s into %s\n", fs.Arg(0), *stateDir)
+	fmt.Println(msg)
 	return 0
 }

@@ -1,0 +1,87 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// mfadRefuses starts mfad on state and returns what it printed, failing
+// the test unless it exits non-zero on its own.
+func mfadRefuses(t *testing.T, state string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, filepath.Join(binDir, "mfad"), "--socket", filepath.Join(state, "x.sock"), "--state-dir", state)
+	cmd.Env = append(os.Environ(), "NOTIFY_SOCKET=", "LISTEN_FDS=", "CREDENTIALS_DIRECTORY=")
+	out, err := cmd.CombinedOutput()
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() <= 0 {
+		t.Fatalf("mfad did not refuse to start (%v):\n%s", err, out)
+	}
+	return string(out)
+}
+
+// A TOTP device enrolled, backed up, then restored on a machine without
+// the master key: nothing may start on the wrong key, and the restore
+// that brings the key back signs in.
+func TestRestoreNeedsTheMasterKey(t *testing.T) {
+	needRoot(t)
+	d := startDaemon(t, "", "")
+	w := &world{t: t, d: d}
+	w.must(w.as("", "POST", "/v1/accounts", fmt.Sprintf(`{"name":%q,"kind":"member"}`, userSelf), nil), 201)
+	_, secret := w.enrollTOTP("", userSelf, "")
+	backup := filepath.Join(d.dir, "backup.db")
+	if _, errs, code := mfactl(t, d.sock, "admin", "backup", backup); code != 0 {
+		t.Fatalf("backup: %q", errs)
+	}
+	d.stop()
+
+	fresh := filepath.Join(d.dir, "restored")
+	os.MkdirAll(fresh, 0o700)
+	out, errs, code := mfactl(t, d.sock, "admin", "restore", backup, "--state-dir", fresh, "--yes")
+	if code == 0 || !strings.Contains(errs, "--key") || !strings.Contains(errs, "nothing was changed") {
+		t.Fatalf("restore without the key: %d %q %q", code, out, errs)
+	}
+	if _, err := os.Stat(filepath.Join(fresh, "mfad.db")); !os.IsNotExist(err) {
+		t.Fatalf("a refused restore installed the database: %v", err)
+	}
+
+	// The database copied by hand, without its key: mfad refuses to start
+	// and makes no key of its own.
+	b, _ := os.ReadFile(backup)
+	os.WriteFile(filepath.Join(fresh, "mfad.db"), b, 0o600)
+	msg := mfadRefuses(t, fresh)
+	if !strings.Contains(msg, filepath.Join(fresh, "mfad.key")+" does not exist") || !strings.Contains(msg, "does not make a new key") {
+		t.Errorf("start without the key:\n%s", msg)
+	}
+	if _, err := os.Stat(filepath.Join(fresh, "mfad.key")); !os.IsNotExist(err) {
+		t.Fatalf("mfad made a key for a database with secrets: %v", err)
+	}
+	// Another key: refused too, naming the file.
+	os.WriteFile(filepath.Join(fresh, "mfad.key"), []byte(strings.Repeat("ab", 32)), 0o600)
+	if msg := mfadRefuses(t, fresh); !strings.Contains(msg, "does not open") || !strings.Contains(msg, filepath.Join(fresh, "mfad.key")) {
+		t.Errorf("start with another key:\n%s", msg)
+	}
+	wrongKey := filepath.Join(d.dir, "wrong.key")
+	os.Rename(filepath.Join(fresh, "mfad.key"), wrongKey)
+	os.Remove(filepath.Join(fresh, "mfad.db"))
+	if _, errs, code := mfactl(t, d.sock, "admin", "restore", backup, "--state-dir", fresh, "--key", wrongKey, "--yes"); code == 0 || !strings.Contains(errs, "does not open the backup") {
+		t.Fatalf("restore with the wrong key: %d %q", code, errs)
+	}
+
+	// With its key, the restore verifies and installs both, and sign-in works.
+	out, errs, code = mfactl(t, d.sock, "admin", "restore", backup, "--state-dir", fresh, "--key", filepath.Join(d.state, "mfad.key"), "--yes")
+	if code != 0 || !strings.Contains(out, "its master key is now "+filepath.Join(fresh, "mfad.key")) {
+		t.Fatalf("restore with the key: %d %q %q", code, out, errs)
+	}
+	d2 := startDaemon(t, fresh, "")
+	w2 := &world{t: t, d: d2}
+	if tok := w2.signIn("", userSelf, secret, 1); tok == "" {
+		t.Fatal("no step-up token after signing in on the restored database")
+	}
+}
