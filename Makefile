@@ -11,10 +11,11 @@ FUZZTIME ?= 3s
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
 # Debian packages: cgo headers for the libfido2 driver and the PAM module,
-# and the independent implementations the tests hold mfad against.
+# the independent implementations the tests hold mfad against, and the
+# PostgreSQL server the fleet backend's tests start throwaway clusters of.
 DEB_PKGS := gcc pkg-config libfido2-dev libpam0g-dev libjson-c-dev \
             oathtool fido2-tools python3-fido2 pamtester curl \
-            libpam-google-authenticator libpam-oath systemd
+            libpam-google-authenticator libpam-oath systemd postgresql
 
 .PHONY: all deps build pam pam-fuzz install run test unit fuzz lint vmtest clean
 

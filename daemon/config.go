@@ -138,7 +138,29 @@ type StoreConfig struct {
 	// MaxBatch bounds how many concurrent writes share one commit (group
 	// commit); 1 commits every write on its own.
 	MaxBatch int `toml:"max_batch"`
+
+	// Backend is "bbolt" (the default: state_dir/mfad.db) or "postgres"
+	// (a database the fleet's daemons share, see docs/fleet.md).
+	Backend string `toml:"backend"`
+	// DSN is the PostgreSQL connection string in libpq syntax (keywords or
+	// a postgres:// URL), TLS settings (sslmode, sslrootcert, sslcert,
+	// sslkey) included. A password belongs in DSNFile or a passfile.
+	DSN string `toml:"dsn"`
+	// DSNFile is a file holding the DSN, password included, readable only
+	// by mfad (a systemd credential, say); it replaces DSN.
+	DSNFile string `toml:"dsn_file"`
+	// AutoMigrate applies pending schema migrations at start; without it
+	// mfad refuses an older schema and names `mfad migrate`.
+	AutoMigrate bool `toml:"auto_migrate"`
+	// MaxConns bounds the connection pool (0: pgx's default).
+	MaxConns int32 `toml:"max_conns"`
 }
+
+// Store backends.
+const (
+	BackendBolt     = "bbolt"
+	BackendPostgres = "postgres"
+)
 
 // AuditConfig tunes the audit log.
 type AuditConfig struct {
@@ -169,7 +191,7 @@ func DefaultConfig() Config {
 		StateDir:   "/var/lib/mfad",
 		AdminGroup: "mfad-admin",
 		LogLevel:   "info",
-		Store:      StoreConfig{LockTimeout: Duration{3 * time.Second}, MaxBatch: 256},
+		Store:      StoreConfig{LockTimeout: Duration{3 * time.Second}, MaxBatch: 256, Backend: BackendBolt},
 		Audit:      AuditConfig{Retention: 100000},
 		OTP: OTPConfig{
 			Issuer: "mfad", PendingTTL: Duration{10 * time.Minute},
@@ -284,6 +306,16 @@ func (c *Config) Validate() error {
 	case "native", "libfido2", "usbhid", "none":
 	default:
 		errs = append(errs, fmt.Errorf("keys: driver must be native, libfido2, usbhid or none, not %q", c.Keys.Driver))
+	}
+	switch st := c.Store; {
+	case st.Backend != BackendBolt && st.Backend != BackendPostgres:
+		errs = append(errs, fmt.Errorf("store: backend must be %q or %q, not %q", BackendBolt, BackendPostgres, st.Backend))
+	case st.Backend == BackendPostgres && (st.DSN == "") == (st.DSNFile == ""):
+		errs = append(errs, errors.New("store: backend \"postgres\" needs exactly one of dsn and dsn_file"))
+	case st.Backend == BackendBolt && (st.DSN != "" || st.DSNFile != ""):
+		errs = append(errs, errors.New("store: dsn and dsn_file are for backend = \"postgres\""))
+	case st.MaxConns < 0:
+		errs = append(errs, errors.New("store: max_conns must not be negative"))
 	}
 	if c.Store.MaxBatch < 1 || c.Store.MaxBatch > 4096 {
 		errs = append(errs, errors.New("store: max_batch must be 1..4096"))

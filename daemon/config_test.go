@@ -34,6 +34,10 @@ func TestConfigErrors(t *testing.T) {
 		"tiny body limit": "[limits]\nmax_body_bytes = 10\n",
 		"retention tiny":  "[audit]\nretention = 1\n",
 		"empty state dir": "state_dir = \"\"\n",
+		"bad backend":     "[store]\nbackend = \"sqlite\"\n",
+		"postgres no dsn": "[store]\nbackend = \"postgres\"\n",
+		"two dsns":        "[store]\nbackend = \"postgres\"\ndsn = \"host=/x\"\ndsn_file = \"/y\"\n",
+		"dsn for bbolt":   "[store]\ndsn = \"host=/x\"\n",
 	}
 	for name, body := range cases {
 		p := filepath.Join(t.TempDir(), "c.toml")
@@ -49,6 +53,22 @@ func TestConfigErrors(t *testing.T) {
 	cfg, err := LoadConfig(p)
 	if err != nil || cfg.Socket != "/tmp/x.sock" || cfg.Store.LockTimeout.Duration != 250*time.Millisecond || cfg.StateDir != "/var/lib/mfad" {
 		t.Errorf("partial config: %+v %v", cfg, err)
+	}
+}
+
+// TestDSNFile: dsn_file's content is the DSN; a file others may read (it
+// holds a password) is refused.
+func TestDSNFile(t *testing.T) {
+	t.Setenv("CREDENTIALS_DIRECTORY", "")
+	p := filepath.Join(t.TempDir(), "dsn")
+	os.WriteFile(p, []byte("host=/run/pg dbname=mfad password=s3cret\n"), 0o600)
+	sc := StoreConfig{Backend: BackendPostgres, DSNFile: p}
+	if dsn, err := sc.dsn(); err != nil || dsn != "host=/run/pg dbname=mfad password=s3cret" {
+		t.Fatalf("dsn = %q, %v", dsn, err)
+	}
+	os.Chmod(p, 0o644)
+	if _, err := sc.dsn(); err == nil || !strings.Contains(err.Error(), "chmod 600") || strings.Contains(err.Error(), "s3cret") {
+		t.Fatalf("world-readable dsn_file: %v", err)
 	}
 }
 

@@ -40,17 +40,13 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	st, err := store.Open(cfg.StateDir, key, store.Options{
-		LockTimeout:    cfg.Store.LockTimeout.Duration,
-		AuditRetention: cfg.Audit.Retention,
-		MaxBatch:       cfg.Store.MaxBatch,
-	})
+	st, err := openStore(ctx, cfg, key)
 	clear(key)
 	if err != nil {
 		return err
 	}
 	defer st.Close()
-	log.Info("store open", "path", st.Path(), "key", keyPath)
+	log.Info("store open", "backend", cfg.Store.Backend, "path", st.Path(), "key", keyPath)
 
 	fidoPolicy, err := relyingParty(cfg, st, log)
 	if err != nil {
@@ -98,7 +94,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	info := infoFunc(func() api.Info {
 		return api.Info{
 			Version: Version, API: api.Version, StartedAt: started,
-			Store:      api.StoreInfo{Backend: "bbolt", Path: st.Path(), Schema: store.SchemaVersion},
+			Store:      st.info(),
 			Drivers:    drivers(cfg),
 			Keys:       keys.count(),
 			Emulators:  cfg.Emulator.Enabled,
@@ -131,10 +127,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 
 	wdCtx, stopWatchdog := context.WithCancel(ctx)
 	defer stopWatchdog()
-	go watchdog(wdCtx, log, func() error {
-		_, err := st.Meta("created_at")
-		return err
-	})
+	go watchdog(wdCtx, log, st.health)
 
 	select {
 	case err := <-served:
@@ -182,7 +175,7 @@ func drivers(cfg Config) []string {
 
 // relyingParty builds the FIDO policy: the rpId fixed in the store at
 // first start, and the attestation policy.
-func relyingParty(cfg Config, st *store.Store, log *slog.Logger) (authn.FIDOPolicy, error) {
+func relyingParty(cfg Config, st backend, log *slog.Logger) (authn.FIDOPolicy, error) {
 	want := cfg.FIDO.RPID
 	if want == "" {
 		host, err := os.Hostname()

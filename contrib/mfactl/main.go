@@ -252,7 +252,7 @@ func infoCmd(a *app) *cobra.Command {
 			return a.print(info, func(w *tabwriter.Writer) {
 				fmt.Fprintf(w, "version\t%s (API %s)\n", info.Version, info.API)
 				fmt.Fprintf(w, "started\t%s\n", info.StartedAt.Local().Format("2006-01-02 15:04:05"))
-				fmt.Fprintf(w, "store\t%s %s (schema %d)\n", info.Store.Backend, info.Store.Path, info.Store.Schema)
+				fmt.Fprintf(w, "store\t%s %s (schema %d)\n", storeState(info.Store), info.Store.Path, info.Store.Schema)
 				fmt.Fprintf(w, "drivers\t%s\n", dash(strings.Join(info.Drivers, ", ")))
 				fmt.Fprintf(w, "keys\t%d connected\n", info.Keys)
 				fmt.Fprintf(w, "software keys\t%s\n", onOff(info.Emulators))
@@ -273,6 +273,19 @@ func clockLine(c api.Clock) string {
 		return fmt.Sprintf("suspect: %d of %d TOTP devices agree it is off by %+d s; check NTP (timedatectl)", c.Agreeing, c.Devices, c.OffsetSeconds)
 	}
 	return fmt.Sprintf("not known yet (%d TOTP devices used lately; 3 are needed)", c.Devices)
+}
+
+// storeState is the backend and, for a shared database, whether it answers:
+// "bbolt", "postgres (online)", "postgres (offline since 15:04:05)".
+func storeState(s api.StoreInfo) string {
+	switch {
+	case s.State == "":
+		return s.Backend
+	case s.OfflineSince != nil:
+		return fmt.Sprintf("%s (%s since %s)", s.Backend, s.State, s.OfflineSince.Local().Format("2006-01-02 15:04:05"))
+	default:
+		return fmt.Sprintf("%s (%s)", s.Backend, s.State)
+	}
 }
 
 func onOff(b bool) string {

@@ -163,6 +163,10 @@ type StoreInfo struct {
 	Backend string `json:"backend"`
 	Path    string `json:"path"`
 	Schema  int    `json:"schema"`
+	// State is "online" or "offline" for a shared database (postgres);
+	// OfflineSince says since when it has not answered.
+	State        string     `json:"state,omitempty"`
+	OfflineSince *time.Time `json:"offline_since,omitempty"`
 }
 
 // Caller is how the daemon sees the peer that asked.

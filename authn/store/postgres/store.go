@@ -184,6 +184,13 @@ func (s *Store) Status() (online bool, offlineSince time.Time) {
 	return s.offlineSince.IsZero(), s.offlineSince
 }
 
+// Ping asks the database for an answer and records whether it came.
+func (s *Store) Ping(ctx context.Context) error {
+	err := s.pool.Ping(ctx)
+	s.observe(err)
+	return err
+}
+
 // observe records whether err means the database is out of reach.
 func (s *Store) observe(err error) {
 	down := err != nil && isConnError(err)

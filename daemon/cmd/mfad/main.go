@@ -2,6 +2,7 @@
 //
 //	mfad [--config FILE] [--socket PATH] [--state-dir DIR] [--log-level LEVEL]
 //	mfad restore --state-dir DIR [--key FILE] [--passphrase-file FILE] BACKUP
+//	mfad migrate --config FILE                      (PostgreSQL schema, see docs/fleet.md)
 //	mfad emulator --gadget|--uhid --state FILE ...   (see daemon/emulator)
 package main
 
@@ -14,6 +15,7 @@ import (
 	"runtime/debug"
 	"runtime/pprof"
 	"syscall"
+	"time"
 
 	"github.com/mfad/mfad/daemon"
 	"github.com/mfad/mfad/daemon/emulator"
@@ -24,6 +26,8 @@ func main() {
 		switch os.Args[1] {
 		case "restore":
 			os.Exit(restore(os.Args[2:]))
+		case "migrate":
+			os.Exit(migrate(os.Args[2:]))
 		case "emulator":
 			os.Exit(emulator.Main(os.Args[2:]))
 		}
@@ -110,6 +114,34 @@ func restore(args []string) int {
 	msg, err := daemon.Restore(fs.Arg(0), *stateDir, o)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "mfad restore:", err)
+		return 1
+	}
+	fmt.Println(msg)
+	return 0
+}
+
+func migrate(args []string) int {
+	fs := flag.NewFlagSet("mfad migrate", flag.ExitOnError)
+	configPath := fs.String("config", "/etc/mfad/mfad.toml", "TOML configuration file naming the PostgreSQL database ([store])")
+	fs.Usage = func() {
+		fmt.Fprintln(os.Stderr, "usage: mfad migrate [--config FILE]\n\nApplies the PostgreSQL schema's pending migrations; every daemon of the fleet may then run this mfad.")
+		fs.PrintDefaults()
+	}
+	fs.Parse(args)
+	if fs.NArg() != 0 {
+		fs.Usage()
+		return 2
+	}
+	cfg, err := daemon.LoadConfig(*configPath)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "mfad migrate:", err)
+		return 2
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	msg, err := daemon.Migrate(ctx, cfg)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "mfad migrate:", err)
 		return 1
 	}
 	fmt.Println(msg)

@@ -1,0 +1,180 @@
+package e2e
+
+import (
+	"bytes"
+	"crypto/rand"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mfad/mfad/authn/store/postgres/pgtest"
+	"github.com/mfad/mfad/ipc/api"
+)
+
+// fleet is two daemons ("workstations") on one PostgreSQL database, with
+// their own sockets and state directories and the fleet's master key.
+type fleet struct {
+	a, b *world
+	key  []byte
+	pg   *pgtest.Server
+	dsn  string
+}
+
+func newFleet(t *testing.T) *fleet {
+	t.Helper()
+	needRoot(t)
+	pg, err := pgtest.Start(pgtest.Need(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pg.Close)
+	dsn, err := pg.CreateDB()
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &fleet{key: make([]byte, 32), pg: pg, dsn: dsn}
+	rand.Read(f.key)
+	// A reads its DSN (and password) from dsn_file, B has it inline.
+	dsnFile := filepath.Join(t.TempDir(), "dsn")
+	if err := os.WriteFile(dsnFile, []byte(dsn+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	f.a = &world{t: t, d: startDaemon(t, f.stateDir(t, f.key), f.config(fmt.Sprintf("dsn_file = %q", dsnFile)))}
+	f.b = &world{t: t, d: startDaemon(t, f.stateDir(t, f.key), f.config(fmt.Sprintf("dsn = %q", dsn)))}
+	return f
+}
+
+func (f *fleet) config(dsnLine string) string {
+	return fmt.Sprintf("admin_group = %q\n[store]\nbackend = \"postgres\"\nauto_migrate = true\n%s\n", adminGroup, dsnLine)
+}
+
+// stateDir makes a state directory holding key as mfad.key.
+func (f *fleet) stateDir(t *testing.T, key []byte) string {
+	dir, err := os.MkdirTemp(work, "state-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(dir, 0o700)
+	if err := os.WriteFile(filepath.Join(dir, "mfad.key"), key, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// refusedCode asserts a refused sign-in: a code already spent is
+// invalid_code or code_already_used, never a success.
+func refusedCode(t *testing.T, a answer, what string) {
+	t.Helper()
+	if a.Status == 200 || (a.Code != api.CodeInvalidCode && a.Code != "code_already_used") {
+		t.Fatalf("%s: got %d %s (%s), want a refused code", what, a.Status, a.Code, a.Body)
+	}
+}
+
+// TestFleetTwoDaemonsOnePostgres: an account enrolled on A signs in on B;
+// the code B accepted is refused on A; a device enrolled on B and reported
+// lost on A is refused on B at once; both report the store online; a host
+// with another master key is refused at start.
+func TestFleetTwoDaemonsOnePostgres(t *testing.T) {
+	f := newFleet(t)
+	me := userSelf
+	f.a.must(f.a.as("", "POST", "/v1/accounts", fmt.Sprintf(`{"name":%q,"kind":"member"}`, me), nil), 201)
+	d1, s1 := f.a.enrollTOTP(me, me, "")
+
+	awayFromStepEdge()
+	code := oathtool(t, s1, time.Now().Add(30*time.Second))
+	var res api.AuthResult
+	f.b.must(f.b.as(me, "POST", "/v1/authenticate", fmt.Sprintf(`{"account":%q,"code":%q}`, me, code), &res), 200)
+	if res.Device == nil || res.Device.ID != d1 {
+		t.Fatalf("B signed in with %+v, want %s", res.Device, d1)
+	}
+	refusedCode(t, f.a.as(me, "POST", "/v1/authenticate", fmt.Sprintf(`{"account":%q,"code":%q}`, me, code), nil), "the code B accepted, on A")
+	refusedCode(t, f.b.as(me, "POST", "/v1/authenticate", fmt.Sprintf(`{"account":%q,"code":%q}`, me, code), nil), "the code B accepted, on B")
+
+	// A second device, enrolled on B with B's step-up.
+	d2, s2 := f.b.enrollTOTP(me, me, res.StepUpToken)
+	var list api.DeviceList
+	f.a.must(f.a.as(me, "GET", "/v1/accounts/"+me+"/devices", "", &list), 200)
+	if len(list.Devices) != 2 {
+		t.Fatalf("A sees %d devices, want 2: %+v", len(list.Devices), list.Devices)
+	}
+	// Reported lost on A: its next, never used, code is refused on B.
+	f.a.must(f.a.as(me, "POST", fmt.Sprintf("/v1/accounts/%s/devices/%s/report-lost", me, d2), "", nil), 200)
+	awayFromStepEdge()
+	lostCode := oathtool(t, s2, time.Now().Add(30*time.Second))
+	a := f.b.as(me, "POST", "/v1/authenticate", fmt.Sprintf(`{"account":%q,"code":%q}`, me, lostCode), nil)
+	if a.Status == 200 {
+		t.Fatalf("B accepted a code of the device reported lost on A: %s", a.Body)
+	}
+	f.b.must(f.b.as(me, "GET", "/v1/accounts/"+me+"/devices/"+d2, "", nil), 200)
+
+	// Both daemons say where they keep the store and that it answers.
+	for name, w := range map[string]*world{"A": f.a, "B": f.b} {
+		var info api.Info
+		w.must(w.as("", "GET", "/v1/info", "", &info), 200)
+		if info.Store.Backend != "postgres" || info.Store.State != "online" || strings.Contains(info.Store.Path, f.pg.Password) {
+			t.Errorf("%s: /v1/info store = %+v", name, info.Store)
+		}
+		out, errs, code := mfactl(t, w.d.sock, "info")
+		if code != 0 || !strings.Contains(out, "postgres (online)") {
+			t.Errorf("%s: mfactl info: %d %s %s", name, code, out, errs)
+		}
+	}
+	// The audit entries of both hosts are in the one log.
+	var page api.AuditPage
+	f.b.must(f.b.as("", "GET", "/v1/audit?limit=1000", "", &page), 200)
+	var lostOnA bool
+	for _, e := range page.Events {
+		lostOnA = lostOnA || (e.Device == d2 && strings.Contains(e.Action, "lost"))
+	}
+	if !lostOnA {
+		t.Errorf("B's audit lacks the loss reported on A: %+v", page.Events)
+	}
+
+	// A host with another key is refused at start, naming the fix.
+	other := make([]byte, 32)
+	rand.Read(other)
+	dir := f.stateDir(t, other)
+	cfg := filepath.Join(dir, "mfad.toml")
+	os.WriteFile(cfg, []byte(f.config(fmt.Sprintf("dsn = %q", f.dsn))), 0o644)
+	var stderr bytes.Buffer
+	cmd := exec.Command(filepath.Join(binDir, "mfad"), "--config", cfg, "--state-dir", dir, "--socket", filepath.Join(dir, "s.sock"))
+	cmd.Stderr = &stderr
+	if err := cmd.Run(); err == nil || !strings.Contains(stderr.String(), "another master key") {
+		t.Errorf("daemon with another key: %v\n%s", err, stderr.String())
+	}
+	if strings.Contains(stderr.String(), f.pg.Password) {
+		t.Errorf("the refusal shows the database password: %s", stderr.String())
+	}
+}
+
+// TestFleetBadDatabaseRefusedAtStart: a wrong password and a database
+// with a newer schema are each a refusal to start that names the fix.
+func TestFleetBadDatabaseRefusedAtStart(t *testing.T) {
+	f := newFleet(t)
+	run := func(dsn, want string) {
+		t.Helper()
+		dir := f.stateDir(t, f.key)
+		cfg := filepath.Join(dir, "mfad.toml")
+		os.WriteFile(cfg, []byte(f.config(fmt.Sprintf("dsn = %q", dsn))), 0o644)
+		var stderr bytes.Buffer
+		cmd := exec.Command(filepath.Join(binDir, "mfad"), "--config", cfg, "--state-dir", dir, "--socket", filepath.Join(dir, "s.sock"))
+		cmd.Stderr = &stderr
+		if err := cmd.Run(); err == nil || !strings.Contains(stderr.String(), want) {
+			t.Errorf("dsn %q: %v, want %q in\n%s", dsn, err, want, stderr.String())
+		}
+	}
+	run(strings.Replace(f.dsn, "password="+f.pg.Password, "password=wrong", 1), "password authentication failed")
+	out, err := exec.Command(filepath.Join(binDir, "mfad"), "migrate", "--config", "/nonexistent.toml").CombinedOutput()
+	if err == nil {
+		t.Errorf("migrate without a config: %s", out)
+	}
+	psql := exec.Command(filepath.Join(pgtest.Bin(), "psql"), "-X", "-q", f.dsn, "-c", "UPDATE mfad_meta SET value = '99' WHERE key = 'schema'")
+	if out, err := psql.CombinedOutput(); err != nil {
+		t.Fatalf("psql: %v %s", err, out)
+	}
+	run(f.dsn, "newer than this mfad")
+}
