@@ -9,7 +9,6 @@ import (
 	"os"
 	"os/user"
 	"runtime"
-	"strconv"
 	"time"
 
 	"github.com/mfad/mfad/authn"
@@ -84,11 +83,10 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 			return fmt.Errorf("attaching software key %s: %w", name, err)
 		}
 	}
-	adminGID := int64(-1)
-	if g, err := user.LookupGroup(cfg.AdminGroup); err == nil {
-		adminGID, _ = strconv.ParseInt(g.Gid, 10, 64)
-	} else {
-		log.Info("admin group does not exist; only uid 0 is an admin", "group", cfg.AdminGroup)
+	// The admin group's members are looked up at each connection; this
+	// only tells the operator what to expect now.
+	if _, err := user.LookupGroup(cfg.AdminGroup); cfg.AdminGroup != "" && err != nil {
+		log.Info("admin group does not exist; only uid 0 is an admin until it does", "group", cfg.AdminGroup)
 	}
 	started := time.Now().UTC()
 	info := infoFunc(func() api.Info {
@@ -104,7 +102,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	})
 	l := cfg.Limits
 	srv := server.New(server.Config{
-		AdminGID:          adminGID,
+		AdminGroup:        cfg.AdminGroup,
 		MaxBodyBytes:      l.MaxBodyBytes,
 		Conns:             server.Limits{Max: l.Connections, Reserve: l.ConnectionsRootReserved, PerUID: l.ConnectionsPerUID},
 		Streams:           server.Limits{Max: l.Streams, Reserve: l.StreamsRootReserved, PerUID: l.StreamsPerUID},

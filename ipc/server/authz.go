@@ -1,7 +1,9 @@
 package server
 
 import (
+	"os/user"
 	"slices"
+	"sync"
 
 	"github.com/mfad/mfad/authn"
 	"github.com/mfad/mfad/ipc/api"
@@ -23,17 +25,70 @@ func (p Principal) Root() bool { return p.UID == 0 }
 // Actor is the principal as authn sees it.
 func (p Principal) Actor() authn.Actor { return authn.Actor{UID: p.UID, Name: p.Name, Admin: p.Admin} }
 
-// Decide maps a peer to a principal. adminGID < 0 means there is no admin
-// group, so only uid 0 is an admin. It reads nothing but its arguments.
-func Decide(c peercred.Cred, name string, adminGID int64) Principal {
+// Decide maps a peer to a principal: uid 0 is an admin, and so is a peer
+// whose user name the admin group lists now (adminMember, from the group
+// database at this connection). The groups the peer's process carries do
+// not count: a user removed from the group stops being an admin on their
+// next connection, even from a shell that still holds the group. It reads
+// nothing but its arguments.
+func Decide(c peercred.Cred, name string, adminMember bool) Principal {
 	p := Principal{UID: c.UID, GID: c.GID, PID: c.PID, Name: name}
-	switch {
-	case c.UID == 0:
-		p.Admin = true
-	case adminGID >= 0 && (int64(c.GID) == adminGID || slices.Contains(c.Groups, uint32(adminGID))):
-		p.Admin = true
-	}
+	p.Admin = c.UID == 0 || (name != "" && adminMember)
 	return p
+}
+
+// identity is a connection's peer: its credentials, read at accept, and
+// the principal they map to, decided once, on the connection's first
+// request (in its own goroutine, so that user and group lookups never hold
+// up the accept loop).
+type identity struct {
+	cred peercred.Cred
+	srv  *Server
+	once sync.Once
+	p    Principal
+}
+
+func (id *identity) principal() Principal {
+	id.once.Do(func() {
+		name := id.srv.userName(id.cred.UID)
+		id.p = Decide(id.cred, name, id.srv.adminMember(id.cred.UID, name))
+	})
+	return id.p
+}
+
+// adminMember asks the group database whether the user is in the admin
+// group now. A failed lookup is no membership.
+func (s *Server) adminMember(uid uint32, name string) bool {
+	if uid == 0 || name == "" || s.cfg.AdminGroup == "" {
+		return false
+	}
+	ok, err := s.cfg.InGroup(name, s.cfg.AdminGroup)
+	if err != nil {
+		s.log.Debug("admin group lookup failed; not an admin", "uid", uid, "user", name, "group", s.cfg.AdminGroup, "err", err)
+		return false
+	}
+	return ok
+}
+
+// inGroup is the default group lookup: the user's primary group and every
+// group that lists them, through os/user (NSS with cgo, else /etc/group).
+func inGroup(userName, group string) (bool, error) {
+	g, err := user.LookupGroup(group)
+	if err != nil {
+		return false, err
+	}
+	u, err := user.Lookup(userName)
+	if err != nil {
+		return false, err
+	}
+	if u.Gid == g.Gid {
+		return true, nil
+	}
+	ids, err := u.GroupIds()
+	if err != nil {
+		return false, err
+	}
+	return slices.Contains(ids, g.Gid), nil
 }
 
 // Perm is the permission a route requires.

@@ -1,6 +1,8 @@
 package server
 
 import (
+	"errors"
+	"slices"
 	"testing"
 
 	"github.com/mfad/mfad/ipc/api"
@@ -10,23 +12,71 @@ import (
 func TestDecide(t *testing.T) {
 	const adm = 990
 	cases := []struct {
-		name  string
-		cred  peercred.Cred
-		gid   int64
-		admin bool
+		name   string
+		cred   peercred.Cred
+		user   string
+		member bool
+		admin  bool
 	}{
-		{"root", peercred.Cred{UID: 0, GID: 0}, adm, true},
-		{"root without admin group", peercred.Cred{UID: 0}, -1, true},
-		{"primary group", peercred.Cred{UID: 1000, GID: adm}, adm, true},
-		{"supplementary group", peercred.Cred{UID: 1000, GID: 1000, Groups: []uint32{20, adm}}, adm, true},
-		{"plain user", peercred.Cred{UID: 1000, GID: 1000, Groups: []uint32{20, 27}}, adm, false},
-		{"no admin group configured", peercred.Cred{UID: 1000, GID: 0, Groups: []uint32{0}}, -1, false},
-		{"gid 0 is not admin by itself", peercred.Cred{UID: 1000, GID: 0}, adm, false},
+		{"root", peercred.Cred{UID: 0, GID: 0}, "root", false, true},
+		{"root without a name", peercred.Cred{UID: 0}, "", false, true},
+		{"member now", peercred.Cred{UID: 1000, GID: 1000}, "alice", true, true},
+		{"member now, process without the group", peercred.Cred{UID: 1000, GID: 1000, Groups: []uint32{20}}, "alice", true, true},
+		{"removed, process still holding the group", peercred.Cred{UID: 1000, GID: adm, Groups: []uint32{adm}}, "alice", false, false},
+		{"plain user", peercred.Cred{UID: 1000, GID: 1000, Groups: []uint32{20, 27}}, "alice", false, false},
+		{"no user name", peercred.Cred{UID: 4242, GID: adm, Groups: []uint32{adm}}, "", true, false},
+		{"gid 0 is not admin by itself", peercred.Cred{UID: 1000, GID: 0}, "alice", false, false},
 	}
 	for _, c := range cases {
-		if got := Decide(c.cred, "u", c.gid); got.Admin != c.admin {
+		if got := Decide(c.cred, c.user, c.member); got.Admin != c.admin {
 			t.Errorf("%s: admin = %v, want %v", c.name, got.Admin, c.admin)
 		}
+	}
+}
+
+// TestAdminGroupAskedPerConnection: the group database is asked at each
+// connection's first request, never for uid 0 or a uid without a name,
+// and a failed lookup is no membership.
+func TestAdminGroupAskedPerConnection(t *testing.T) {
+	members := map[string]bool{}
+	var asked []string
+	var fail error
+	s := New(Config{AdminGroup: "mfad-admin",
+		LookupUser: func(uid uint32) string {
+			return map[uint32]string{0: "root", 1000: "alice"}[uid]
+		},
+		InGroup: func(u, g string) (bool, error) {
+			asked = append(asked, u+"@"+g)
+			return members[u], fail
+		}}, Backends{})
+	conn := func(uid uint32) Principal {
+		id := &identity{cred: peercred.Cred{UID: uid, GID: uid}, srv: s}
+		p := id.principal()
+		if again := id.principal(); again != p {
+			t.Errorf("a connection's principal changed: %+v then %+v", p, again)
+		}
+		return p
+	}
+	if conn(1000).Admin {
+		t.Error("alice is an admin before joining the group")
+	}
+	members["alice"] = true
+	if !conn(1000).Admin {
+		t.Error("alice is not an admin on the connection after joining the group")
+	}
+	members["alice"] = false
+	if conn(1000).Admin {
+		t.Error("alice is still an admin on the connection after leaving the group")
+	}
+	members["alice"], fail = true, errors.New("nss down")
+	if conn(1000).Admin {
+		t.Error("a failed group lookup made alice an admin")
+	}
+	if !conn(0).Admin || conn(4242).Admin {
+		t.Error("uid 0 must be an admin, a nameless uid must not")
+	}
+	if want := []string{"alice@mfad-admin", "alice@mfad-admin", "alice@mfad-admin", "alice@mfad-admin"}; !slices.Equal(asked, want) {
+		t.Errorf("group lookups %v, want %v (one per connection, none for root or nameless uids)", asked, want)
 	}
 }
 

@@ -1,8 +1,10 @@
 // Package server is mfad's HTTP/JSON API on a Unix socket.
 //
-// Each connection's peer is identified once, at accept, from SO_PEERCRED
-// and SO_PEERGROUPS (ipc/peercred) and mapped by the pure function Decide
-// to a Principal. The route table (routes.go) is data: method, pattern,
+// Each connection's peer credentials are read once, at accept, from
+// SO_PEERCRED (ipc/peercred); on the connection's first request they are
+// mapped by the pure function Decide to a Principal, with the user's
+// membership of the admin group read from the group database then, so that
+// joining or leaving the group counts from the next connection. The route table (routes.go) is data: method, pattern,
 // the permission the router enforces before any handler runs, and the
 // handler. Every error leaves as application/problem+json with a stable
 // code; the one translation from authn error classes to HTTP statuses is

@@ -53,7 +53,7 @@ func FuzzRequests(f *testing.F) {
 		if root {
 			p = Principal{UID: 0, Name: "root", Admin: true}
 		}
-		req = req.WithContext(context.WithValue(req.Context(), principalKey{}, p))
+		req = withPrincipalForTest(req, p)
 		rec := httptest.NewRecorder()
 		s.mux.ServeHTTP(rec, req)
 		if rec.Code >= 500 {

@@ -13,8 +13,8 @@ import (
 	"github.com/mfad/mfad/ipc/peercred"
 )
 
-// peerListener identifies each connection once, at accept, and refuses
-// connections beyond the peer's share.
+// peerListener reads each connection's peer credentials once, at accept,
+// and refuses connections beyond the peer's share.
 type peerListener struct {
 	*net.UnixListener
 	srv      *Server
@@ -41,9 +41,9 @@ func (l *peerListener) logRefusal() (int, bool) {
 
 type peerConn struct {
 	*net.UnixConn
-	principal Principal
-	release   func()
-	once      sync.Once
+	id      *identity
+	release func()
+	once    sync.Once
 }
 
 func (c *peerConn) Close() error {
@@ -64,10 +64,9 @@ func (l *peerListener) Accept() (net.Conn, error) {
 			c.Close()
 			continue
 		}
-		p := Decide(cred, l.srv.userName(cred.UID), l.srv.cfg.AdminGID)
-		if err := l.slots.acquire(p.UID); err != nil {
+		if err := l.slots.acquire(cred.UID); err != nil {
 			if n, ok := l.logRefusal(); ok {
-				l.srv.log.Warn("refusing connection", "uid", p.UID, "pid", p.PID, "reason", err, "refused_since_last_log", n)
+				l.srv.log.Warn("refusing connection", "uid", cred.UID, "pid", cred.PID, "reason", err, "refused_since_last_log", n)
 			}
 			// Answering a refused connection costs a goroutine for up to a
 			// second; a flood of them is closed without an answer.
@@ -79,8 +78,8 @@ func (l *peerListener) Accept() (net.Conn, error) {
 			}
 			continue
 		}
-		uid := p.UID
-		return &peerConn{UnixConn: c, principal: p, release: func() { l.slots.release(uid) }}, nil
+		uid := cred.UID
+		return &peerConn{UnixConn: c, id: &identity{cred: cred, srv: l.srv}, release: func() { l.slots.release(uid) }}, nil
 	}
 }
 

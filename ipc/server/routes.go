@@ -93,11 +93,12 @@ func (s *Server) routeTable() []Route {
 // wrap enforces the route's permission and limits, then runs its handler.
 func (s *Server) wrap(rt *Route) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		p, ok := r.Context().Value(principalKey{}).(Principal)
-		if !ok {
+		id, ok := r.Context().Value(principalKey{}).(*identity)
+		if !ok || id == nil {
 			writeProblem(w, newProblem(http.StatusForbidden, api.CodePermissionDenied, "peer credentials unknown"))
 			return
 		}
+		p := id.principal()
 		c := &call{w: w, r: r, p: p, s: s, route: rt, account: r.PathValue("name")}
 		limit := rt.MaxBody
 		if limit == 0 {

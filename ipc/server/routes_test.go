@@ -1,7 +1,6 @@
 package server
 
 import (
-	"context"
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
@@ -88,7 +87,7 @@ func TestBodyAccountDecidedBeforeHandler(t *testing.T) {
 		reached = nil
 		r := httptest.NewRequest("POST", tc.rt.Pattern, strings.NewReader(tc.body))
 		r.Header.Set("Content-Type", api.ContentJSON)
-		r = r.WithContext(context.WithValue(r.Context(), principalKey{}, tc.p))
+		r = withPrincipalForTest(r, tc.p)
 		w := httptest.NewRecorder()
 		s.wrap(tc.rt).ServeHTTP(w, r)
 		var p api.Problem

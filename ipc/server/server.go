@@ -18,7 +18,9 @@ import (
 
 // Config tunes the server.
 type Config struct {
-	AdminGID     int64 // the admin group's gid, or -1 for none
+	// AdminGroup names the group whose members are admins (with uid 0);
+	// "" for none. Membership is asked of InGroup at each connection.
+	AdminGroup   string
 	MaxBodyBytes int64 // default request body limit (64 KiB)
 	Conns        Limits
 	Streams      Limits
@@ -30,13 +32,15 @@ type Config struct {
 
 	// LookupUser maps a uid to its user name (default: os/user).
 	LookupUser func(uid uint32) string
-	Logger     *slog.Logger
+	// InGroup reports whether a user is a member of a group now, as
+	// primary or supplementary group (default: os/user).
+	InGroup func(userName, group string) (bool, error)
+	Logger  *slog.Logger
 }
 
 // DefaultConfig returns the limits mfad ships with.
 func DefaultConfig() Config {
 	return Config{
-		AdminGID:          -1,
 		MaxBodyBytes:      64 << 10,
 		Conns:             Limits{Max: 256, Reserve: 64, PerUID: 32},
 		Streams:           Limits{Max: 64, Reserve: 16, PerUID: 4},
@@ -170,6 +174,9 @@ func New(cfg Config, b Backends) *Server {
 	if cfg.LookupUser == nil {
 		cfg.LookupUser = lookupUser
 	}
+	if cfg.InGroup == nil {
+		cfg.InGroup = inGroup
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -196,7 +203,7 @@ func New(cfg Config, b Backends) *Server {
 		ErrorLog:          slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelDebug),
 		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
 			if pc, ok := c.(*peerConn); ok {
-				return context.WithValue(ctx, principalKey{}, pc.principal)
+				return context.WithValue(ctx, principalKey{}, pc.id)
 			}
 			return ctx
 		},
