@@ -49,22 +49,24 @@ func resetExpiredLock(a *Account, now time.Time) bool {
 	return false
 }
 
-// fail records one failed attempt on a in t (audited, never with the
-// code), locking the account when it reaches LockoutAfter.
-func (s *Service) fail(t Tx, actor Actor, a *Account, now time.Time, ev *AuditEvent) error {
+// fail records one failed attempt on a (audited, never with the code),
+// locking the account when it reaches LockoutAfter.
+func (c *change) fail(a *Account, ev AuditEvent) error {
+	p := &c.s.policy
 	a.FailedAttempts++
-	a.LastFailureAt = now
+	a.LastFailureAt = c.now
 	ev.Outcome = "fail"
 	ev.Account = a.Name
-	if err := s.audit(t, actor, *ev); err != nil {
+	if err := c.audit(ev); err != nil {
 		return err
 	}
-	if a.FailedAttempts >= s.policy.LockoutAfter {
-		a.LockedUntil = now.Add(s.policy.LockoutDuration)
-		if err := s.audit(t, actor, AuditEvent{Action: ActLockout, Account: a.Name, Outcome: "ok",
+	if a.FailedAttempts >= p.LockoutAfter {
+		a.LockedUntil = c.now.Add(p.LockoutDuration)
+		if err := c.audit(AuditEvent{Action: ActLockout, Account: a.Name, Outcome: "ok",
 			Detail: fmt.Sprintf("%d failed attempts; locked until %s", a.FailedAttempts, a.LockedUntil.Format(time.RFC3339))}); err != nil {
 			return err
 		}
 	}
-	return t.PutAccount(a)
+	a.UpdatedAt = c.now
+	return c.PutAccount(a)
 }

@@ -73,7 +73,7 @@ func BenchmarkAuthenticateDurable(b *testing.B) {
 			if clients == 1 {
 				b.ResetTimer()
 				for i := 0; i < b.N; i++ {
-					if _, err := svc.Authenticate(context.Background(), authn.Actor{}, authn.AuthRequest{Account: "b0", Code: hotp(secrets[0], uint64(i+2))}); err != nil {
+					if _, err := svc.Authenticate(context.Background(), authn.Actor{}, authn.AuthRequest{Account: "b0", Code: hotp(secrets[0], uint64(i+2))}, nil); err != nil {
 						b.Fatal(err)
 					}
 				}
@@ -86,7 +86,7 @@ func BenchmarkAuthenticateDurable(b *testing.B) {
 				i := int(next.Add(1) - 1)
 				acct, counter := fmt.Sprintf("b%d", i), uint64(2)
 				for pb.Next() {
-					if _, err := svc.Authenticate(context.Background(), authn.Actor{}, authn.AuthRequest{Account: acct, Code: hotp(secrets[i], counter)}); err != nil {
+					if _, err := svc.Authenticate(context.Background(), authn.Actor{}, authn.AuthRequest{Account: acct, Code: hotp(secrets[i], counter)}, nil); err != nil {
 						b.Error(err)
 						return
 					}

@@ -2,7 +2,6 @@ package authn
 
 import (
 	"context"
-	"crypto/subtle"
 	"fmt"
 	"time"
 )
@@ -49,9 +48,8 @@ func (s *Service) RequestContactChange(ctx context.Context, actor Actor, account
 		return "", Errorf(ClassForbidden, CodeRecoveryNeedsAdmin, "no %s channel is configured on this host: ask an admin to record the change", kind)
 	}
 	code := randomDigits(6)
-	var ev AuditEvent
-	err := s.store.Update(ctx, func(t Tx) error {
-		a, err := s.authorizeChange(t, actor, account, now, false)
+	err := s.write(ctx, actor, func(c *change) error {
+		a, err := s.authorizeChange(c, account, false)
 		if err != nil {
 			return err
 		}
@@ -59,17 +57,14 @@ func (s *Service) RequestContactChange(ctx context.Context, actor Actor, account
 			return Errorf(ClassForbidden, CodePermissionDenied, "changing an owner account's phone needs an admin")
 		}
 		a.PendingContact = &PendingContact{Kind: kind, Value: value, CodeHash: hashCode(code), ExpiresAt: now.Add(s.policy.RecoveryCodeTTL)}
-		a.UpdatedAt = now
-		if err := t.PutAccount(a); err != nil {
+		if err := c.putAccountIf(true, a); err != nil {
 			return err
 		}
-		ev = AuditEvent{Action: ActContactRequest, Account: account, Detail: kind + " change requested"}
-		return s.audit(t, actor, ev)
+		return c.audit(AuditEvent{Action: ActContactRequest, Account: account, Detail: kind + " change requested"})
 	})
 	if err != nil {
 		return "", err
 	}
-	s.logAudit(ev)
 	sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	if kind == "email" {
@@ -91,30 +86,27 @@ func (s *Service) RequestContactChange(ctx context.Context, actor Actor, account
 // VerifyContactChange applies the pending change when code matches; the
 // new contact is then verified.
 func (s *Service) VerifyContactChange(ctx context.Context, actor Actor, account, code string) (*Account, error) {
-	now := s.now().UTC()
 	var out *Account
-	var refusal error
-	var ev AuditEvent
-	err := s.store.Update(ctx, func(t Tx) error {
-		refusal = nil
-		a, err := s.authorizeChange(t, actor, account, now, false)
+	err := s.write(ctx, actor, func(c *change) error {
+		out = nil
+		a, err := s.authorizeChange(c, account, false)
 		if err != nil {
 			return err
 		}
-		if err := s.throttle(a, now); err != nil {
+		if err := s.gate(c, a, ActContactVerify); err != nil || c.refusal != nil {
 			return err
 		}
 		p := a.PendingContact
-		if p == nil || !now.Before(p.ExpiresAt) {
+		if p == nil || !c.now.Before(p.ExpiresAt) {
 			return Errorf(ClassConflict, CodeContactNotPending, "no contact change is waiting for a code (it may have expired)")
 		}
-		if subtle.ConstantTimeCompare(hashCode(normalizeDigits(code)), p.CodeHash) != 1 {
+		if !sameHash(hashCode(normalizeDigits(code)), p.CodeHash) {
 			p.Attempts++
 			if p.Attempts >= s.policy.RecoveryAttempts {
 				a.PendingContact = nil
 			}
-			refusal = Errorf(ClassForbidden, CodeInvalidCode, "wrong code for the new %s", p.Kind)
-			return s.fail(t, actor, a, now, &AuditEvent{Action: ActContactVerify, Detail: p.Kind + " code refused"})
+			c.refuse(Errorf(ClassForbidden, CodeInvalidCode, "wrong code for the new %s", p.Kind))
+			return c.fail(a, AuditEvent{Action: ActContactVerify, Detail: p.Kind + " code refused"})
 		}
 		if p.Kind == "email" {
 			a.Email, a.EmailVerified = p.Value, true
@@ -122,20 +114,14 @@ func (s *Service) VerifyContactChange(ctx context.Context, actor Actor, account,
 			a.Phone, a.PhoneVerified = p.Value, true
 		}
 		a.PendingContact = nil
-		a.UpdatedAt = now
-		if err := t.PutAccount(a); err != nil {
+		if err := c.putAccountIf(true, a); err != nil {
 			return err
 		}
 		out = a
-		ev = AuditEvent{Action: ActContactVerify, Account: account, Detail: p.Kind + " changed and verified"}
-		return s.audit(t, actor, ev)
+		return c.audit(AuditEvent{Action: ActContactVerify, Account: account, Detail: p.Kind + " changed and verified"})
 	})
 	if err != nil {
 		return nil, err
 	}
-	if refusal != nil {
-		return nil, refusal
-	}
-	s.logAudit(ev)
 	return out, nil
 }

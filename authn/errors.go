@@ -31,6 +31,8 @@ const (
 	CodeDeviceLimitReached   = "device_limit_reached"
 	CodeDeviceOutOfSync      = "device_out_of_sync"
 	CodeInvalidCode          = "invalid_code"
+	CodeCodeAlreadyUsed      = "code_already_used"
+	CodeAccountDisabled      = "account_disabled"
 	CodeLockedOut            = "locked_out"
 	CodeRetryLater           = "retry_later"
 	CodeResyncNotApplicable  = "resync_not_applicable"
@@ -79,8 +81,11 @@ type Error struct {
 	Code       string
 	Detail     string
 	RetryAfter time.Duration // > 0 when the caller should wait
-	Extra      map[string]any
-	Err        error // wrapped cause, not shown to clients
+	// Hint suggests the next step (HintResync); never derived from the
+	// proof that was refused.
+	Hint  string
+	Extra map[string]any
+	Err   error // wrapped cause, not shown to clients
 }
 
 func (e *Error) Error() string {
@@ -102,6 +107,10 @@ func (e *Error) Is(target error) bool {
 func Errorf(class Class, code, format string, args ...any) *Error {
 	return &Error{Class: class, Code: code, Detail: fmt.Sprintf(format, args...)}
 }
+
+// HintResync: the device's clock or counter may have run away; the caller
+// may send the code with the next one (AuthRequest.NextCode).
+const HintResync = "resync"
 
 // Sentinels for errors.Is.
 var (

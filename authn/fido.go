@@ -324,27 +324,24 @@ func (s *Service) EnrollFIDO(ctx context.Context, actor Actor, account string, r
 		FIDO: &FIDOState{CredentialID: cred.ID, PublicKey: cred.PublicKey, Alg: int64(cred.Alg), AAGUID: fido2.FormatAAGUID(cred.AAGUID),
 			SignCount: cred.SignCount, Format: cred.Format, AttestationType: string(cred.AttestationType), Verdict: cred.Verdict,
 			Model: cred.Model, Software: software, AttestationObject: cred.AttestationObject, ClientDataJSON: cred.ClientDataJSON}}
-	var ev AuditEvent
-	var replaced []AuditEvent
-	err = s.store.Update(context.WithoutCancel(ctx), func(t Tx) error {
-		replaced = nil
-		a, err := s.authorizeChange(t, actor, account, now, req.Replace == "")
+	err = s.write(context.WithoutCancel(ctx), actor, func(c *change) error {
+		a, err := s.authorizeChange(c, account, req.Replace == "")
 		if err != nil {
 			return err
 		}
 		if req.Replace != "" {
-			if replaced, err = s.removeForReplace(t, actor, account, req.Replace, string(DeviceFIDO)); err != nil {
+			if err := c.removeForReplace(account, req.Replace, string(DeviceFIDO)); err != nil {
 				return err
 			}
 		}
-		slots, _, err := s.countDevices(t, actor, account, now)
+		slots, _, err := s.countDevices(c, account)
 		if err != nil {
 			return err
 		}
 		if slots >= MaxDevices {
 			return Errorf(ClassConflict, CodeDeviceLimitReached, "%s already has %d devices (the limit)", account, MaxDevices)
 		}
-		devs, err := t.Devices(account)
+		devs, err := c.Devices(account)
 		if err != nil {
 			return err
 		}
@@ -355,24 +352,18 @@ func (s *Service) EnrollFIDO(ctx context.Context, actor Actor, account string, r
 		}
 		a.EverEnrolled = true
 		a.TempCode = nil // a new device ends the temporary code's use
-		a.UpdatedAt = now
-		if err := t.PutAccount(a); err != nil {
+		if err := c.putAccountIf(true, a); err != nil {
 			return err
 		}
-		if err := t.PutDevice(d); err != nil {
+		if err := c.PutDevice(d); err != nil {
 			return err
 		}
-		ev = AuditEvent{Action: ActFIDOEnroll, Account: account, Device: d.ID,
-			Detail: fmt.Sprintf("type=fido aaguid=%s format=%s attestation=%s software=%v", d.FIDO.AAGUID, d.FIDO.Format, d.FIDO.AttestationType, software)}
-		return s.audit(t, actor, ev)
+		return c.audit(AuditEvent{Action: ActFIDOEnroll, Account: account, Device: d.ID,
+			Detail: fmt.Sprintf("type=fido aaguid=%s format=%s attestation=%s software=%v", d.FIDO.AAGUID, d.FIDO.Format, d.FIDO.AttestationType, software)})
 	})
 	if err != nil {
 		return nil, err
 	}
-	for _, e := range replaced {
-		s.logAudit(e)
-	}
-	s.logAudit(ev)
 	return d, nil
 }
 
@@ -385,41 +376,30 @@ func (s *Service) isSoftwareAAGUID(a [16]byte) bool {
 	return false
 }
 
-// FIDOAuthRequest is a sign-in with a security key.
-type FIDOAuthRequest struct {
-	Account    string
-	PIN        string
-	WaitForKey bool
-}
-
-// AuthenticateFIDO signs in with any of the account's security keys: one
-// GetAssertion with the account's credential ids on every connected key,
-// the first touched wins. The signature, rpIdHash, flags and the sign
-// counter are checked; a counter that does not move forward refuses the
-// sign-in and marks the device possibly cloned.
-func (s *Service) AuthenticateFIDO(ctx context.Context, actor Actor, req FIDOAuthRequest, progress Progress) (*AuthResult, error) {
+// touchKey asks the account's security keys for an assertion (the first
+// key touched wins) and checks it, all before the store is written: the
+// answer is the verifier that commits it through the pipeline, or the
+// refusal the pipeline gave a key that failed.
+func (s *Service) touchKey(ctx context.Context, actor Actor, req AuthRequest, progress Progress) (verifier, error) {
 	now := s.now().UTC()
 	var creds []Device
-	active := 0
+	// A pre-flight, so that nobody is asked to touch a key in vain: the
+	// pipeline checks all of it again when it commits.
 	err := s.store.View(func(t Tx) error {
 		a, err := t.Account(req.Account)
 		if err != nil {
 			return err
 		}
 		if a.HasFlag(FlagDisabled) {
-			return Errorf(ClassForbidden, CodePermissionDenied, "account %s is disabled", a.Name)
+			return errDisabled(a.Name)
 		}
-		if !a.LockedUntil.IsZero() && !now.Before(a.LockedUntil) {
-			a.FailedAttempts, a.LockedUntil = 0, time.Time{}
-		}
-		if err := s.throttle(a, now); err != nil {
+		probe := *a
+		resetExpiredLock(&probe, now)
+		if err := s.throttle(&probe, now); err != nil {
 			return err
 		}
 		devs, err := t.Devices(req.Account)
 		for _, d := range devs {
-			if d.State == StateActive {
-				active++
-			}
 			if d.State == StateActive && d.FIDO != nil && !d.FIDO.PossiblyCloned {
 				creds = append(creds, d)
 			}
@@ -467,7 +447,7 @@ func (s *Service) AuthenticateFIDO(ctx context.Context, actor Actor, req FIDOAut
 	if err != nil {
 		var e *Error
 		if errors.As(err, &e) && (e.Code == CodeInvalidPIN || e.Code == CodeInvalidCode) {
-			s.recordFailure(context.WithoutCancel(ctx), actor, req.Account, "", e.Code)
+			return nil, s.refuseProof(ctx, actor, req.Account, proofFailed{err: e, detail: e.Code})
 		}
 		return nil, err
 	}
@@ -481,91 +461,64 @@ func (s *Service) AuthenticateFIDO(ctx context.Context, actor Actor, req FIDOAut
 	if dev == nil {
 		return nil, Errorf(ClassForbidden, CodeInvalidCode, "the key answered with a credential this account does not have")
 	}
-	if dev.FIDO.Software && !s.fido.AllowSoftwareKeys {
-		s.recordFailure(context.WithoutCancel(ctx), actor, req.Account, dev.ID, CodeEmulatedKeyRefused)
-		return nil, Errorf(ClassForbidden, CodeEmulatedKeyRefused, "device %s was made by a software key, and software keys are turned off", dev.ID)
-	}
-	stored := fido2.StoredCredential{ID: dev.FIDO.CredentialID, PublicKey: dev.FIDO.PublicKey, Alg: ctap2.COSEAlgorithm(dev.FIDO.Alg), SignCount: dev.FIDO.SignCount}
+	// The signature is checked once, here; the counter against the stored
+	// one when the pipeline commits (SignCount 0 leaves it out).
+	stored := fido2.StoredCredential{ID: dev.FIDO.CredentialID, PublicKey: dev.FIDO.PublicKey, Alg: ctap2.COSEAlgorithm(dev.FIDO.Alg)}
 	in := fido2.AssertionInput{CredentialID: resp.Credential.ID, AuthData: resp.AuthData, Signature: resp.Signature, ClientDataJSON: cdj}
-	want := fido2.AssertionExpect{RPID: s.fido.RPID, Challenge: challenge, RequireUV: s.fido.RequireUV}
-	if _, err := fido2.VerifyAssertion(stored, in, want); err != nil && !errors.Is(err, fido2.ErrCounterNotIncreasing) {
-		s.recordFailure(context.WithoutCancel(ctx), actor, req.Account, dev.ID, "assertion refused: "+string(fido2.ReasonOf(err)))
-		return nil, &Error{Class: ClassForbidden, Code: CodeInvalidCode, Detail: "the key's assertion does not verify: " + string(fido2.ReasonOf(err)), Err: err}
-	}
-	// The counter is checked again against the stored value inside the
-	// write transaction, so two racing sign-ins cannot both pass it.
-	var refusal error
-	var events []AuditEvent
-	err = s.store.Update(context.WithoutCancel(ctx), func(t Tx) error {
-		refusal, events = nil, nil
-		a, err := t.Account(req.Account)
-		if err != nil {
-			return err
-		}
-		d, err := t.Device(req.Account, dev.ID)
-		if err != nil {
-			return err
-		}
-		stored.SignCount = d.FIDO.SignCount
-		newCount, err := fido2.VerifyAssertion(stored, in, want)
-		if errors.Is(err, fido2.ErrCounterNotIncreasing) {
-			d.FIDO.PossiblyCloned = true
-			if err := t.PutDevice(d); err != nil {
-				return err
-			}
-			ev := AuditEvent{Action: ActCloned, Account: a.Name, Device: d.ID, Outcome: "fail",
-				Detail: fmt.Sprintf("sign counter did not move forward (stored %d)", stored.SignCount)}
-			events = append(events, ev)
-			if err := s.audit(t, actor, ev); err != nil {
-				return err
-			}
-			refusal = Errorf(ClassForbidden, CodePossiblyCloned, "device %s's sign counter went backwards: the key may be cloned; it is refused until an admin looks at it", d.ID)
-			return s.fail(t, actor, a, now, &AuditEvent{Action: ActAuthenticate, Device: d.ID, Detail: "possibly cloned key"})
-		}
-		if err != nil {
-			return err
-		}
-		d.FIDO.SignCount, d.LastUsedAt = newCount, now
-		d.FIDO.LastAssertion = &SignedAssertion{AuthData: in.AuthData, Signature: in.Signature, ClientDataJSON: in.ClientDataJSON}
-		if err := t.PutDevice(d); err != nil {
-			return err
-		}
-		if a.FailedAttempts != 0 {
-			a.FailedAttempts, a.LastFailureAt = 0, time.Time{}
-			if err := t.PutAccount(a); err != nil {
-				return err
-			}
-		}
-		dev = d
-		ev := AuditEvent{Action: ActAuthenticate, Account: a.Name, Device: d.ID, Detail: "type=fido"}
-		events = append(events, ev)
-		return s.audit(t, actor, ev)
-	})
+	count, err := fido2.VerifyAssertion(stored, in, fido2.AssertionExpect{RPID: s.fido.RPID, Challenge: challenge, RequireUV: s.fido.RequireUV})
 	if err != nil {
-		return nil, err
+		return nil, s.refuseProof(ctx, actor, req.Account, proofFailed{device: dev.ID, detail: "assertion refused: " + string(fido2.ReasonOf(err)),
+			err: &Error{Class: ClassForbidden, Code: CodeInvalidCode, Detail: "the key's assertion does not verify: " + string(fido2.ReasonOf(err)), Err: err}})
 	}
-	for _, ev := range events {
-		s.logAudit(ev)
-	}
-	if refusal != nil {
-		return nil, refusal
-	}
-	res := &AuthResult{Method: SourceDevice, Device: *dev, ActiveDevices: active}
-	res.StepUpToken, res.StepUpExpiry = s.stepUps.issue(actor.UID, req.Account, SourceDevice, now, s.policy.StepUpTTL)
-	return res, nil
+	return &keyVerifier{s: s, credentialID: dev.FIDO.CredentialID, count: count,
+		assertion: SignedAssertion{AuthData: in.AuthData, Signature: in.Signature, ClientDataJSON: in.ClientDataJSON}}, nil
 }
 
-// recordFailure counts a failed attempt made outside a code check.
-func (s *Service) recordFailure(ctx context.Context, actor Actor, account, device, why string) {
-	now := s.now().UTC()
-	err := s.store.Update(ctx, func(t Tx) error {
-		a, err := t.Account(account)
-		if err != nil {
-			return err
+// keyVerifier commits a security key's verified assertion: the credential
+// must still be an active, trusted device of the account, and its sign
+// counter must move forward from the stored one.
+type keyVerifier struct {
+	s            *Service
+	credentialID []byte
+	count        uint32
+	assertion    SignedAssertion
+}
+
+func (keyVerifier) action() string { return ActAuthenticate }
+func (keyVerifier) source() string { return SourceDevice }
+
+func (v *keyVerifier) verify(at *attempt) (*Device, error) {
+	var d *Device
+	for i := range at.devs {
+		if f := at.devs[i].FIDO; f != nil && bytes.Equal(f.CredentialID, v.credentialID) {
+			d = &at.devs[i]
 		}
-		return s.fail(t, actor, a, now, &AuditEvent{Action: ActAuthenticate, Device: device, Detail: why})
-	})
-	if err != nil {
-		s.log.Error("recording a failed attempt", "account", account, "err", err)
 	}
+	switch {
+	case d == nil || d.State != StateActive:
+		return nil, &refused{detail: "security key no longer active",
+			err: Errorf(ClassForbidden, CodeInvalidCode, "the security key touched is no longer an active device of %s (deleted, deactivated or reported lost)", at.a.Name)}
+	case d.FIDO.PossiblyCloned:
+		return nil, &refused{device: d.ID, detail: "possibly cloned key",
+			err: Errorf(ClassForbidden, CodePossiblyCloned, "device %s is marked possibly cloned: it is refused until an admin looks at it", d.ID)}
+	case d.FIDO.Software && !v.s.fido.AllowSoftwareKeys:
+		return nil, &refused{device: d.ID, detail: CodeEmulatedKeyRefused,
+			err: Errorf(ClassForbidden, CodeEmulatedKeyRefused, "device %s was made by a software key, and software keys are turned off", d.ID)}
+	case !fido2.CounterAdvances(d.FIDO.SignCount, v.count):
+		stored := d.FIDO.SignCount
+		d.FIDO.PossiblyCloned = true
+		if err := at.c.PutDevice(d); err != nil {
+			return nil, err
+		}
+		if err := at.c.audit(AuditEvent{Action: ActCloned, Account: d.Account, Device: d.ID, Outcome: "fail",
+			Detail: fmt.Sprintf("sign counter %d did not move forward (stored %d)", v.count, stored)}); err != nil {
+			return nil, err
+		}
+		return nil, &refused{device: d.ID, detail: "possibly cloned key",
+			err: Errorf(ClassForbidden, CodePossiblyCloned, "device %s's sign counter went backwards: the key may be cloned; it is refused until an admin looks at it", d.ID)}
+	}
+	d.FIDO.SignCount = v.count
+	assertion := v.assertion
+	d.FIDO.LastAssertion = &assertion
+	return d, nil
 }

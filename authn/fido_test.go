@@ -146,7 +146,7 @@ func TestFIDOEnrollSignInAndExclude(t *testing.T) {
 		want string
 	}{{k1, d1.ID}, {k2, d2.ID}} {
 		f.ring.set(tc.key)
-		res, err := f.svc.AuthenticateFIDO(f.ctx, root, authn.FIDOAuthRequest{Account: "olga"}, nil)
+		res, err := f.svc.Authenticate(f.ctx, root, authn.AuthRequest{Account: "olga"}, nil)
 		if err != nil || res.Device.ID != tc.want || res.StepUpToken == "" {
 			t.Fatalf("sign-in with %s: %+v %v", tc.key.id, res, err)
 		}
@@ -156,12 +156,12 @@ func TestFIDOEnrollSignInAndExclude(t *testing.T) {
 	wantCode(t, err, authn.CodeResyncNotApplicable)
 	// No key plugged in: answered at once.
 	f.ring.set()
-	_, err = f.svc.AuthenticateFIDO(f.ctx, root, authn.FIDOAuthRequest{Account: "olga"}, nil)
+	_, err = f.svc.Authenticate(f.ctx, root, authn.AuthRequest{Account: "olga"}, nil)
 	wantCode(t, err, authn.CodeNoKeyPresent)
 	// Waiting for a key: it is plugged in meanwhile.
 	go func() { time.Sleep(100 * time.Millisecond); f.ring.set(k1) }()
 	events = nil
-	if _, err := f.svc.AuthenticateFIDO(f.ctx, root, authn.FIDOAuthRequest{Account: "olga", WaitForKey: true}, progress); err != nil {
+	if _, err := f.svc.Authenticate(f.ctx, root, authn.AuthRequest{Account: "olga", WaitForKey: true}, progress); err != nil {
 		t.Fatalf("wait_for_key: %v", err)
 	}
 	if !strings.Contains(strings.Join(events, " "), "key_added touch_required") {
@@ -187,7 +187,7 @@ func TestFIDOTouchTimeoutAndSelectByTouch(t *testing.T) {
 		t.Fatalf("enroll with a manual touch: %v", err)
 	}
 	// Nobody touches: no_key_touched after the timeout.
-	_, err := f.svc.AuthenticateFIDO(f.ctx, root, authn.FIDOAuthRequest{Account: "pia"}, nil)
+	_, err := f.svc.Authenticate(f.ctx, root, authn.AuthRequest{Account: "pia"}, nil)
 	wantCode(t, err, authn.CodeNoKeyTouched)
 	// Two keys holding the account's credentials: the one touched wins; the
 	// other, waiting for its own touch, is cancelled.
@@ -210,7 +210,7 @@ func TestFIDOTouchTimeoutAndSelectByTouch(t *testing.T) {
 	var once sync.Once
 	stop := make(chan struct{})
 	defer close(stop)
-	res, err := f.svc.AuthenticateFIDO(f.ctx, root, authn.FIDOAuthRequest{Account: "pia"}, func(ev string, fields map[string]any) {
+	res, err := f.svc.Authenticate(f.ctx, root, authn.AuthRequest{Account: "pia"}, func(ev string, fields map[string]any) {
 		if ev == "keepalive" && fields["status"] == "up_needed" {
 			once.Do(func() {
 				go func() {
@@ -255,7 +255,7 @@ func TestFIDOPINRequiredThenSuccess(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := f.svc.AuthenticateFIDO(f.ctx, root, authn.FIDOAuthRequest{Account: "quinn", PIN: "4711"}, nil); err != nil {
+	if _, err := f.svc.Authenticate(f.ctx, root, authn.AuthRequest{Account: "quinn", PIN: "4711"}, nil); err != nil {
 		t.Fatalf("sign-in with PIN: %v", err)
 	}
 	_ = d
@@ -269,13 +269,13 @@ func TestFIDOCounterRollbackMarksClone(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := f.svc.AuthenticateFIDO(f.ctx, root, authn.FIDOAuthRequest{Account: "rui"}, nil); err != nil {
+	if _, err := f.svc.Authenticate(f.ctx, root, authn.AuthRequest{Account: "rui"}, nil); err != nil {
 		t.Fatal(err)
 	}
 	if err := k.emu.SetFault(emu.Fault{Kind: emu.FaultCounterRollback, Count: 5}); err != nil {
 		t.Fatal(err)
 	}
-	_, err = f.svc.AuthenticateFIDO(f.ctx, root, authn.FIDOAuthRequest{Account: "rui"}, nil)
+	_, err = f.svc.Authenticate(f.ctx, root, authn.AuthRequest{Account: "rui"}, nil)
 	wantCode(t, err, authn.CodePossiblyCloned)
 	got, _ := f.svc.Device("rui", d.ID)
 	if !got.FIDO.PossiblyCloned {
@@ -290,7 +290,7 @@ func TestFIDOCounterRollbackMarksClone(t *testing.T) {
 		t.Error("no possibly_cloned audit entry")
 	}
 	// A marked device no longer signs in.
-	_, err = f.svc.AuthenticateFIDO(f.ctx, root, authn.FIDOAuthRequest{Account: "rui"}, nil)
+	_, err = f.svc.Authenticate(f.ctx, root, authn.AuthRequest{Account: "rui"}, nil)
 	wantCode(t, err, authn.CodeNoActiveDevice)
 }
 
@@ -306,7 +306,7 @@ func TestFIDOSoftwareCredentialRefusedWhenOff(t *testing.T) {
 		t.Fatalf("enroll: %+v %v", d, err)
 	}
 	off := authn.NewService(on.st, authn.Config{FIDO: authn.FIDOPolicy{RPID: "pam://testhost", SoftwareAAGUIDs: [][16]byte{emu.AAGUID}}, Keys: on.ring})
-	_, err = off.AuthenticateFIDO(on.ctx, root, authn.FIDOAuthRequest{Account: "sam"}, nil)
+	_, err = off.Authenticate(on.ctx, root, authn.AuthRequest{Account: "sam"}, nil)
 	wantCode(t, err, authn.CodeEmulatedKeyRefused)
 }
 
@@ -355,7 +355,7 @@ func TestFIDOStoredBytesVerifyWithPythonFIDO2(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := f.svc.AuthenticateFIDO(f.ctx, root, authn.FIDOAuthRequest{Account: "uma"}, nil); err != nil {
+	if _, err := f.svc.Authenticate(f.ctx, root, authn.AuthRequest{Account: "uma"}, nil); err != nil {
 		t.Fatal(err)
 	}
 	stored, err := f.svc.Device("uma", d.ID)

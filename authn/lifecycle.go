@@ -49,55 +49,51 @@ func (s *Service) notice(ctx context.Context, a *Account, subject, body string) 
 
 // retireToken takes a lost or deleted hardware token's serial out of use
 // for good (a thief may hold it and its seed).
-func (s *Service) retireToken(t Tx, actor Actor, d *Device, why string) error {
+func (c *change) retireToken(d *Device, why string) error {
 	if d.Serial == "" {
 		return nil
 	}
-	tok, err := t.Token(d.Serial)
+	tok, err := c.Token(d.Serial)
 	if err != nil {
 		return nil // not from the inventory
 	}
 	tok.AssignedTo, tok.DeviceID, tok.Retired = "", "", true
-	if err := t.PutToken(tok); err != nil {
+	if err := c.PutToken(tok); err != nil {
 		return err
 	}
-	return s.audit(t, actor, AuditEvent{Action: ActTokenRetired, Account: d.Account, Device: d.ID, Detail: "serial=" + d.Serial + " " + why})
+	return c.audit(AuditEvent{Action: ActTokenRetired, Account: d.Account, Device: d.ID, Detail: "serial=" + d.Serial + " " + why})
 }
 
 // Deactivate takes a device out of use without deleting it (AWS:
 // DeactivateMFADevice). Admins need no step-up; the account's user does.
 func (s *Service) Deactivate(ctx context.Context, actor Actor, account, id string) (*Device, error) {
-	now := s.now().UTC()
 	var out *Device
 	var a *Account
-	var ev AuditEvent
-	err := s.store.Update(ctx, func(t Tx) error {
+	err := s.write(ctx, actor, func(c *change) error {
 		var err error
-		if a, err = s.authorizeChange(t, actor, account, now, false); err != nil {
+		if a, err = s.authorizeChange(c, account, false); err != nil {
 			return err
 		}
-		d, err := t.Device(account, id)
+		d, err := c.Device(account, id)
 		if err != nil {
 			return err
 		}
 		if d.State != StateActive {
 			return Errorf(ClassConflict, CodeDeviceStateConflict, "device %s is %s; only an active device can be deactivated", id, d.State)
 		}
-		d.State, d.DeactivatedAt = StateDeactivated, now
-		if err := t.PutDevice(d); err != nil {
+		d.State, d.DeactivatedAt = StateDeactivated, c.now
+		if err := c.PutDevice(d); err != nil {
 			return err
 		}
 		out = d
-		ev = AuditEvent{Action: ActDeactivate, Account: account, Device: id, Detail: "type=" + string(d.Type) + serialDetail(d.Serial)}
-		return s.audit(t, actor, ev)
+		return c.audit(AuditEvent{Action: ActDeactivate, Account: account, Device: id, Detail: "type=" + string(d.Type) + serialDetail(d.Serial)})
 	})
 	if err != nil {
 		return nil, err
 	}
-	s.logAudit(ev)
 	if actor.Admin && actor.Name != account {
 		s.notice(ctx, a, "mfad: a device of yours was deactivated",
-			fmt.Sprintf("An administrator (%s) deactivated MFA device %s of account %s at %s.", actorName(actor), id, account, now.Format(time.RFC1123)))
+			fmt.Sprintf("An administrator (%s) deactivated MFA device %s of account %s at %s.", actorName(actor), id, account, out.DeactivatedAt.Format(time.RFC1123)))
 	}
 	out.Secret = nil
 	return out, nil
@@ -125,53 +121,41 @@ func (s *Service) Delete(ctx context.Context, actor Actor, account, id string, o
 	if opts.ReturnToInventory && !actor.Admin {
 		return Errorf(ClassForbidden, CodePermissionDenied, "only an admin with the token in hand can return it to the inventory")
 	}
-	now := s.now().UTC()
-	var events []AuditEvent
-	err := s.store.Update(ctx, func(t Tx) error {
-		events = nil
-		if _, err := s.authorizeChange(t, actor, account, now, false); err != nil {
+	return s.write(ctx, actor, func(c *change) error {
+		if _, err := s.authorizeChange(c, account, false); err != nil {
 			return err
 		}
-		d, err := t.Device(account, id)
+		d, err := c.Device(account, id)
 		if err != nil {
 			return err
 		}
 		if d.State == StateActive {
 			return Errorf(ClassConflict, CodeDeviceStateConflict, "device %s is active: deactivate it before deleting it", id)
 		}
-		ev, err := s.deleteDevice(t, actor, d, opts)
-		events = append(events, ev)
-		return err
+		return c.deleteDevice(d, opts)
 	})
-	if err == nil {
-		for _, ev := range events {
-			s.logAudit(ev)
-		}
-	}
-	return err
 }
 
-// deleteDevice removes d in t and settles its hardware token.
-func (s *Service) deleteDevice(t Tx, actor Actor, d *Device, opts DeleteOptions) (AuditEvent, error) {
-	if err := t.DeleteDevice(d.Account, d.ID); err != nil {
-		return AuditEvent{}, err
+// deleteDevice removes d and settles its hardware token.
+func (c *change) deleteDevice(d *Device, opts DeleteOptions) error {
+	if err := c.DeleteDevice(d.Account, d.ID); err != nil {
+		return err
 	}
 	detail := "type=" + string(d.Type) + serialDetail(d.Serial)
 	if d.Serial != "" {
 		if opts.ReturnToInventory {
-			if tok, err := t.Token(d.Serial); err == nil && !tok.Retired {
+			if tok, err := c.Token(d.Serial); err == nil && !tok.Retired {
 				tok.AssignedTo, tok.DeviceID = "", ""
-				if err := t.PutToken(tok); err != nil {
-					return AuditEvent{}, err
+				if err := c.PutToken(tok); err != nil {
+					return err
 				}
 				detail += " returned to inventory"
 			}
-		} else if err := s.retireToken(t, actor, d, "(deleted without being returned)"); err != nil {
-			return AuditEvent{}, err
+		} else if err := c.retireToken(d, "(deleted without being returned)"); err != nil {
+			return err
 		}
 	}
-	ev := AuditEvent{Action: ActDelete, Account: d.Account, Device: d.ID, Detail: detail}
-	return ev, s.audit(t, actor, ev)
+	return c.audit(AuditEvent{Action: ActDelete, Account: d.Account, Device: d.ID, Detail: detail})
 }
 
 // ReportLost is what a user does when a device is lost, stolen or broken:
@@ -179,48 +163,39 @@ func (s *Service) deleteDevice(t Tx, actor Actor, d *Device, opts DeleteOptions)
 // account for a password change (seed point 6) and tells the account's
 // e-mail. It needs no step-up: it only takes access away.
 func (s *Service) ReportLost(ctx context.Context, actor Actor, account, id string) (*Device, error) {
-	now := s.now().UTC()
 	var out *Device
 	var a *Account
-	var events []AuditEvent
-	err := s.store.Update(ctx, func(t Tx) error {
-		events = nil
+	err := s.write(ctx, actor, func(c *change) error {
 		var err error
-		if a, err = t.Account(account); err != nil {
+		if a, err = c.Account(account); err != nil {
 			return err
 		}
-		d, err := t.Device(account, id)
+		d, err := c.Device(account, id)
 		if err != nil {
 			return err
 		}
 		if d.State == StateActive {
-			d.State, d.DeactivatedAt = StateDeactivated, now
+			d.State, d.DeactivatedAt = StateDeactivated, c.now
 		}
-		if err := t.PutDevice(d); err != nil {
+		if err := c.PutDevice(d); err != nil {
 			return err
 		}
-		if err := s.retireToken(t, actor, d, "(reported lost)"); err != nil {
+		if err := c.retireToken(d, "(reported lost)"); err != nil {
 			return err
 		}
 		a.SetFlag(FlagPasswordChangeRequired, true)
-		a.UpdatedAt = now
-		if err := t.PutAccount(a); err != nil {
+		if err := c.putAccountIf(true, a); err != nil {
 			return err
 		}
 		out = d
-		ev := AuditEvent{Action: ActReportLost, Account: account, Device: id, Detail: "type=" + string(d.Type) + serialDetail(d.Serial) + "; password change required"}
-		events = append(events, ev)
-		return s.audit(t, actor, ev)
+		return c.audit(AuditEvent{Action: ActReportLost, Account: account, Device: id, Detail: "type=" + string(d.Type) + serialDetail(d.Serial) + "; password change required"})
 	})
 	if err != nil {
 		return nil, err
 	}
-	for _, ev := range events {
-		s.logAudit(ev)
-	}
 	s.notice(ctx, a, "mfad: a device of yours was reported lost",
 		fmt.Sprintf("MFA device %s of account %s was reported lost by %s at %s and deactivated.\n"+
-			"Change your password once a replacement is set up: whoever holds the device may also know it.", id, account, actorName(actor), now.Format(time.RFC1123)))
+			"Change your password once a replacement is set up: whoever holds the device may also know it.", id, account, actorName(actor), s.now().UTC().Format(time.RFC1123)))
 	out.Secret = nil
 	return out, nil
 }
@@ -265,24 +240,20 @@ func (s *Service) IssueTemporaryCode(ctx context.Context, actor Actor, account s
 	now := s.now().UTC()
 	out := &TemporaryCode{Code: code, ExpiresAt: now.Add(ttl)}
 	var a *Account
-	var ev AuditEvent
-	err := s.store.Update(ctx, func(t Tx) error {
+	err := s.write(ctx, actor, func(c *change) error {
 		var err error
-		if a, err = t.Account(account); err != nil {
+		if a, err = c.Account(account); err != nil {
 			return err
 		}
 		a.TempCode = &TempCodeState{Hash: hashCode(code), ExpiresAt: out.ExpiresAt, IssuedBy: actorName(actor)}
-		a.UpdatedAt = now
-		if err := t.PutAccount(a); err != nil {
+		if err := c.putAccountIf(true, a); err != nil {
 			return err
 		}
-		ev = AuditEvent{Action: ActTempCode, Account: account, Detail: "expires " + out.ExpiresAt.Format(time.RFC3339)}
-		return s.audit(t, actor, ev)
+		return c.audit(AuditEvent{Action: ActTempCode, Account: account, Detail: "expires " + out.ExpiresAt.Format(time.RFC3339)})
 	})
 	if err != nil {
 		return nil, err
 	}
-	s.logAudit(ev)
 	s.notice(ctx, a, "mfad: a temporary access code was issued for your account",
 		fmt.Sprintf("An administrator (%s) issued a temporary access code for account %s at %s, valid until %s.\n"+
 			"It signs you in once, so that you can enroll a new device. If you did not ask for it, tell your administrators.",
@@ -310,34 +281,21 @@ func looksLikeTempCode(typed string) (string, bool) {
 	return c, true
 }
 
-// useTempCode signs in with a temporary code inside t: true when it
-// matched (and is now spent).
-func (s *Service) useTempCode(t Tx, a *Account, code string, now time.Time) bool {
-	tc := a.TempCode
-	if tc == nil || !now.Before(tc.ExpiresAt) {
-		return false
-	}
-	if subtle.ConstantTimeCompare(hashCode(code), tc.Hash) != 1 {
-		return false
-	}
-	a.TempCode = nil
-	return true
-}
+// sameHash compares two hashes in constant time.
+func sameHash(a, b []byte) bool { return subtle.ConstantTimeCompare(a, b) == 1 }
 
 // removeForReplace deactivates and deletes the device being replaced, in
 // the replacement's transaction; a hardware token's serial is retired.
-func (s *Service) removeForReplace(t Tx, actor Actor, account, id, newType string) ([]AuditEvent, error) {
-	d, err := t.Device(account, id)
+func (c *change) removeForReplace(account, id, newType string) error {
+	d, err := c.Device(account, id)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	if d.State == StateActive {
-		d.State, d.DeactivatedAt = StateDeactivated, s.now().UTC()
+		d.State, d.DeactivatedAt = StateDeactivated, c.now
 	}
-	ev, err := s.deleteDevice(t, actor, d, DeleteOptions{})
-	if err != nil {
-		return nil, err
+	if err := c.deleteDevice(d, DeleteOptions{}); err != nil {
+		return err
 	}
-	rep := AuditEvent{Action: ActReplace, Account: account, Device: id, Detail: fmt.Sprintf("%s replaced by a new %s", d.Type, newType)}
-	return []AuditEvent{ev, rep}, s.audit(t, actor, rep)
+	return c.audit(AuditEvent{Action: ActReplace, Account: account, Device: id, Detail: fmt.Sprintf("%s replaced by a new %s", d.Type, newType)})
 }

@@ -102,45 +102,50 @@ func TestTOTPLifecycle(t *testing.T) {
 		t.Fatalf("bootstrap account: %+v %v", a, err)
 	}
 
-	// Activation consumed code2's step: the same code cannot sign in.
-	_, err = f.svc.Authenticate(f.ctx, f.alice, authn.AuthRequest{Account: "alice", Code: f.code(secret, 0)})
-	wantCode(t, err, authn.CodeInvalidCode)
+	// Activation consumed code2's step: the same code cannot sign in, and
+	// is answered as what it is (not counted as a guess).
+	_, err = f.svc.Authenticate(f.ctx, f.alice, authn.AuthRequest{Account: "alice", Code: f.code(secret, 0)}, nil)
+	wantCode(t, err, authn.CodeCodeAlreadyUsed)
 
 	f.clk.Add(30 * time.Second)
-	res, err := f.svc.Authenticate(f.ctx, f.alice, authn.AuthRequest{Account: "alice", Code: f.code(secret, 0)})
+	res, err := f.svc.Authenticate(f.ctx, f.alice, authn.AuthRequest{Account: "alice", Code: f.code(secret, 0)}, nil)
 	if err != nil || res.Device.ID != d.ID || res.StepUpToken == "" {
 		t.Fatalf("authenticate: %+v %v", res, err)
 	}
 	// Replay of the accepted code, and of the step before it, is refused.
-	_, err = f.svc.Authenticate(f.ctx, f.alice, authn.AuthRequest{Account: "alice", Code: f.code(secret, 0)})
-	wantCode(t, err, authn.CodeInvalidCode)
-	_, err = f.svc.Authenticate(f.ctx, f.alice, authn.AuthRequest{Account: "alice", Code: f.code(secret, -1)})
-	wantCode(t, err, authn.CodeInvalidCode)
+	_, err = f.svc.Authenticate(f.ctx, f.alice, authn.AuthRequest{Account: "alice", Code: f.code(secret, 0)}, nil)
+	wantCode(t, err, authn.CodeCodeAlreadyUsed)
+	_, err = f.svc.Authenticate(f.ctx, f.alice, authn.AuthRequest{Account: "alice", Code: f.code(secret, -1)}, nil)
+	wantCode(t, err, authn.CodeCodeAlreadyUsed)
+	if a, _ := f.svc.Account("alice"); a.FailedAttempts != 0 {
+		t.Errorf("replays counted as %d failed attempts", a.FailedAttempts)
+	}
 
-	// The device's clock runs 10 minutes fast: out of sync, never accepted.
+	// The device's clock runs 10 minutes fast: its codes are refused like
+	// any wrong code, with nothing said of where they would match.
 	f.clk.Add(time.Minute)
 	fast := int64(20)
 	e := wantCode(t, func() error {
-		_, err := f.svc.Authenticate(f.ctx, f.alice, authn.AuthRequest{Account: "alice", Code: f.code(secret, fast)})
+		_, err := f.svc.Authenticate(f.ctx, f.alice, authn.AuthRequest{Account: "alice", Code: f.code(secret, fast)}, nil)
 		return err
-	}(), authn.CodeDeviceOutOfSync)
-	if e.Extra["drift_steps"] != fast || e.Extra["drift_seconds"] != fast*30 {
-		t.Errorf("out-of-sync detail: %v", e.Extra)
+	}(), authn.CodeInvalidCode)
+	if e.Extra != nil || e.Hint != "" {
+		t.Errorf("a single code's refusal says more than no: extra %v hint %q", e.Extra, e.Hint)
 	}
 	d2, err := f.svc.Resync(f.ctx, f.alice, "alice", d.ID, authn.CodePair{Code1: f.code(secret, fast-1), Code2: f.code(secret, fast)})
 	if err != nil || d2.OTP.Drift != fast {
 		t.Fatalf("resync: %+v %v", d2, err)
 	}
 	// Codes used for the resync are spent; the next one signs in.
-	_, err = f.svc.Authenticate(f.ctx, f.alice, authn.AuthRequest{Account: "alice", Code: f.code(secret, fast)})
-	wantCode(t, err, authn.CodeInvalidCode)
+	_, err = f.svc.Authenticate(f.ctx, f.alice, authn.AuthRequest{Account: "alice", Code: f.code(secret, fast)}, nil)
+	wantCode(t, err, authn.CodeCodeAlreadyUsed)
 	f.clk.Add(30 * time.Second)
-	if _, err := f.svc.Authenticate(f.ctx, f.alice, authn.AuthRequest{Account: "alice", Code: f.code(secret, fast)}); err != nil {
+	if _, err := f.svc.Authenticate(f.ctx, f.alice, authn.AuthRequest{Account: "alice", Code: f.code(secret, fast)}, nil); err != nil {
 		t.Fatalf("after resync: %v", err)
 	}
 	// The drift is learned on each success: a clock one more step fast is still accepted, then re-centred.
 	f.clk.Add(30 * time.Second)
-	if _, err := f.svc.Authenticate(f.ctx, f.alice, authn.AuthRequest{Account: "alice", Code: f.code(secret, fast+1)}); err != nil {
+	if _, err := f.svc.Authenticate(f.ctx, f.alice, authn.AuthRequest{Account: "alice", Code: f.code(secret, fast+1)}, nil); err != nil {
 		t.Fatalf("drift +1: %v", err)
 	}
 	if dev, _ := f.svc.Device("alice", d.ID); dev.OTP.Drift != fast+1 || dev.Secret != nil {
@@ -196,7 +201,7 @@ func TestStepUpGuardsChanges(t *testing.T) {
 	_, err := f.svc.Enroll(f.ctx, f.alice, "alice", authn.EnrollRequest{Type: authn.DeviceTOTP})
 	wantCode(t, err, authn.CodeStepUpRequired)
 	f.clk.Add(30 * time.Second)
-	res, err := f.svc.Authenticate(f.ctx, f.alice, authn.AuthRequest{Account: "alice", Code: f.code(secret, 0)})
+	res, err := f.svc.Authenticate(f.ctx, f.alice, authn.AuthRequest{Account: "alice", Code: f.code(secret, 0)}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -244,7 +249,7 @@ func TestBruteForceThrottleAndLockout(t *testing.T) {
 	f := newFixture(t)
 	_, secret := f.enrollActive(t, f.alice, "alice")
 	wrong := func() error {
-		_, err := f.svc.Authenticate(f.ctx, f.alice, authn.AuthRequest{Account: "alice", Code: "000000"})
+		_, err := f.svc.Authenticate(f.ctx, f.alice, authn.AuthRequest{Account: "alice", Code: "000000"}, nil)
 		return err
 	}
 	for i := 0; i < 5; i++ {
@@ -254,7 +259,7 @@ func TestBruteForceThrottleAndLockout(t *testing.T) {
 	// even with the right code; the daemon never sleeps on a request.
 	for n := 5; n < 9; n++ {
 		e := wantCode(t, func() error {
-			_, err := f.svc.Authenticate(f.ctx, f.alice, authn.AuthRequest{Account: "alice", Code: f.code(secret, 0)})
+			_, err := f.svc.Authenticate(f.ctx, f.alice, authn.AuthRequest{Account: "alice", Code: f.code(secret, 0)}, nil)
 			return err
 		}(), authn.CodeRetryLater)
 		if want := time.Second << (n - 5); e.RetryAfter != want {
@@ -279,7 +284,7 @@ func TestBruteForceThrottleAndLockout(t *testing.T) {
 		t.Fatal(err)
 	}
 	f.clk.Add(30 * time.Second)
-	if _, err := f.svc.Authenticate(f.ctx, f.alice, authn.AuthRequest{Account: "alice", Code: f.code(secret, 0)}); err != nil {
+	if _, err := f.svc.Authenticate(f.ctx, f.alice, authn.AuthRequest{Account: "alice", Code: f.code(secret, 0)}, nil); err != nil {
 		t.Fatalf("after unlock: %v", err)
 	}
 	// The audit log has the failures and the lockout, never a code.
@@ -345,7 +350,7 @@ func TestHostClockCheck(t *testing.T) {
 			t.Fatal(err)
 		}
 		f.clk.Add(30 * time.Second)
-		if _, err := f.svc.Authenticate(f.ctx, f.admin, authn.AuthRequest{Account: name, Code: f.code(e.Secret, 4)}); err != nil {
+		if _, err := f.svc.Authenticate(f.ctx, f.admin, authn.AuthRequest{Account: name, Code: f.code(e.Secret, 4)}, nil); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -371,7 +376,7 @@ func TestConcurrentReplayAcceptsOnce(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if _, err := f.svc.Authenticate(f.ctx, f.admin, authn.AuthRequest{Account: "ann", Code: code}); err == nil {
+			if _, err := f.svc.Authenticate(f.ctx, f.admin, authn.AuthRequest{Account: "ann", Code: code}, nil); err == nil {
 				mu.Lock()
 				ok++
 				mu.Unlock()

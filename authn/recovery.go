@@ -3,7 +3,6 @@ package authn
 import (
 	"context"
 	"crypto/rand"
-	"crypto/subtle"
 	"fmt"
 	"math/big"
 	"sync"
@@ -98,6 +97,8 @@ func (s *Service) StartRecovery(ctx context.Context, actor Actor, account string
 		return nil, err
 	}
 	switch {
+	case a.HasFlag(FlagDisabled):
+		return nil, errDisabled(account)
 	case a.Kind != KindOwner:
 		return nil, Errorf(ClassForbidden, CodeRecoveryNeedsAdmin,
 			"%s is a member account: only an admin can help (ask one to deactivate the device and issue a temporary access code)", account)
@@ -175,6 +176,9 @@ func (s *Service) ResendRecoveryCode(ctx context.Context, actor Actor, id string
 	if err != nil {
 		return nil, err
 	}
+	if a.HasFlag(FlagDisabled) {
+		return nil, errDisabled(a.Name)
+	}
 	s.recov.mu.Lock()
 	if r.resends >= s.policy.RecoveryResends || r.stage == StageDone {
 		s.recov.mu.Unlock()
@@ -214,49 +218,61 @@ func (s *Service) VerifyRecoveryCode(ctx context.Context, actor Actor, id, stage
 	if err != nil {
 		return nil, err
 	}
-	s.recov.mu.Lock()
-	cur := r.stage
-	s.recov.mu.Unlock()
-	if stage != cur {
-		return nil, Errorf(ClassConflict, CodeRecoveryWrongStep, "this recovery is at the %s step, not %s: prove the e-mail first, then the phone", cur, stage)
-	}
 	a, err := s.Account(r.account)
 	if err != nil {
 		return nil, err
 	}
+	if a.HasFlag(FlagDisabled) {
+		return nil, errDisabled(a.Name)
+	}
+	resetExpiredLock(a, now)
 	if err := s.throttle(a, now); err != nil {
 		return nil, err
 	}
+	// The recovery's existence, stage, attempt count and the comparison
+	// are decided under one lock: concurrent guesses are compared one at
+	// a time, and none after the limit.
 	s.recov.mu.Lock()
-	ok := now.Before(r.codeUntil) && subtle.ConstantTimeCompare(hashCode(normalizeDigits(code)), r.codeHash) == 1
-	if !ok {
+	if s.recov.m[r.id] != r {
+		s.recov.mu.Unlock()
+		return nil, Errorf(ClassNotFound, CodeNotFound, "no recovery %s in progress (it may have ended: start again)", id)
+	}
+	if stage != r.stage {
+		cur := r.stage
+		s.recov.mu.Unlock()
+		return nil, Errorf(ClassConflict, CodeRecoveryWrongStep, "this recovery is at the %s step, not %s: prove the e-mail first, then the phone", cur, stage)
+	}
+	ok := now.Before(r.codeUntil) && sameHash(hashCode(normalizeDigits(code)), r.codeHash)
+	var phoneCode string
+	var exhausted bool
+	switch {
+	case !ok:
 		r.attempts++
-		exhausted := r.attempts >= s.policy.RecoveryAttempts
-		if exhausted {
+		if exhausted = r.attempts >= s.policy.RecoveryAttempts; exhausted {
 			delete(s.recov.m, r.id)
 		}
-		expired := !now.Before(r.codeUntil)
-		s.recov.mu.Unlock()
-		s.recordFailure(ctx, actor, r.account, "", "recovery "+stage+" code refused")
-		switch {
-		case expired:
-			return nil, Errorf(ClassForbidden, CodeInvalidCode, "the %s code expired: ask for a new one (resend)", stage)
-		case exhausted:
-			s.RecordAudit(ctx, actor, AuditEvent{Action: ActRecoveryAbort, Account: r.account, Outcome: "fail", Detail: "too many wrong " + stage + " codes"})
-			return nil, Errorf(ClassTooMany, CodeRecoveryAborted, "too many wrong codes: this recovery is over; start again")
-		}
-		return nil, Errorf(ClassForbidden, CodeInvalidCode, "wrong %s code", stage)
-	}
-	var phoneCode string
-	if stage == StageEmail {
+	case stage == StageEmail:
 		phoneCode = randomDigits(6)
 		r.stage, r.codeHash, r.codeUntil, r.attempts, r.resends = StagePhone, hashCode(phoneCode), now.Add(s.policy.RecoveryCodeTTL), 0, 0
 		r.expires = now.Add(2 * s.policy.RecoveryCodeTTL)
-	} else {
+	default:
 		r.stage, r.codeHash = StageDone, nil
 		r.expires = now.Add(s.policy.RecoverySession)
 	}
+	expired := !now.Before(r.codeUntil)
 	s.recov.mu.Unlock()
+	if !ok {
+		s.refuseProof(ctx, actor, r.account, proofFailed{detail: "recovery " + stage + " code refused",
+			err: Errorf(ClassForbidden, CodeInvalidCode, "wrong %s code", stage)})
+		switch {
+		case exhausted:
+			s.RecordAudit(ctx, actor, AuditEvent{Action: ActRecoveryAbort, Account: r.account, Outcome: "fail", Detail: "too many wrong " + stage + " codes"})
+			return nil, Errorf(ClassTooMany, CodeRecoveryAborted, "too many wrong codes: this recovery is over; start again")
+		case expired:
+			return nil, Errorf(ClassForbidden, CodeInvalidCode, "the %s code expired: ask for a new one (resend)", stage)
+		}
+		return nil, Errorf(ClassForbidden, CodeInvalidCode, "wrong %s code", stage)
+	}
 	if stage == StageEmail {
 		s.RecordAudit(ctx, actor, AuditEvent{Action: ActRecoveryEmail, Account: r.account, Detail: "e-mail proven; phone code sent to " + maskPhone(a.Phone)})
 		if err := s.sendRecoveryCode(ctx, a, r, phoneCode); err != nil {
@@ -268,60 +284,58 @@ func (s *Service) VerifyRecoveryCode(ctx context.Context, actor Actor, id, stage
 	s.recov.mu.Lock()
 	r.token = tok
 	s.recov.mu.Unlock()
-	var ev AuditEvent
-	err = s.store.Update(ctx, func(t Tx) error {
-		acct, err := t.Account(r.account)
+	err = s.write(ctx, actor, func(c *change) error {
+		acct, err := c.Account(r.account)
 		if err != nil {
 			return err
 		}
 		acct.SetFlag(FlagPasswordChangeRequired, true)
 		acct.FailedAttempts, acct.LockedUntil = 0, time.Time{}
-		acct.UpdatedAt = now
-		if err := t.PutAccount(acct); err != nil {
+		if err := c.putAccountIf(true, acct); err != nil {
 			return err
 		}
-		ev = AuditEvent{Action: ActRecoveryPhone, Account: r.account, Detail: "phone proven; recovery session until " + until.Format(time.RFC3339) + "; password change required"}
-		return s.audit(t, actor, ev)
+		return c.audit(AuditEvent{Action: ActRecoveryPhone, Account: r.account, Detail: "phone proven; recovery session until " + until.Format(time.RFC3339) + "; password change required"})
 	})
 	if err != nil {
 		return nil, err
 	}
-	s.logAudit(ev)
 	s.notice(ctx, a, "mfad: your account was recovered",
 		fmt.Sprintf("Account %s was recovered with its e-mail and phone at %s. Replace the lost device now, then change your password.\n"+
 			"If this was not you, tell your administrators at once.", r.account, now.Format(time.RFC1123)))
 	return &RecoveryStatus{ID: r.id, Account: r.account, Stage: StageDone, ExpiresAt: until, Token: tok}, nil
 }
 
-// AuthenticateRecovery signs an owner in once with a recovery token; the
-// token goes on serving as step-up for the rest of the recovery session.
-func (s *Service) AuthenticateRecovery(ctx context.Context, actor Actor, account, token string) (*AuthResult, error) {
+// recoveryTokenVerifier claims a recovery token for its one sign-in. The
+// claim is made here, outside the store (the recovery lives in memory),
+// so that a transaction run twice does not spend it twice; the pipeline
+// still gates the account. The token goes on serving as step-up for the
+// rest of the recovery session.
+func (s *Service) recoveryTokenVerifier(actor Actor, account, token string) verifier {
 	now := s.now().UTC()
 	source, ok := s.stepUps.lookup(token, actor.UID, account, now)
+	claimed := false
 	if ok && source == SourceRecovery {
 		s.recov.mu.Lock()
-		ok = false
 		for _, r := range s.recov.m {
-			if r.account == account && r.token == token && !r.signedIn {
-				r.signedIn, ok = true, true
+			if r.account == account && r.token == token && !r.signedIn && now.Before(r.expires) {
+				r.signedIn, claimed = true, true
 			}
 		}
 		s.recov.mu.Unlock()
-	} else {
-		ok = false
 	}
-	if !ok {
-		s.recordFailure(ctx, actor, account, "", "recovery token refused")
-		return nil, Errorf(ClassForbidden, CodeInvalidCode, "the recovery token is not valid for this account and user, or was used already")
+	if !claimed {
+		return proofFailed{detail: "recovery token refused",
+			err: Errorf(ClassForbidden, CodeInvalidCode, "the recovery token is not valid for this account and user, or was used already")}
 	}
-	s.RecordAudit(ctx, actor, AuditEvent{Action: ActRecoveryAuth, Account: account})
-	res := &AuthResult{Method: SourceRecovery, ActiveDevices: -1}
-	res.StepUpToken, res.StepUpExpiry = token, now.Add(s.policy.RecoverySession)
-	if _, exp, found := s.stepUps.expiry(token); found {
-		res.StepUpExpiry = exp
-	}
-	return res, nil
+	return recoveryTokenClaimed{}
 }
+
+// recoveryTokenClaimed is a recovery token claimed for this sign-in.
+type recoveryTokenClaimed struct{}
+
+func (recoveryTokenClaimed) action() string                   { return ActRecoveryAuth }
+func (recoveryTokenClaimed) source() string                   { return SourceRecovery }
+func (recoveryTokenClaimed) verify(*attempt) (*Device, error) { return nil, nil }
 
 func normalizeDigits(code string) string {
 	out := make([]byte, 0, len(code))

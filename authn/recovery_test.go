@@ -78,6 +78,6 @@ func TestRecoveryCodesExpireAndAreSingleUse(t *testing.T) {
 	}
 	// The recovery session ends: the token no longer signs in.
 	f.clk.Add(16 * time.Minute)
-	_, err = f.svc.AuthenticateRecovery(f.ctx, owner, "olive", st.Token)
+	_, err = f.svc.Authenticate(f.ctx, owner, authn.AuthRequest{Account: "olive", RecoveryToken: st.Token}, nil)
 	wantCode(t, err, authn.CodeInvalidCode)
 }

@@ -79,31 +79,6 @@ func NewService(store Store, cfg Config) *Service {
 	return svc
 }
 
-// audit appends e in t and mirrors it to the log once the caller commits.
-func (s *Service) audit(t Tx, actor Actor, e AuditEvent) error {
-	e.Time = s.now().UTC()
-	e.ActorUID = actor.UID
-	e.Actor = actor.Name
-	if e.Outcome == "" {
-		e.Outcome = "ok"
-	}
-	return t.AppendAudit(&e)
-}
-
-func (s *Service) logAudit(e AuditEvent) {
-	if e.Outcome == "" {
-		e.Outcome = "ok"
-	}
-	s.log.Info("audit", "action", e.Action, "outcome", e.Outcome, "account", e.Account,
-		"device", e.Device, "actor_uid", e.ActorUID, "detail", e.Detail)
-	if s.onAudit != nil {
-		if e.Time.IsZero() {
-			e.Time = s.now().UTC()
-		}
-		s.onAudit(e)
-	}
-}
-
 // NewAccount is what an admin supplies to create an account.
 type NewAccount struct {
 	Name          string
@@ -145,22 +120,20 @@ func (s *Service) CreateAccount(ctx context.Context, actor Actor, n NewAccount) 
 	for _, f := range n.Flags {
 		a.SetFlag(f, true)
 	}
-	ev := AuditEvent{Action: ActAccountCreate, Account: a.Name, Detail: "kind=" + string(a.Kind)}
-	err := s.store.Update(ctx, func(t Tx) error {
-		if _, err := t.Account(a.Name); err == nil {
+	err := s.write(ctx, actor, func(c *change) error {
+		if _, err := c.Account(a.Name); err == nil {
 			return Errorf(ClassConflict, CodeAccountExists, "account %q already exists", a.Name)
 		} else if !errors.Is(err, ErrNotFound) {
 			return err
 		}
-		if err := t.PutAccount(a); err != nil {
+		if err := c.PutAccount(a); err != nil {
 			return err
 		}
-		return s.audit(t, actor, ev)
+		return c.audit(AuditEvent{Action: ActAccountCreate, Account: a.Name, Detail: "kind=" + string(a.Kind)})
 	})
 	if err != nil {
 		return nil, err
 	}
-	s.logAudit(ev)
 	return a, nil
 }
 
@@ -211,11 +184,8 @@ func (s *Service) PatchAccount(ctx context.Context, actor Actor, name string, p 
 		}
 	}
 	var out *Account
-	var ev AuditEvent
-	var extra []AuditEvent
-	err := s.store.Update(ctx, func(t Tx) error {
-		extra = nil
-		a, err := t.Account(name)
+	err := s.write(ctx, actor, func(c *change) error {
+		a, err := c.Account(name)
 		if err != nil {
 			return err
 		}
@@ -247,14 +217,14 @@ func (s *Service) PatchAccount(ctx context.Context, actor Actor, name string, p 
 			}
 			changed = append(changed, "flags="+strings.Join(a.Flags, ","))
 		}
+		unlocked := false
 		if p.Unlock {
-			unlock := AuditEvent{Action: ActUnlock, Account: name,
-				Detail: fmt.Sprintf("cleared %d failed attempts", a.FailedAttempts)}
-			a.FailedAttempts, a.LockedUntil, a.LastFailureAt = 0, time.Time{}, time.Time{}
-			if err := s.audit(t, actor, unlock); err != nil {
+			if err := c.audit(AuditEvent{Action: ActUnlock, Account: name,
+				Detail: fmt.Sprintf("cleared %d failed attempts", a.FailedAttempts)}); err != nil {
 				return err
 			}
-			extra = append(extra, unlock)
+			a.FailedAttempts, a.LockedUntil, a.LastFailureAt = 0, time.Time{}, time.Time{}
+			unlocked = true
 		}
 		if err := validateContact(a.Email, a.Phone); err != nil {
 			return err
@@ -262,25 +232,17 @@ func (s *Service) PatchAccount(ctx context.Context, actor Actor, name string, p 
 		if (a.EmailVerified && a.Email == "") || (a.PhoneVerified && a.Phone == "") {
 			return Errorf(ClassInvalid, CodeInvalidRequest, "a contact can be marked verified only when it is set")
 		}
-		a.UpdatedAt = s.now().UTC()
-		if err := t.PutAccount(a); err != nil {
+		if err := c.putAccountIf(true, a); err != nil {
 			return err
 		}
 		out = a
-		if len(changed) == 0 && len(extra) > 0 {
+		if len(changed) == 0 && unlocked {
 			return nil // only an unlock: its own entry says it
 		}
-		ev = AuditEvent{Action: ActAccountUpdate, Account: name, Detail: strings.Join(changed, " ")}
-		return s.audit(t, actor, ev)
+		return c.audit(AuditEvent{Action: ActAccountUpdate, Account: name, Detail: strings.Join(changed, " ")})
 	})
 	if err != nil {
 		return nil, err
-	}
-	for _, e := range extra {
-		s.logAudit(e)
-	}
-	if ev.Action != "" {
-		s.logAudit(ev)
 	}
 	return out, nil
 }
@@ -288,12 +250,11 @@ func (s *Service) PatchAccount(ctx context.Context, actor Actor, name string, p 
 // DeleteAccount removes an account and its devices (admin). Hardware
 // tokens assigned to it are retired, not returned to the inventory.
 func (s *Service) DeleteAccount(ctx context.Context, actor Actor, name string) error {
-	ev := AuditEvent{Action: ActAccountDelete, Account: name}
-	err := s.store.Update(ctx, func(t Tx) error {
-		if _, err := t.Account(name); err != nil {
+	return s.write(ctx, actor, func(c *change) error {
+		if _, err := c.Account(name); err != nil {
 			return err
 		}
-		devs, err := t.Devices(name)
+		devs, err := c.Devices(name)
 		if err != nil {
 			return err
 		}
@@ -301,22 +262,18 @@ func (s *Service) DeleteAccount(ctx context.Context, actor Actor, name string) e
 			if d.Serial == "" {
 				continue
 			}
-			if tok, err := t.Token(d.Serial); err == nil {
+			if tok, err := c.Token(d.Serial); err == nil {
 				tok.AssignedTo, tok.DeviceID, tok.Retired = "", "", true
-				if err := t.PutToken(tok); err != nil {
+				if err := c.PutToken(tok); err != nil {
 					return err
 				}
 			}
 		}
-		if err := t.DeleteAccount(name); err != nil {
+		if err := c.DeleteAccount(name); err != nil {
 			return err
 		}
-		return s.audit(t, actor, ev)
+		return c.audit(AuditEvent{Action: ActAccountDelete, Account: name})
 	})
-	if err == nil {
-		s.logAudit(ev)
-	}
-	return err
 }
 
 // Audit lists audit entries after seq, at most limit (1..1000).
@@ -336,11 +293,7 @@ func (s *Service) Audit(after uint64, limit int) ([]AuditEvent, error) {
 // RecordAudit appends an event that is not part of another change (a
 // backup, say).
 func (s *Service) RecordAudit(ctx context.Context, actor Actor, e AuditEvent) error {
-	err := s.store.Update(ctx, func(t Tx) error { return s.audit(t, actor, e) })
-	if err == nil {
-		s.logAudit(e)
-	}
-	return err
+	return s.write(ctx, actor, func(c *change) error { return c.audit(e) })
 }
 
 // ActPasswordChanged records that the sign-in helper saw a password change.
@@ -351,26 +304,24 @@ const ActPasswordChanged = "account.password_changed"
 // point 6). A user cannot clear their own flag: the route is root's.
 func (s *Service) PasswordChanged(ctx context.Context, actor Actor, name string) (*Account, error) {
 	var out *Account
-	ev := AuditEvent{Action: ActPasswordChanged, Account: name}
-	err := s.store.Update(ctx, func(t Tx) error {
-		a, err := t.Account(name)
+	err := s.write(ctx, actor, func(c *change) error {
+		a, err := c.Account(name)
 		if err != nil {
 			return err
 		}
+		ev := AuditEvent{Action: ActPasswordChanged, Account: name}
 		if !a.HasFlag(FlagPasswordChangeRequired) {
 			ev.Detail = "no change was required"
 		}
 		a.SetFlag(FlagPasswordChangeRequired, false)
-		a.UpdatedAt = s.now().UTC()
-		if err := t.PutAccount(a); err != nil {
+		if err := c.putAccountIf(true, a); err != nil {
 			return err
 		}
 		out = a
-		return s.audit(t, actor, ev)
+		return c.audit(ev)
 	})
 	if err != nil {
 		return nil, err
 	}
-	s.logAudit(ev)
 	return out, nil
 }

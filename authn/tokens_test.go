@@ -68,7 +68,7 @@ func TestHardwareTokens(t *testing.T) {
 		t.Fatal(err)
 	}
 	f.clk.Add(30 * time.Second)
-	if _, err := f.svc.Authenticate(f.ctx, f.admin, authn.AuthRequest{Account: "dave", Code: f.code(secret, 0)}); err != nil {
+	if _, err := f.svc.Authenticate(f.ctx, f.admin, authn.AuthRequest{Account: "dave", Code: f.code(secret, 0)}, nil); err != nil {
 		t.Fatal(err)
 	}
 
@@ -86,8 +86,8 @@ func TestHardwareTokens(t *testing.T) {
 	for _, tc := range []struct {
 		c    uint64
 		want string
-	}{{1, authn.CodeInvalidCode}, {2, ""}, {2, authn.CodeInvalidCode}, {12, ""}, {30, authn.CodeInvalidCode}} {
-		_, err := f.svc.Authenticate(f.ctx, f.admin, authn.AuthRequest{Account: "erin", Code: hcode(tc.c)})
+	}{{1, authn.CodeCodeAlreadyUsed}, {2, ""}, {2, authn.CodeCodeAlreadyUsed}, {12, ""}, {30, authn.CodeInvalidCode}} {
+		_, err := f.svc.Authenticate(f.ctx, f.admin, authn.AuthRequest{Account: "erin", Code: hcode(tc.c)}, nil)
 		if tc.want == "" && err != nil {
 			t.Errorf("HOTP counter %d: %v", tc.c, err)
 		} else if tc.want != "" {
@@ -98,7 +98,7 @@ func TestHardwareTokens(t *testing.T) {
 	if _, err := f.svc.Resync(f.ctx, f.admin, "erin", he.Device.ID, authn.CodePair{Code1: hcode(500), Code2: hcode(501)}); err != nil {
 		t.Fatalf("HOTP resync: %v", err)
 	}
-	if _, err := f.svc.Authenticate(f.ctx, f.admin, authn.AuthRequest{Account: "erin", Code: hcode(503)}); err != nil {
+	if _, err := f.svc.Authenticate(f.ctx, f.admin, authn.AuthRequest{Account: "erin", Code: hcode(503)}, nil); err != nil {
 		t.Fatalf("after HOTP resync: %v", err)
 	}
 }

@@ -83,8 +83,15 @@ func VerifyAssertion(cred StoredCredential, in AssertionInput, want AssertionExp
 	if err := verifySig("assertion", key, alg, signed, in.Signature); err != nil {
 		return ad.SignCount, err
 	}
-	if (cred.SignCount != 0 || ad.SignCount != 0) && ad.SignCount <= cred.SignCount {
+	if !CounterAdvances(cred.SignCount, ad.SignCount) {
 		return ad.SignCount, fail(ErrCounterNotIncreasing, "sign counter %d after %d: the key may be cloned", ad.SignCount, cred.SignCount)
 	}
 	return ad.SignCount, nil
+}
+
+// CounterAdvances is the signature counter rule (WebAuthn §6.1.1): when
+// the stored or the new counter is not zero, the new one must be greater.
+// Two zero counters pass: some keys keep none.
+func CounterAdvances(stored, received uint32) bool {
+	return (stored == 0 && received == 0) || received > stored
 }

@@ -158,41 +158,29 @@ func (s *Server) authenticate(c *call) error {
 	if err := c.decode(&req); err != nil {
 		return err
 	}
+	in := authn.AuthRequest{Account: req.Account, Code: req.Code, NextCode: req.NextCode,
+		RecoveryToken: req.RecoveryToken, PIN: req.PIN, WaitForKey: req.WaitForKey}
 	result := func(res *authn.AuthResult) api.AuthResult {
 		out := api.AuthResult{OK: true, Method: res.Method, Account: req.Account,
 			StepUpToken: res.StepUpToken, StepUpExpiry: res.StepUpExpiry}
 		if res.Device.ID != "" {
 			out.Device = &api.DeviceRef{ID: res.Device.ID, Type: string(res.Device.Type), Label: res.Device.Label}
 		}
-		switch res.ActiveDevices {
-		case 1:
+		if res.ActiveDevices == 1 {
 			out.Warning = singleDeviceWarningText
-		case -1:
-			if devs, err := s.b.Devices.Devices(req.Account); err == nil {
-				out.Warning = singleDeviceWarning(devs)
-			}
 		}
 		return out
 	}
-	if req.RecoveryToken != "" {
-		res, err := s.b.Devices.AuthenticateRecovery(c.ctx(), c.actor(), req.Account, req.RecoveryToken)
-		if err != nil {
-			return err
-		}
-		writeJSON(c.w, http.StatusOK, result(res))
-		return nil
-	}
-	if req.Code == "" {
+	if in.NeedsTouch() {
 		return c.runLong(func(progress func(string, map[string]any)) (any, error) {
-			res, err := s.b.Devices.AuthenticateFIDO(c.ctx(), c.actor(),
-				authn.FIDOAuthRequest{Account: req.Account, PIN: req.PIN, WaitForKey: req.WaitForKey}, progress)
+			res, err := s.b.Devices.Authenticate(c.ctx(), c.actor(), in, progress)
 			if err != nil {
 				return nil, err
 			}
 			return result(res), nil
 		})
 	}
-	res, err := s.b.Devices.Authenticate(c.ctx(), c.actor(), authn.AuthRequest{Account: req.Account, Code: req.Code})
+	res, err := s.b.Devices.Authenticate(c.ctx(), c.actor(), in, nil)
 	if err != nil {
 		return err
 	}

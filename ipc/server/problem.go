@@ -46,6 +46,7 @@ func problemOf(err error) *api.Problem {
 	if e.RetryAfter > 0 {
 		p.RetryAfter = max(1, int((e.RetryAfter+999_999_999)/1_000_000_000))
 	}
+	p.Hint = e.Hint
 	p.Extra = e.Extra
 	return p
 }

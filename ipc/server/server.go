@@ -87,10 +87,8 @@ type DeviceBackend interface {
 	Enroll(ctx context.Context, actor authn.Actor, account string, req authn.EnrollRequest) (*authn.Enrollment, error)
 	Activate(ctx context.Context, actor authn.Actor, account, id string, codes authn.CodePair) (*authn.Device, error)
 	Resync(ctx context.Context, actor authn.Actor, account, id string, codes authn.CodePair) (*authn.Device, error)
-	Authenticate(ctx context.Context, actor authn.Actor, req authn.AuthRequest) (*authn.AuthResult, error)
+	Authenticate(ctx context.Context, actor authn.Actor, req authn.AuthRequest, progress authn.Progress) (*authn.AuthResult, error)
 	EnrollFIDO(ctx context.Context, actor authn.Actor, account string, req authn.FIDOEnrollRequest, progress authn.Progress) (*authn.Device, error)
-	AuthenticateFIDO(ctx context.Context, actor authn.Actor, req authn.FIDOAuthRequest, progress authn.Progress) (*authn.AuthResult, error)
-	AuthenticateRecovery(ctx context.Context, actor authn.Actor, account, token string) (*authn.AuthResult, error)
 	Deactivate(ctx context.Context, actor authn.Actor, account, id string) (*authn.Device, error)
 	Delete(ctx context.Context, actor authn.Actor, account, id string, opts authn.DeleteOptions) error
 	ReportLost(ctx context.Context, actor authn.Actor, account, id string) (*authn.Device, error)
