@@ -399,18 +399,29 @@ func (s *Service) touchKey(ctx context.Context, actor Actor, req AuthRequest, pr
 			return err
 		}
 		devs, err := t.Devices(req.Account)
+		if err != nil {
+			return err
+		}
+		cloned := ""
 		for _, d := range devs {
-			if d.State == StateActive && d.FIDO != nil && !d.FIDO.PossiblyCloned {
+			switch {
+			case d.State != StateActive || d.FIDO == nil:
+			case d.FIDO.PossiblyCloned:
+				cloned = d.ID
+			default:
 				creds = append(creds, d)
 			}
 		}
-		return err
+		switch {
+		case len(creds) == 0 && cloned != "":
+			return Errorf(ClassForbidden, CodePossiblyCloned, "the account's security key %s is marked possibly cloned: it is refused until an admin looks at it", cloned)
+		case len(creds) == 0:
+			return Errorf(ClassConflict, CodeNoActiveDevice, "%s has no active security key", req.Account)
+		}
+		return nil
 	})
 	if err != nil {
 		return nil, err
-	}
-	if len(creds) == 0 {
-		return nil, Errorf(ClassConflict, CodeNoActiveDevice, "%s has no active security key", req.Account)
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.fido.TouchTimeout)
 	defer cancel()
