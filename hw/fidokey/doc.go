@@ -4,9 +4,9 @@
 // once and caches it, and runs the authenticator commands mfad needs:
 // MakeCredential, GetAssertion with GetNextAssertion, ClientPIN (retries,
 // set, change, and the pinUvAuthToken behind a PIN, chosen by protocol and
-// CTAP version), Reset, Selection and Wink. SelectByTouch runs one
-// operation on several keys at once and keeps the one the user touches,
-// cancelling the others (CTAPHID_CANCEL).
+// CTAP version), Reset, Selection and Wink. Choosing among several keys
+// (the one the user touches wins, the others get CTAPHID_CANCEL through
+// their cancelled context) is the relying party's race, in authn.
 //
 // It is transport-level: it does not judge attestations or assertions,
 // which is the relying party's work (authn/fido2). Device errors come back
