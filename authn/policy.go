@@ -13,8 +13,8 @@ type Policy struct {
 	// VerifyWindow is how many steps either side of the learned drift a
 	// sign-in code is accepted.
 	VerifyWindow int
-	// ResyncWindow is how many steps either side resync searches, and
-	// how far a refused code is looked for to answer device_out_of_sync.
+	// ResyncWindow is how many steps either side resync searches, and how
+	// far a sign-in with a code and the next code looks for them.
 	ResyncWindow int
 	// HOTPLookAhead is how many counters past the last one an event-based
 	// token's code is accepted; HOTPResyncWindow bounds its forward resync.

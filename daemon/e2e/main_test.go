@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -378,6 +379,51 @@ func helperMain() int {
 			a.Body = b
 		}
 		json.NewEncoder(os.Stdout).Encode(a)
+		return 0
+	case "burst":
+		// One connection per request body (JSON lines on stdin), all
+		// connected first, then every request sent at once; prints the
+		// answers as a JSON array, in the order of the bodies.
+		var bodies []string
+		sc := bufio.NewScanner(os.Stdin)
+		for sc.Scan() {
+			bodies = append(bodies, sc.Text())
+		}
+		conns := make([]net.Conn, len(bodies))
+		for i := range bodies {
+			c, err := net.Dial("unix", sock)
+			if err != nil {
+				fmt.Fprintln(os.Stderr, err)
+				return 1
+			}
+			conns[i] = c
+		}
+		answers := make([]answer, len(bodies))
+		start := make(chan struct{})
+		var wg sync.WaitGroup
+		for i, body := range bodies {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				<-start
+				fmt.Fprintf(conns[i], "POST %s HTTP/1.1\r\nHost: mfad\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s",
+					os.Getenv("MFAD_E2E_PATH"), len(body), body)
+				resp, err := http.ReadResponse(bufio.NewReader(conns[i]), nil)
+				if err != nil {
+					answers[i].Code = "transport: " + err.Error()
+					return
+				}
+				b, _ := io.ReadAll(resp.Body)
+				answers[i].Status = resp.StatusCode
+				var p struct{ Code string }
+				if json.Unmarshal(b, &p) == nil {
+					answers[i].Code = p.Code
+				}
+			}()
+		}
+		close(start)
+		wg.Wait()
+		json.NewEncoder(os.Stdout).Encode(answers)
 		return 0
 	case "hold":
 		// Open N connections, report how many were admitted, and hold

@@ -173,6 +173,10 @@ func TestPAMTOTP(t *testing.T) {
 		t.Errorf("wrong code: exit %d\n%s", code, out)
 	}
 	noCodeIn(t, out, wrongCode(good))
+	// The module gets the same treatment as any client: a failure counts.
+	if acc := account(t, d, userSelf); acc.FailedAttempts != 1 {
+		t.Errorf("failed attempts not counted: %+v", acc)
+	}
 	out, code = pamtester(t, svc, userSelf, good+"\n", "authenticate")
 	if code != 0 || !strings.Contains(out, "successfully authenticated") || !strings.Contains(out, "Verification code") {
 		t.Fatalf("good code: exit %d\n%s", code, out)
@@ -189,9 +193,9 @@ func TestPAMTOTP(t *testing.T) {
 	if out, code = pamtester(t, svc, "mfad-e2e-nobody", "", "authenticate"); code == 0 {
 		t.Errorf("unknown user accepted:\n%s", out)
 	}
-	// The module gets the same treatment as any client: a failure counts.
-	if acc := account(t, d, userSelf); acc.FailedAttempts == 0 {
-		t.Errorf("failed attempts not counted: %+v", acc)
+	// A replay is refused but is no guess: it is not counted.
+	if acc := account(t, d, userSelf); acc.FailedAttempts != 0 {
+		t.Errorf("a replay or an empty conversation counted as a failure: %+v", acc)
 	}
 }
 
