@@ -289,9 +289,9 @@ func TestFIDOCounterRollbackMarksClone(t *testing.T) {
 	if !found {
 		t.Error("no possibly_cloned audit entry")
 	}
-	// A marked device no longer signs in.
+	// A marked device no longer signs in, and the answer says why.
 	_, err = f.svc.Authenticate(f.ctx, root, authn.AuthRequest{Account: "rui"}, nil)
-	wantCode(t, err, authn.CodeNoActiveDevice)
+	wantCode(t, err, authn.CodePossiblyCloned)
 }
 
 // A software key that looks like hardware (exposed through uhid) is still
