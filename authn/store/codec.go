@@ -8,9 +8,9 @@ import (
 	bolt "go.etcd.io/bbolt"
 )
 
-// Records are CBOR (schema v3 on; v1 and v2 wrote JSON): the same field
-// names as the JSON the API shows (cbor reads the json tags), at a third
-// of encoding/json's decoding cost on the sign-in path. Decoding is
+// Records are CBOR (schema v3 on; v1 and v2 wrote JSON) of the record
+// types in schema.go, whose explicit keys keep the names v3 first wrote,
+// at a third of encoding/json's decoding cost on the sign-in path. Decoding is
 // bounded like any input, since a damaged file is input too.
 var (
 	recEnc cbor.EncMode

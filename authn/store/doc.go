@@ -1,16 +1,17 @@
 // Package store is the bbolt implementation of authn.Store: one file,
 // mfad.db, under the state directory.
 //
-// Bucket tree (schema version 3; records are CBOR with the JSON field names):
+// Bucket tree (schema version 3; records are CBOR, of this package's own
+// record types with explicit keys (schema.go), never authn's or the wire's):
 //
 //	mfad/                      root; key "schema" = big-endian uint32 version
 //	├── meta/                  key/value settings fixed at first start (created_at, rp_id),
 //	│                          and key_check: a constant sealed under the master key
-//	├── accounts/              <name>   -> authn.Account
+//	├── accounts/              <name>   -> accountRec
 //	├── devices/
-//	│   └── <account>/         <id>     -> device record: authn.Device + sealed secret
-//	├── tokens/                <serial> -> token record: authn.Token + sealed secret
-//	├── audit/                 <seq, 8-byte big-endian> -> authn.AuditEvent
+//	│   └── <account>/         <id>     -> deviceRecord, with the sealed secret
+//	├── tokens/                <serial> -> tokenRecord, with the sealed secret
+//	├── audit/                 <seq, 8-byte big-endian> -> auditRec
 //	└── blobs/                 <name>   -> sealed opaque state (software keys: "emulator/<name>")
 //
 // Migrations: v0 -> v1 creates the first five buckets; v1 -> v2 adds blobs;
@@ -20,9 +21,9 @@
 // with the record's bucket path as additional data so a sealed value cannot
 // be moved to another record. The key-check value tells the database's key
 // from any other at Open (see LoadKey and docs/masterkey.md); keyed backups
-// carry the key sealed under a passphrase (Argon2id). Writes go through a group commit: one
-// goroutine runs every queued function in one bbolt transaction and flushes
-// once, so concurrent callers share the fsync.
+// carry the key sealed under a passphrase (Argon2id). Writes go through a
+// group commit: one goroutine runs every queued function in one bbolt
+// transaction and flushes once, so concurrent callers share the fsync.
 //
 // It may import authn, bbolt, cbor, x/crypto/argon2 and the standard library.
 package store

@@ -21,21 +21,21 @@ func NewRecords(key []byte) (*Records, error) {
 }
 
 // EncodeAccount returns a's record.
-func (r *Records) EncodeAccount(a *authn.Account) ([]byte, error) { return encode(a) }
+func (r *Records) EncodeAccount(a *authn.Account) ([]byte, error) { return encode(accountToRec(a)) }
 
 // DecodeAccount reads an account record.
 func (r *Records) DecodeAccount(b []byte) (*authn.Account, error) {
-	var a authn.Account
+	var a accountRec
 	if err := decode(b, &a); err != nil {
 		return nil, fmt.Errorf("store: account record: %w", err)
 	}
-	return &a, nil
+	return a.account(), nil
 }
 
 // EncodeDevice returns d's record (without its secret) and the secret
 // sealed to the device's path.
 func (r *Records) EncodeDevice(d *authn.Device) (rec, sealed []byte, err error) {
-	rec, err = encode(deviceRecord{Device: d})
+	rec, err = encode(deviceToRec(d))
 	if err != nil {
 		return nil, nil, err
 	}
@@ -44,7 +44,7 @@ func (r *Records) EncodeDevice(d *authn.Device) (rec, sealed []byte, err error) 
 
 // DecodeDevice reads a device record and opens its sealed secret.
 func (r *Records) DecodeDevice(rec, sealed []byte) (*authn.Device, error) {
-	dr := deviceRecord{Device: new(authn.Device)}
+	var dr deviceRecord
 	if err := decode(rec, &dr); err != nil {
 		return nil, fmt.Errorf("store: device record: %w", err)
 	}
@@ -55,13 +55,14 @@ func (r *Records) DecodeDevice(rec, sealed []byte) (*authn.Device, error) {
 	if err != nil {
 		return nil, fmt.Errorf("store: device %s/%s: %w", dr.Account, dr.ID, err)
 	}
-	dr.Device.Secret = secret
-	return dr.Device, nil
+	d := dr.device()
+	d.Secret = secret
+	return d, nil
 }
 
 // EncodeToken returns t's record (without its secret) and the sealed secret.
 func (r *Records) EncodeToken(t *authn.Token) (rec, sealed []byte, err error) {
-	rec, err = encode(tokenRecord{Token: t})
+	rec, err = encode(tokenToRec(t))
 	if err != nil {
 		return nil, nil, err
 	}
@@ -70,7 +71,7 @@ func (r *Records) EncodeToken(t *authn.Token) (rec, sealed []byte, err error) {
 
 // DecodeToken reads a token record and opens its sealed secret.
 func (r *Records) DecodeToken(rec, sealed []byte) (*authn.Token, error) {
-	tr := tokenRecord{Token: new(authn.Token)}
+	var tr tokenRecord
 	if err := decode(rec, &tr); err != nil {
 		return nil, fmt.Errorf("store: token record: %w", err)
 	}
@@ -81,8 +82,9 @@ func (r *Records) DecodeToken(rec, sealed []byte) (*authn.Token, error) {
 	if err != nil {
 		return nil, fmt.Errorf("store: token %s: %w", tr.Serial, err)
 	}
-	tr.Token.Secret = secret
-	return tr.Token, nil
+	tok := tr.token()
+	tok.Secret = secret
+	return tok, nil
 }
 
 // Seal seals plain to the record path ad (a blob's "blobs/<name>", say).

@@ -53,10 +53,10 @@ var migrations = []func(root *bolt.Bucket) error{
 			name   []byte
 			newRec func() any
 		}{
-			{bktAccounts, func() any { return new(authn.Account) }},
-			{bktDevices, func() any { return &deviceRecord{Device: new(authn.Device)} }},
-			{bktTokens, func() any { return &tokenRecord{Token: new(authn.Token)} }},
-			{bktAudit, func() any { return new(authn.AuditEvent) }},
+			{bktAccounts, func() any { return new(accountRec) }},
+			{bktDevices, func() any { return new(deviceRecord) }},
+			{bktTokens, func() any { return new(tokenRecord) }},
+			{bktAudit, func() any { return new(auditRec) }},
 		} {
 			if err := reencodeJSON(root.Bucket(m.name), m.newRec); err != nil {
 				return fmt.Errorf("%s: %w", m.name, err)

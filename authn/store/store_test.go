@@ -59,7 +59,7 @@ func TestSecretsSealedOnDisk(t *testing.T) {
 	// Another master key cannot read it, nor open the database.
 	if err := s2.View(func(atx authn.Tx) error {
 		raw := atx.(*tx).bucket(bktDevices).Bucket([]byte("a")).Get([]byte("x"))
-		rec := deviceRecord{Device: new(authn.Device)}
+		var rec deviceRecord
 		if err := decode(raw, &rec); err != nil {
 			return err
 		}
@@ -265,7 +265,11 @@ func TestMigrateJSONRecordsToCBOR(t *testing.T) {
 		}
 		put(root.Bucket(bktAccounts), "jo", &acct)
 		db, _ := root.Bucket(bktDevices).CreateBucketIfNotExists([]byte("jo"))
-		put(db, "d1", deviceRecord{Device: &dev, Sealed: s.seal.seal(secret, deviceAD("jo", "d1"))})
+		// v2's device record: the device's JSON and its sealed secret.
+		put(db, "d1", struct {
+			*authn.Device
+			Sealed []byte `json:"sealed_secret,omitempty"`
+		}{&dev, s.seal.seal(secret, deviceAD("jo", "d1"))})
 		put(root.Bucket(bktAudit), "\x00\x00\x00\x00\x00\x00\x00\x01", &authn.AuditEvent{Seq: 1, Action: "account.create", Account: "jo"})
 		return root.Put(keySchema, []byte{0, 0, 0, 2})
 	})

@@ -26,28 +26,28 @@ func (t *tx) Account(name string) (*authn.Account, error) {
 	if v == nil {
 		return nil, notFound("account", name)
 	}
-	var a authn.Account
-	if err := decode(v, &a); err != nil {
+	var r accountRec
+	if err := decode(v, &r); err != nil {
 		return nil, fmt.Errorf("store: account %q: %w", name, err)
 	}
-	return &a, nil
+	return r.account(), nil
 }
 
 func (t *tx) Accounts() ([]authn.Account, error) {
 	var out []authn.Account
 	err := t.bucket(bktAccounts).ForEach(func(k, v []byte) error {
-		var a authn.Account
-		if err := decode(v, &a); err != nil {
+		var r accountRec
+		if err := decode(v, &r); err != nil {
 			return fmt.Errorf("store: account %q: %w", k, err)
 		}
-		out = append(out, a)
+		out = append(out, *r.account())
 		return nil
 	})
 	return out, err
 }
 
 func (t *tx) PutAccount(a *authn.Account) error {
-	v, err := encode(a)
+	v, err := encode(accountToRec(a))
 	if err != nil {
 		return err
 	}
@@ -65,16 +65,10 @@ func (t *tx) DeleteAccount(name string) error {
 	return nil
 }
 
-// deviceRecord is a device as stored: its JSON plus the sealed secret.
-type deviceRecord struct {
-	*authn.Device
-	Sealed []byte `json:"sealed_secret,omitempty"`
-}
-
 func deviceAD(account, id string) string { return "devices/" + account + "/" + id }
 
 func (t *tx) decodeDevice(v []byte) (*authn.Device, error) {
-	rec := deviceRecord{Device: new(authn.Device)}
+	var rec deviceRecord
 	if err := decode(v, &rec); err != nil {
 		return nil, fmt.Errorf("store: device record: %w", err)
 	}
@@ -82,8 +76,9 @@ func (t *tx) decodeDevice(v []byte) (*authn.Device, error) {
 	if err != nil {
 		return nil, fmt.Errorf("store: device %s/%s: %w", rec.Account, rec.ID, err)
 	}
-	rec.Device.Secret = secret
-	return rec.Device, nil
+	d := rec.device()
+	d.Secret = secret
+	return d, nil
 }
 
 func (t *tx) Devices(account string) ([]authn.Device, error) {
@@ -120,7 +115,9 @@ func (t *tx) PutDevice(d *authn.Device) error {
 	if err != nil {
 		return err
 	}
-	v, err := encode(deviceRecord{Device: d, Sealed: t.s.seal.seal(d.Secret, deviceAD(d.Account, d.ID))})
+	rec := deviceToRec(d)
+	rec.Sealed = t.s.seal.seal(d.Secret, deviceAD(d.Account, d.ID))
+	v, err := encode(rec)
 	if err != nil {
 		return err
 	}
@@ -135,15 +132,10 @@ func (t *tx) DeleteDevice(account, id string) error {
 	return b.Delete([]byte(id))
 }
 
-type tokenRecord struct {
-	*authn.Token
-	Sealed []byte `json:"sealed_secret,omitempty"`
-}
-
 func tokenAD(serial string) string { return "tokens/" + serial }
 
 func (t *tx) decodeToken(v []byte) (*authn.Token, error) {
-	rec := tokenRecord{Token: new(authn.Token)}
+	var rec tokenRecord
 	if err := decode(v, &rec); err != nil {
 		return nil, fmt.Errorf("store: token record: %w", err)
 	}
@@ -151,8 +143,9 @@ func (t *tx) decodeToken(v []byte) (*authn.Token, error) {
 	if err != nil {
 		return nil, fmt.Errorf("store: token %s: %w", rec.Serial, err)
 	}
-	rec.Token.Secret = secret
-	return rec.Token, nil
+	tok := rec.token()
+	tok.Secret = secret
+	return tok, nil
 }
 
 func (t *tx) Token(serial string) (*authn.Token, error) {
@@ -177,7 +170,9 @@ func (t *tx) Tokens() ([]authn.Token, error) {
 }
 
 func (t *tx) PutToken(tok *authn.Token) error {
-	v, err := encode(tokenRecord{Token: tok, Sealed: t.s.seal.seal(tok.Secret, tokenAD(tok.Serial))})
+	rec := tokenToRec(tok)
+	rec.Sealed = t.s.seal.seal(tok.Secret, tokenAD(tok.Serial))
+	v, err := encode(rec)
 	if err != nil {
 		return err
 	}
@@ -195,7 +190,7 @@ func (t *tx) AppendAudit(e *authn.AuditEvent) error {
 		return err
 	}
 	e.Seq = seq
-	v, err := encode(e)
+	v, err := encode(auditToRec(e))
 	if err != nil {
 		return err
 	}
@@ -220,11 +215,11 @@ func (t *tx) Audit(after uint64, limit int) ([]authn.AuditEvent, error) {
 	c := t.bucket(bktAudit).Cursor()
 	var out []authn.AuditEvent
 	for k, v := c.Seek(binary.BigEndian.AppendUint64(nil, after+1)); k != nil && len(out) < limit; k, v = c.Next() {
-		var e authn.AuditEvent
+		var e auditRec
 		if err := decode(v, &e); err != nil {
 			return nil, fmt.Errorf("store: audit entry %d: %w", binary.BigEndian.Uint64(k), err)
 		}
-		out = append(out, e)
+		out = append(out, e.event())
 	}
 	return out, nil
 }
