@@ -54,6 +54,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	events := newHub()
 	keys := newKeyRing(ctx, log, st, events, cfg.Emulator.Enabled)
 	defer keys.close()
+	keys.mds = fidoPolicy.Attestation.MDS
 	if cfg.Emulator.Presence == "manual" {
 		keys.presence = emu.PresenceManual
 	}

@@ -9,9 +9,11 @@ import (
 	"regexp"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/mfad/mfad/authn"
+	"github.com/mfad/mfad/authn/fido2"
 	"github.com/mfad/mfad/hw/ctap2"
 	"github.com/mfad/mfad/hw/ctaphid"
 	"github.com/mfad/mfad/hw/emu"
@@ -29,6 +31,7 @@ type keyRing struct {
 	hub       *hub
 	emulators bool // software keys enabled
 	presence  emu.Presence
+	mds       *fido2.MDS // names AAGUIDs in battery reports, may be nil
 
 	mu      sync.Mutex
 	keys    map[string]*keyEntry
@@ -53,6 +56,8 @@ type keyEntry struct {
 
 	errMu   sync.Mutex
 	lastErr string
+
+	checking atomic.Bool // the battery runs on it
 }
 
 // noteError remembers a failure of the key itself (not a refusal such as

@@ -32,6 +32,7 @@ var wantPerm = map[string]string{
 	"POST /v1/keys/{id}/wink":                           "admin",
 	"POST /v1/keys/{id}/pin":                            "admin",
 	"POST /v1/keys/{id}/reset":                          "admin",
+	"POST /v1/keys/{id}/check":                          "admin",
 	"GET /v1/emulators":                                 "admin",
 	"POST /v1/emulators":                                "admin",
 	"DELETE /v1/emulators/{id}":                         "admin",

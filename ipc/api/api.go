@@ -31,6 +31,7 @@ const (
 	PathKeyWink        = "/v1/keys/{id}/wink"
 	PathKeyPIN         = "/v1/keys/{id}/pin"
 	PathKeyReset       = "/v1/keys/{id}/reset"
+	PathKeyCheck       = "/v1/keys/{id}/check"
 	PathEmulators      = "/v1/emulators"
 	PathEmulator       = "/v1/emulators/{id}"
 	PathEmulatorAction = "/v1/emulators/{id}/{action}" // touch, unplug, plug, fault
@@ -414,6 +415,67 @@ type KeyPIN struct {
 	CurrentPIN string `json:"current_pin,omitempty"`
 }
 
+// KeyCheckRequest is the body of POST /v1/keys/{id}/check: run the
+// conformance battery on a key.
+type KeyCheckRequest struct {
+	// Destructive allows the checks that change what the key holds: set
+	// and change its PIN, make and erase credentials, reset it.
+	Destructive bool `json:"destructive,omitempty"`
+	// PIN is the key's PIN when it has one, or the PIN the destructive
+	// checks set. It is never logged nor echoed.
+	PIN string `json:"pin,omitempty"`
+	// Only runs just the checks with these ids.
+	Only []string `json:"only,omitempty"`
+}
+
+// KeyCheckReport answers it: the battery's verdicts on one key (the JSON
+// report of docs/hardware.md).
+type KeyCheckReport struct {
+	Key        KeyIdentity      `json:"key"`
+	Started    time.Time        `json:"started"`
+	DurationMS int64            `json:"duration_ms"`
+	Passed     int              `json:"passed"`
+	Failed     int              `json:"failed"`
+	Skipped    int              `json:"skipped"`
+	Results    []KeyCheckResult `json:"results"`
+}
+
+// KeyIdentity says which key a report is about.
+type KeyIdentity struct {
+	ID           string `json:"id"` // the key's id in /v1/keys
+	Driver       string `json:"driver"`
+	Path         string `json:"path"`
+	VendorID     uint16 `json:"vendor_id"`
+	ProductID    uint16 `json:"product_id"`
+	Manufacturer string `json:"manufacturer,omitempty"`
+	Product      string `json:"product,omitempty"`
+	Serial       string `json:"serial,omitempty"`
+	AAGUID       string `json:"aaguid"`
+	// AAGUIDDescription is the model's name from the configured offline
+	// MDS3 blob, when it lists the AAGUID.
+	AAGUIDDescription string `json:"aaguid_description,omitempty"`
+	// Firmware is GetInfo's firmwareVersion (0 when the key gives none);
+	// DeviceVersion the CTAPHID_INIT device version "major.minor.build".
+	Firmware      uint64   `json:"firmware"`
+	DeviceVersion string   `json:"device_version"`
+	Versions      []string `json:"versions"`
+}
+
+// KeyCheckResult is one check's outcome. Result is "pass", "fail" or
+// "skip"; Reason says why it failed or was skipped; Observed lists what
+// the check saw. In progress events ("check_started") Result is empty.
+type KeyCheckResult struct {
+	ID          string   `json:"id"`
+	Name        string   `json:"name"`
+	Section     string   `json:"section"`
+	Touch       bool     `json:"touch,omitempty"`
+	Destructive bool     `json:"destructive,omitempty"`
+	Result      string   `json:"result,omitempty"`
+	Reason      string   `json:"reason,omitempty"`
+	Observed    []string `json:"observed,omitempty"`
+	DurationMS  int64    `json:"duration_ms,omitempty"`
+}
+
 // AddEmulator is the body of POST /v1/emulators.
 type AddEmulator struct {
 	Name     string `json:"name"`
@@ -458,6 +520,11 @@ type Event struct {
 	OK     *bool       `json:"ok,omitempty"`
 	Result any         `json:"result,omitempty"`
 	Error  *Problem    `json:"error,omitempty"`
+	// Check is the check an event of POST /v1/keys/{id}/check is about
+	// ("check_started", "check_done", "touch_required", "do_not_touch",
+	// "replug_required"); Message says what the user must do.
+	Check   *KeyCheckResult `json:"check,omitempty"`
+	Message string          `json:"message,omitempty"`
 }
 
 // TemporaryCodeRequest is the body of POST /v1/accounts/{name}/temporary-code.

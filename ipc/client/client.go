@@ -364,6 +364,17 @@ func (c *Client) ResetKey(ctx context.Context, id string) error {
 	return c.Do(ctx, "POST", keyPath(api.PathKeyReset, id), nil, nil, nil)
 }
 
+// CheckKey calls POST /v1/keys/{id}/check: the conformance battery, with
+// progress (check_started, touch_required, do_not_touch, replug_required,
+// check_done) when onEvent is not nil.
+func (c *Client) CheckKey(ctx context.Context, id string, req api.KeyCheckRequest, onEvent func(api.Event)) (*api.KeyCheckReport, error) {
+	var out api.KeyCheckReport
+	if onEvent == nil {
+		return &out, c.Do(ctx, "POST", keyPath(api.PathKeyCheck, id), req, &out, nil)
+	}
+	return &out, c.stream(ctx, "POST", keyPath(api.PathKeyCheck, id), req, &out, onEvent)
+}
+
 // Emulators calls GET /v1/emulators.
 func (c *Client) Emulators(ctx context.Context) ([]api.Emulator, error) {
 	var out api.EmulatorList

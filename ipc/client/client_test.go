@@ -74,6 +74,7 @@ func TestOneMethodPerRoute(t *testing.T) {
 		func() error { return c.WinkKey(ctx, "k") },
 		func() error { return c.SetKeyPIN(ctx, "k", api.KeyPIN{PIN: "1234"}) },
 		func() error { return c.ResetKey(ctx, "k") },
+		func() error { _, err := c.CheckKey(ctx, "k", api.KeyCheckRequest{}, nil); return err },
 		func() error { _, err := c.Emulators(ctx); return err },
 		func() error { _, err := c.AddEmulator(ctx, api.AddEmulator{Name: "e"}); return err },
 		func() error { return c.RemoveEmulator(ctx, "e") },

@@ -42,6 +42,25 @@ func (s *Server) resetKey(c *call) error {
 	})
 }
 
+// keyCheckDeadline bounds a battery run: it waits for a dozen touches and
+// perhaps a replug, each up to the key's touch timeout.
+const keyCheckDeadline = 15 * time.Minute
+
+// checkKey runs the conformance battery on a key. A failing check is a
+// verdict of the report, not an error of the request. The body may be
+// empty (the non-destructive battery).
+func (s *Server) checkKey(c *call) error {
+	var req api.KeyCheckRequest
+	if c.r.ContentLength != 0 {
+		if err := c.decode(&req); err != nil {
+			return err
+		}
+	}
+	return c.runLongFor(keyCheckDeadline, func(progress func(string, map[string]any)) (any, error) {
+		return s.b.Keys.CheckKey(c.ctx(), c.r.PathValue("id"), req, progress)
+	})
+}
+
 func (s *Server) listEmulators(c *call) error {
 	list, err := s.b.Keys.Emulators()
 	if err != nil {

@@ -80,6 +80,7 @@ func (s *Server) routeTable() []Route {
 		{Method: "GET", Pattern: api.PathEvents, Perm: PermAnyone, Stream: true, handle: s.events},
 		{Method: "GET", Pattern: api.PathInfo, Perm: PermAnyone, handle: s.info},
 		{Method: "GET", Pattern: api.PathKeys, Perm: PermAnyone, handle: s.listKeys},
+		{Method: "POST", Pattern: api.PathKeyCheck, Perm: PermAdmin, handle: s.checkKey},
 		{Method: "POST", Pattern: api.PathKeyPIN, Perm: PermAdmin, handle: s.keyPIN},
 		{Method: "POST", Pattern: api.PathKeyReset, Perm: PermAdmin, handle: s.resetKey},
 		{Method: "POST", Pattern: api.PathKeyWink, Perm: PermAdmin, handle: s.winkKey},

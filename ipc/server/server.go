@@ -68,6 +68,10 @@ type KeyBackend interface {
 	Wink(ctx context.Context, id string) error
 	SetPIN(ctx context.Context, id, current, pin string) error
 	Reset(ctx context.Context, id string) error
+	// CheckKey runs the conformance battery on a key; progress, when not
+	// nil, receives "check_started", "check_done", "touch_required",
+	// "do_not_touch" and "replug_required" with "check" and "message".
+	CheckKey(ctx context.Context, id string, req api.KeyCheckRequest, progress func(string, map[string]any)) (*api.KeyCheckReport, error)
 	Emulators() ([]api.Emulator, error)
 	AddEmulator(name, presence string) (*api.Emulator, error)
 	RemoveEmulator(name string) error

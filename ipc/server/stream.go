@@ -70,6 +70,12 @@ func (n *ndjson) progress(event string, fields map[string]any) {
 	if k, ok := fields["keys"].(int); ok {
 		e.Keys = k
 	}
+	if c, ok := fields["check"].(*api.KeyCheckResult); ok {
+		e.Check = c
+	}
+	if m, ok := fields["message"].(string); ok {
+		e.Message = m
+	}
 	n.write(e)
 }
 
@@ -92,7 +98,13 @@ func (n *ndjson) result(v any, err error) {
 // runLong runs a long operation, streaming its progress when the client
 // asked for NDJSON, and answers v (or the error) at the end.
 func (c *call) runLong(op func(progress func(string, map[string]any)) (any, error)) error {
-	release, err := c.beginLong(longOpDeadline)
+	return c.runLongFor(longOpDeadline, op)
+}
+
+// runLongFor is runLong with a deadline of its own, for operations that
+// wait for the user more than once.
+func (c *call) runLongFor(deadline time.Duration, op func(progress func(string, map[string]any)) (any, error)) error {
+	release, err := c.beginLong(deadline)
 	if err != nil {
 		return err
 	}
