@@ -160,6 +160,7 @@ func keyCmd(a *app) *cobra.Command {
 				return a.client().ResetKey(cmd.Context(), args[0])
 			}}),
 	)
+	cmd.AddCommand(labCmds(a)...)
 	return cmd
 }
 
