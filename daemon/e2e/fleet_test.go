@@ -134,6 +134,37 @@ func TestFleetTwoDaemonsOnePostgres(t *testing.T) {
 		t.Errorf("B's audit lacks the loss reported on A: %+v", page.Events)
 	}
 
+	// The database stops: both daemons keep running, say so, and refuse
+	// sign-ins (no offline cache yet); it comes back: both are online again.
+	if err := f.pg.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	for name, w := range map[string]*world{"A": f.a, "B": f.b} {
+		var info api.Info
+		w.must(w.as("", "GET", "/v1/info", "", &info), 200)
+		if info.Store.State != "offline" || info.Store.OfflineSince == nil {
+			t.Errorf("%s: /v1/info with the database stopped: %+v", name, info.Store)
+		}
+		if out, _, _ := mfactl(t, w.d.sock, "info"); !strings.Contains(out, "postgres (offline since ") {
+			t.Errorf("%s: mfactl info with the database stopped: %s", name, out)
+		}
+		a := w.as(me, "POST", "/v1/authenticate", fmt.Sprintf(`{"account":%q,"code":"123456"}`, me), nil)
+		if a.Status/100 != 5 || strings.Contains(string(a.Body), f.pg.Password) {
+			t.Errorf("%s: sign-in with the database stopped: %d %s", name, a.Status, a.Body)
+		}
+	}
+	if err := f.pg.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	for name, w := range map[string]*world{"A": f.a, "B": f.b} {
+		var info api.Info
+		w.must(w.as("", "GET", "/v1/info", "", &info), 200)
+		if info.Store.State != "online" {
+			t.Errorf("%s: /v1/info after the database came back: %+v", name, info.Store)
+		}
+		w.must(w.as(me, "GET", "/v1/accounts/"+me+"/devices", "", nil), 200)
+	}
+
 	// A host with another key is refused at start, naming the fix.
 	other := make([]byte, 32)
 	rand.Read(other)
@@ -165,6 +196,9 @@ func TestFleetBadDatabaseRefusedAtStart(t *testing.T) {
 		cmd.Stderr = &stderr
 		if err := cmd.Run(); err == nil || !strings.Contains(stderr.String(), want) {
 			t.Errorf("dsn %q: %v, want %q in\n%s", dsn, err, want, stderr.String())
+		}
+		if strings.Contains(stderr.String(), "password=") {
+			t.Errorf("the refusal shows the DSN's password: %s", stderr.String())
 		}
 	}
 	run(strings.Replace(f.dsn, "password="+f.pg.Password, "password=wrong", 1), "password authentication failed")
