@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/mfad/mfad/ipc/api"
 )
@@ -145,4 +146,67 @@ func TestKeyCheckDestructiveOnSoftwareKey(t *testing.T) {
 func isCode(err error, code string) bool {
 	var p *api.Problem
 	return errors.As(err, &p) && p.Code == code
+}
+
+// TestKeyCheckTouchPrompts: a software key that waits for touches. The
+// stream asks for each touch inside the check that needs it (the test
+// touches the key through the API while asked), warns before the wait
+// that must not be answered, and every non-destructive check passes,
+// KEEPALIVE and CANCEL included.
+func TestKeyCheckTouchPrompts(t *testing.T) {
+	d := startWithEmulators(t, "")
+	c := d.client()
+	ctx := context.Background()
+	if _, err := c.AddEmulator(ctx, api.AddEmulator{Name: "hand", Presence: "manual"}); err != nil {
+		t.Fatal(err)
+	}
+	var stop chan struct{}
+	var prompts, warnings int
+	var current *api.KeyCheckResult
+	rep, err := c.CheckKey(ctx, "emu-hand", api.KeyCheckRequest{}, func(e api.Event) {
+		switch e.Event {
+		case "check_started":
+			current = e.Check
+		case "touch_required":
+			prompts++
+			if current == nil || !current.Touch || e.Check == nil || e.Check.ID != current.ID || e.Message == "" {
+				t.Errorf("touch prompt %+v during %+v", e, current)
+			}
+			if stop == nil {
+				stop = make(chan struct{})
+				go func(stop chan struct{}) {
+					for {
+						c.EmulatorAction(ctx, "hand", "touch", nil)
+						select {
+						case <-stop:
+							return
+						case <-time.After(20 * time.Millisecond):
+						}
+					}
+				}(stop)
+			}
+		case "do_not_touch":
+			warnings++
+		case "check_done":
+			if stop != nil {
+				close(stop)
+				stop = nil
+			}
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range rep.Results {
+		want := "pass"
+		if r.Destructive {
+			want = "skip"
+		}
+		if r.Result != want {
+			t.Errorf("%s: %s %s %v", r.ID, r.Result, r.Reason, r.Observed)
+		}
+	}
+	if prompts == 0 || warnings != 1 {
+		t.Errorf("%d touch prompts, %d warnings not to touch", prompts, warnings)
+	}
 }
