@@ -3,6 +3,7 @@ package authn
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -21,6 +22,8 @@ type PendingContact struct {
 	ExpiresAt time.Time `json:"expires_at"`
 	Attempts  int       `json:"attempts"`
 }
+
+var errOwnerPhone = Errorf(ClassForbidden, CodePermissionDenied, "changing an owner account's phone needs an admin (as for an AWS root user's phone)")
 
 // ContactChange asks to change the account's e-mail or phone.
 type ContactChange struct {
@@ -47,6 +50,25 @@ func (s *Service) RequestContactChange(ctx context.Context, actor Actor, account
 	if kind == "email" && s.mailer == nil || kind == "phone" && s.phone == nil {
 		return "", Errorf(ClassForbidden, CodeRecoveryNeedsAdmin, "no %s channel is configured on this host: ask an admin to record the change", kind)
 	}
+	if kind == "phone" && !actor.Admin && !s.phoneAllowed(value) {
+		return "", Errorf(ClassInvalid, CodeInvalidRequest, "this host accepts phone numbers starting with %s only; ask an admin to record another", strings.Join(s.policy.PhonePrefixes, ", "))
+	}
+	// Refusals come first, so that they do not spend the send budget.
+	if err := s.store.View(func(t Tx) error {
+		if err := s.checkChange(t, actor, account, now); err != nil {
+			return err
+		}
+		a, err := t.Account(account)
+		if err == nil && kind == "phone" && a.Kind == KindOwner && !actor.Admin {
+			return errOwnerPhone
+		}
+		return err
+	}); err != nil {
+		return "", err
+	}
+	if err := s.takeSend(actor, account, sendCode); err != nil {
+		return "", err
+	}
 	code := randomDigits(6)
 	err := s.write(ctx, actor, func(c *change) error {
 		a, err := s.authorizeChange(c, account, false)
@@ -54,7 +76,7 @@ func (s *Service) RequestContactChange(ctx context.Context, actor Actor, account
 			return err
 		}
 		if kind == "phone" && a.Kind == KindOwner && !actor.Admin {
-			return Errorf(ClassForbidden, CodePermissionDenied, "changing an owner account's phone needs an admin")
+			return errOwnerPhone
 		}
 		a.PendingContact = &PendingContact{Kind: kind, Value: value, CodeHash: hashCode(code), ExpiresAt: now.Add(s.policy.RecoveryCodeTTL)}
 		if err := c.putAccountIf(true, a); err != nil {

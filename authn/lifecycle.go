@@ -40,6 +40,10 @@ func (s *Service) notice(ctx context.Context, a *Account, subject, body string) 
 	if s.mailer == nil || a == nil || a.Email == "" {
 		return
 	}
+	if err := s.takeSend(Actor{Admin: true}, a.Name, sendNotice); err != nil {
+		s.log.Warn("account notice not sent: too many this hour", "account", a.Name, "subject", subject)
+		return
+	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancel()
 	if err := s.mailer.SendMail(ctx, a.Email, subject, body+"\n\n-- mfad on "+s.policy.Issuer+"\n"); err != nil {

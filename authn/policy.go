@@ -41,6 +41,14 @@ type Policy struct {
 	RecoveryAttempts int
 	RecoveryResends  int
 	RecoverySession  time.Duration
+	// SendsPerAccount and SendsPerUser bound the codes and notices mfad
+	// sends in an hour for one account, and at the request of one
+	// (non-admin) user.
+	SendsPerAccount int
+	SendsPerUser    int
+	// PhonePrefixes, when set, are the only number prefixes (e.g. "+1",
+	// "+4930") a user may give as their phone.
+	PhonePrefixes []string
 }
 
 // DefaultPolicy is what mfad ships with.
@@ -63,6 +71,8 @@ func DefaultPolicy() Policy {
 		RecoveryAttempts: 5,
 		RecoveryResends:  3,
 		RecoverySession:  15 * time.Minute,
+		SendsPerAccount:  5,
+		SendsPerUser:     5,
 	}
 }
 
@@ -94,6 +104,8 @@ func (p Policy) withDefaults() Policy {
 	setInt(&p.RecoveryAttempts, d.RecoveryAttempts)
 	setInt(&p.RecoveryResends, d.RecoveryResends)
 	setDur(&p.RecoverySession, d.RecoverySession)
+	setInt(&p.SendsPerAccount, d.SendsPerAccount)
+	setInt(&p.SendsPerUser, d.SendsPerUser)
 	if p.Issuer == "" {
 		p.Issuer = d.Issuer
 	}

@@ -112,6 +112,9 @@ func (s *Service) StartRecovery(ctx context.Context, actor Actor, account string
 	if err := s.throttle(a, now); err != nil {
 		return nil, err
 	}
+	if err := s.takeSend(actor, account, sendCode); err != nil {
+		return nil, err
+	}
 	code := randomDigits(8)
 	r := &recovery{id: newID(), account: account, uid: actor.UID, stage: StageEmail, codeHash: hashCode(code),
 		codeUntil: now.Add(s.policy.RecoveryCodeTTL), expires: now.Add(2 * s.policy.RecoveryCodeTTL)}
@@ -183,6 +186,10 @@ func (s *Service) ResendRecoveryCode(ctx context.Context, actor Actor, id string
 	if r.resends >= s.policy.RecoveryResends || r.stage == StageDone {
 		s.recov.mu.Unlock()
 		return nil, Errorf(ClassTooMany, CodeRetryLater, "no more resends for this recovery: start again later")
+	}
+	if err := s.takeSend(actor, r.account, sendCode); err != nil {
+		s.recov.mu.Unlock()
+		return nil, err
 	}
 	r.resends++
 	code := randomDigits(8)
@@ -275,6 +282,9 @@ func (s *Service) VerifyRecoveryCode(ctx context.Context, actor Actor, id, stage
 	}
 	if stage == StageEmail {
 		s.RecordAudit(ctx, actor, AuditEvent{Action: ActRecoveryEmail, Account: r.account, Detail: "e-mail proven; phone code sent to " + maskPhone(a.Phone)})
+		if err := s.takeSend(actor, r.account, sendCode); err != nil {
+			return nil, err // the phone code can be sent again (resend) once the wait is over
+		}
 		if err := s.sendRecoveryCode(ctx, a, r, phoneCode); err != nil {
 			return nil, err
 		}

@@ -54,6 +54,7 @@ type Service struct {
 	mailer  Mailer
 	phone   Phone
 	recov   *recoveries
+	sends   *sendLimits
 }
 
 // NewService returns a Service over store.
@@ -66,7 +67,7 @@ func NewService(store Store, cfg Config) *Service {
 	}
 	svc := &Service{store: store, now: cfg.Now, log: cfg.Logger, policy: cfg.Policy.withDefaults(),
 		stepUps: newStepUps(), clock: newClockWatch(cfg.Logger), fido: cfg.FIDO, keys: cfg.Keys, onAudit: cfg.OnAudit,
-		mailer: cfg.Mailer, phone: cfg.Phone, recov: newRecoveries()}
+		mailer: cfg.Mailer, phone: cfg.Phone, recov: newRecoveries(), sends: newSendLimits()}
 	if svc.fido.TouchTimeout == 0 {
 		svc.fido.TouchTimeout = 30 * time.Second
 	}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"regexp"
 	"strings"
 	"time"
 
@@ -76,6 +77,11 @@ type RecoveryConfig struct {
 	Attempts         int      `toml:"attempts"`
 	Resends          int      `toml:"resends"`
 	Session          Duration `toml:"session"`
+	// SendsPerHour bounds the codes (and, apart, the notices) sent for
+	// one account in an hour; SendsPerHourPerUser those asked by one
+	// non-admin user.
+	SendsPerHour        int `toml:"sends_per_hour"`
+	SendsPerHourPerUser int `toml:"sends_per_hour_per_user"`
 	notify.Config
 }
 
@@ -204,7 +210,8 @@ func DefaultConfig() Config {
 		Emulator: EmulatorConfig{Presence: "auto", Attach: []string{}},
 		Keys:     KeysConfig{Driver: "native", SysRoot: "/sys"},
 		Recovery: RecoveryConfig{TemporaryCodeTTL: Duration{24 * time.Hour}, CodeTTL: Duration{15 * time.Minute},
-			Attempts: 5, Resends: 3, Session: Duration{15 * time.Minute}},
+			Attempts: 5, Resends: 3, Session: Duration{15 * time.Minute},
+			SendsPerHour: 5, SendsPerHourPerUser: 5},
 		Limits: LimitsConfig{
 			MaxBodyBytes: 64 << 10,
 			Connections:  256, ConnectionsPerUID: 32, ConnectionsRootReserved: 64,
@@ -299,6 +306,14 @@ func (c *Config) Validate() error {
 	if r.TemporaryCodeTTL.Duration < time.Minute || r.CodeTTL.Duration < time.Minute || r.Session.Duration < time.Minute || r.Attempts < 1 || r.Resends < 0 {
 		errs = append(errs, errors.New("recovery: durations of at least 1m, attempts >= 1, resends >= 0"))
 	}
+	if r.SendsPerHour < 0 || r.SendsPerHourPerUser < 0 || r.SendsPerHour > 1000 || r.SendsPerHourPerUser > 1000 {
+		errs = append(errs, errors.New("recovery: sends_per_hour and sends_per_hour_per_user must be 1..1000 (0: the default, 5)"))
+	}
+	for _, p := range r.Phone.AllowedPrefixes {
+		if !phonePrefixRE.MatchString(p) {
+			errs = append(errs, fmt.Errorf("recovery.phone: allowed_prefixes entry %q must be digits after an optional + (e.g. \"+1\", \"+4930\")", p))
+		}
+	}
 	if err := r.Config.Validate(); err != nil {
 		errs = append(errs, err)
 	}
@@ -329,6 +344,8 @@ func (c *Config) Validate() error {
 	return nil
 }
 
+var phonePrefixRE = regexp.MustCompile(`^\+?[0-9]{1,15}$`)
+
 // Policy is the domain policy this configuration asks for.
 func (c *Config) Policy() authn.Policy {
 	return authn.Policy{
@@ -349,5 +366,8 @@ func (c *Config) Policy() authn.Policy {
 		RecoveryAttempts: c.Recovery.Attempts,
 		RecoveryResends:  c.Recovery.Resends,
 		RecoverySession:  c.Recovery.Session.Duration,
+		SendsPerAccount:  c.Recovery.SendsPerHour,
+		SendsPerUser:     c.Recovery.SendsPerHourPerUser,
+		PhonePrefixes:    c.Recovery.Phone.AllowedPrefixes,
 	}
 }

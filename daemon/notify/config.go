@@ -54,6 +54,9 @@ type PhoneConfig struct {
 	Webhook string `toml:"webhook"`
 	// Outbox is a directory that keeps the codes (see [Outbox]).
 	Outbox string `toml:"outbox"`
+	// AllowedPrefixes, when set, are the only number prefixes a user may
+	// give as their phone (admins may record any).
+	AllowedPrefixes []string `toml:"allowed_prefixes"`
 }
 
 // Resolve makes relative outbox directories absolute under dir (the
@@ -88,8 +91,9 @@ func checkOutbox(dir string) error {
 // Configured reports whether any e-mail setting is present.
 func (c EmailConfig) Configured() bool { return c != EmailConfig{} }
 
-// Configured reports whether any phone setting is present.
-func (c PhoneConfig) Configured() bool { return c != PhoneConfig{} }
+// Configured reports whether a phone channel is set (allowed_prefixes
+// alone configures none).
+func (c PhoneConfig) Configured() bool { return c.Command != "" || c.Webhook != "" || c.Outbox != "" }
 
 // Validate checks the configuration, reporting every problem at once.
 func (c Config) Validate() error {
