@@ -168,19 +168,29 @@ func (s *Service) recoveryFor(actor Actor, id string, now time.Time) (*recovery,
 	return r, nil
 }
 
-// ResendRecoveryCode sends the current stage's code again (a new one).
-func (s *Service) ResendRecoveryCode(ctx context.Context, actor Actor, id string) (*RecoveryStatus, error) {
-	now := s.now().UTC()
+// recoveryOf returns the recovery id, that actor started, and its
+// account, which must not be disabled.
+func (s *Service) recoveryOf(actor Actor, id string, now time.Time) (*recovery, *Account, error) {
 	r, err := s.recoveryFor(actor, id, now)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	a, err := s.Account(r.account)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if a.HasFlag(FlagDisabled) {
-		return nil, errDisabled(a.Name)
+		return nil, nil, errDisabled(a.Name)
+	}
+	return r, a, nil
+}
+
+// ResendRecoveryCode sends the current stage's code again (a new one).
+func (s *Service) ResendRecoveryCode(ctx context.Context, actor Actor, id string) (*RecoveryStatus, error) {
+	now := s.now().UTC()
+	r, a, err := s.recoveryOf(actor, id, now)
+	if err != nil {
+		return nil, err
 	}
 	s.recov.mu.Lock()
 	if r.resends >= s.policy.RecoveryResends || r.stage == StageDone {
@@ -221,16 +231,9 @@ func (s *Service) recoveryStatus(r *recovery, a *Account) *RecoveryStatus {
 // 6) and notifies its e-mail.
 func (s *Service) VerifyRecoveryCode(ctx context.Context, actor Actor, id, stage, code string) (*RecoveryStatus, error) {
 	now := s.now().UTC()
-	r, err := s.recoveryFor(actor, id, now)
+	r, a, err := s.recoveryOf(actor, id, now)
 	if err != nil {
 		return nil, err
-	}
-	a, err := s.Account(r.account)
-	if err != nil {
-		return nil, err
-	}
-	if a.HasFlag(FlagDisabled) {
-		return nil, errDisabled(a.Name)
 	}
 	resetExpiredLock(a, now)
 	if err := s.throttle(a, now); err != nil {
