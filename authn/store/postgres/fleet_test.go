@@ -97,7 +97,7 @@ func TestFleetCodeAcceptedOnce(t *testing.T) {
 			go func() {
 				defer wg.Done()
 				h := []*host{a, b}[i%2]
-				_, err := h.svc.Authenticate(context.Background(), alice, authn.AuthRequest{Account: "alice", Code: c})
+				_, err := h.svc.Authenticate(context.Background(), alice, authn.AuthRequest{Account: "alice", Code: c}, nil)
 				switch {
 				case err == nil:
 					ok.Add(1)
@@ -125,7 +125,7 @@ func TestFleetLossAndLockoutHoldEverywhere(t *testing.T) {
 	ctx := context.Background()
 	d1, s1 := enroll(t, a, clk)
 	clk.Add(30 * time.Second)
-	res, err := b.svc.Authenticate(ctx, alice, authn.AuthRequest{Account: "alice", Code: code(clk, s1, 0)})
+	res, err := b.svc.Authenticate(ctx, alice, authn.AuthRequest{Account: "alice", Code: code(clk, s1, 0)}, nil)
 	if err != nil {
 		t.Fatalf("sign-in on B with a device enrolled on A: %v", err)
 	}
@@ -142,7 +142,7 @@ func TestFleetLossAndLockoutHoldEverywhere(t *testing.T) {
 		t.Fatal(err)
 	}
 	clk.Add(30 * time.Second)
-	if _, err := b.svc.Authenticate(ctx, alice, authn.AuthRequest{Account: "alice", Code: code(clk, s1, 0)}); err == nil {
+	if _, err := b.svc.Authenticate(ctx, alice, authn.AuthRequest{Account: "alice", Code: code(clk, s1, 0)}, nil); err == nil {
 		t.Fatal("B accepted a code of the device reported lost on A")
 	}
 
@@ -150,10 +150,10 @@ func TestFleetLossAndLockoutHoldEverywhere(t *testing.T) {
 	// delay refuses them first).
 	for range 3 {
 		clk.Add(time.Minute)
-		a.svc.Authenticate(ctx, alice, authn.AuthRequest{Account: "alice", Code: "000000"})
+		a.svc.Authenticate(ctx, alice, authn.AuthRequest{Account: "alice", Code: "000000"}, nil)
 	}
 	clk.Add(time.Minute)
-	_, err = b.svc.Authenticate(ctx, alice, authn.AuthRequest{Account: "alice", Code: code(clk, e2.Secret, 0)})
+	_, err = b.svc.Authenticate(ctx, alice, authn.AuthRequest{Account: "alice", Code: code(clk, e2.Secret, 0)}, nil)
 	if errCode(err) != authn.CodeLockedOut {
 		t.Fatalf("B after a lockout earned on A: %v, want %s", err, authn.CodeLockedOut)
 	}
