@@ -3,8 +3,9 @@
 and pam_oath, measured as docs/research PERF-BASELINE §4 does.
 
 Whole process, timed here: fork/exec of `pamtester SVC USER authenticate`, the
-code written to its stdin, wait4. RUNS sequential runs per repetition; the
-figure is the median of the REPS repetition medians. Child CPU from wait4.
+code written to its stdin, wait4. RUNS runs of each module per repetition, in
+round-robin (one run of each module in turn); the figure is the median of the
+REPS repetition medians. Child CPU from wait4.
 Codes come from oathtool (not timed). State is restored before each run for
 the stateful peers (not timed), so each timed run still does its state write.
 
@@ -13,7 +14,9 @@ different account each time (ACCOUNTS accounts, one TOTP device each, all
 enrolled through the API first); every run is one durable verification.
 
 Usage (root): bench.py --mfad BIN/mfad --module BIN/pam_mfad.so [--runs 200]
-              [--reps 5] [--sink] [--only mfad,gauth,...]
+              [--reps 5] [--sink] [--only mfad,gauth,...] [--module-b OTHER.so]
+--module-b measures a second build of pam_mfad in the same run ("mfad-b",
+against the same mfad, its own accounts), e.g. the build before a change.
 --sink binds a reader on /dev/log for the run (this VM has none, so glibc's
 syslog() writes to /dev/console, which is slow), and removes it afterwards.
 """
@@ -110,8 +113,11 @@ def main():
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--sink", action="store_true")
     ap.add_argument("--only", default="permit,gauth,gauth-reuse,oath,mfad")
+    ap.add_argument("--module-b", help="a second pam_mfad.so to measure in the same run (mfad-b)")
     a = ap.parse_args()
     only = a.only.split(",")
+    if a.module_b and "mfad-b" not in only:
+        only.append("mfad-b")
     work = tempfile.mkdtemp(prefix="mfad-pambench-")
     os.chmod(work, 0o755)
     services, mfad, sink = [], None, None
@@ -142,6 +148,8 @@ def main():
             "oath": "auth required pam_oath.so usersfile=%s window=1" % os.path.join(work, "users.oath"),
             "mfad": "auth required %s socket=%s" % (os.path.abspath(a.module), sock),
         }
+        if a.module_b:
+            svc["mfad-b"] = "auth required %s socket=%s" % (os.path.abspath(a.module_b), sock)
         names = {}
         for k, line in svc.items():
             n = "mfad-bench-%s-%d" % (k, os.getpid())
@@ -163,7 +171,8 @@ def main():
                         pass
 
         accounts = []
-        if "mfad" in only:
+        mfads = [k for k in only if k.startswith("mfad")]
+        if mfads:
             state = os.path.join(work, "state")
             mfad = subprocess.Popen([a.mfad, "--socket", sock, "--state-dir", state, "--log-level", "warn"],
                                     stderr=open(os.path.join(work, "mfad.log"), "w"),
@@ -172,7 +181,7 @@ def main():
                 if os.path.exists(sock):
                     break
                 time.sleep(0.05)
-            for i in range(a.runs):
+            for i in range(a.runs * len(mfads)):
                 name = "perf%03d" % i
                 st, _ = api(sock, "POST", "/v1/accounts", {"name": name, "kind": "member"})
                 assert st == 201, st
@@ -185,18 +194,22 @@ def main():
                 assert st == 200, st
                 accounts.append((name, enr["secret"]))
 
-        for k in only:
-            reps = []
-            for r in range(a.reps):
-                walls, cpus, fails = [], [], 0
-                if k == "mfad":
-                    # A new step for every repetition: each account signs in once per step.
-                    time.sleep(30 - time.time() % 30 + 0.3)
-                cache = {}
-                for i in range(a.runs):
+        # Round-robin: run i of every module, then run i+1, so that the
+        # machine's changing load falls on all of them alike.
+        reps = {k: [] for k in only}
+        for r in range(a.reps):
+            if mfads:
+                # A new step for every repetition: each account signs in once per step.
+                time.sleep(30 - time.time() % 30 + 0.3)
+            walls = {k: [] for k in only}
+            cpus = {k: [] for k in only}
+            fails = {k: 0 for k in only}
+            cache = {}
+            for i in range(a.runs):
+                for k in only:
                     restore(k)
-                    if k == "mfad":
-                        user, secret = accounts[i]
+                    if k.startswith("mfad"):
+                        user, secret = accounts[mfads.index(k) * a.runs + i]
                         code = oath(secret)
                     else:
                         user = "perfuser"
@@ -206,22 +219,26 @@ def main():
                         code = cache[stepn]
                     w, c, rc = run_once(names[k], user, code)
                     if rc != 0:
-                        fails += 1
-                    walls.append(w)
-                    cpus.append(c)
-                reps.append((statistics.median(walls), statistics.median(cpus), fails))
+                        fails[k] += 1
+                    walls[k].append(w)
+                    cpus[k].append(c)
+            for k in only:
+                reps[k].append((statistics.median(walls[k]), statistics.median(cpus[k]), fails[k]))
                 print("%-12s rep %d: wall %.3f ms, child cpu %.3f ms, failures %d" %
-                      (k, r + 1, reps[-1][0] * 1e3, reps[-1][1] * 1e3, fails), flush=True)
-            results[k] = (statistics.median(x[0] for x in reps), statistics.median(x[1] for x in reps),
-                          sum(x[2] for x in reps))
+                      (k, r + 1, reps[k][-1][0] * 1e3, reps[k][-1][1] * 1e3, fails[k]), flush=True)
+        for k in only:
+            results[k] = (statistics.median(x[0] for x in reps[k]), statistics.median(x[1] for x in reps[k]),
+                          sum(x[2] for x in reps[k]))
         print()
         print("%-12s %10s %14s %9s" % ("service", "wall ms", "child cpu ms", "failures"))
         for k, (w, c, f) in results.items():
             print("%-12s %10.3f %14.3f %9d" % (k, w * 1e3, c * 1e3, f))
-        if "mfad" in results:
-            for peer in ("gauth", "gauth-reuse", "oath"):
-                if peer in results:
-                    print("ratio mfad / %-11s %.2f" % (peer, results["mfad"][0] / results[peer][0]))
+        for m in mfads:
+            if m not in results:
+                continue
+            for peer in ("gauth", "gauth-reuse", "oath", "mfad-b"):
+                if peer in results and peer != m:
+                    print("ratio %s / %-11s %.2f" % (m, peer, results[m][0] / results[peer][0]))
         if sink:
             print("syslog lines received on /dev/log: %d" % sink.n)
     finally:
