@@ -32,8 +32,8 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
-	if err := os.MkdirAll(cfg.StateDir, 0o700); err != nil {
-		return fmt.Errorf("state dir: %w", err)
+	if err := prepareStateDir(cfg.StateDir, [2]string{store.DBFileName, "database"}, [2]string{store.KeyFileName, "master key"}); err != nil {
+		return err
 	}
 	key, keyPath, err := store.LoadKey(cfg.StateDir)
 	if err != nil {

@@ -14,8 +14,9 @@ import (
 )
 
 // listen returns the API listener: the socket systemd passed under name
-// (FileDescriptorName=), else one mfad binds itself at path. A path where
-// a live mfad answers is refused; a stale socket is removed.
+// (FileDescriptorName=), else one mfad binds itself at path, in a
+// directory no other user may write (socketDir). A path where a live mfad
+// answers is refused; a stale socket is removed.
 func listen(path, name string, log *slog.Logger) (net.Listener, bool, error) {
 	if os.Getenv("LISTEN_FDS") != "" {
 		named, err := activation.ListenersWithNames()
@@ -39,6 +40,15 @@ func listen(path, name string, log *slog.Logger) (net.Listener, bool, error) {
 		}
 		log.Warn("systemd passed no socket with the expected name; listening myself", "want", name, "got", names)
 	}
+	// The directory first: in one another user may write, the stale
+	// socket below, or the new one, could be swapped under mfad.
+	dir := filepath.Dir(path)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, false, err
+	}
+	if err := socketDir(dir); err != nil {
+		return nil, false, err
+	}
 	if st, err := os.Lstat(path); err == nil {
 		if st.Mode()&os.ModeSocket == 0 {
 			return nil, false, fmt.Errorf("%s exists and is not a socket; refusing to replace it", path)
@@ -53,16 +63,10 @@ func listen(path, name string, log *slog.Logger) (net.Listener, bool, error) {
 			return nil, false, err
 		}
 	}
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return nil, false, err
-	}
-	l, err := net.Listen("unix", path)
+	// Every request is authorized by peer uid, so every local user may
+	// connect: the socket is made 0666 as it is bound.
+	l, err := bindSocket(path)
 	if err != nil {
-		return nil, false, err
-	}
-	// Every request is authorized by peer uid, so every local user may connect.
-	if err := os.Chmod(path, 0o666); err != nil {
-		l.Close()
 		return nil, false, err
 	}
 	return l, false, nil
