@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/csv"
 	"encoding/json"
 	"encoding/xml"
@@ -8,8 +9,10 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"text/tabwriter"
 	"time"
 
@@ -21,7 +24,7 @@ import (
 // labCmds are the hardware lab's key commands: the conformance battery
 // and the inventory.
 func labCmds(a *app) []*cobra.Command {
-	return []*cobra.Command{keyCheckCmd(a), keyInventoryCmd(a)}
+	return []*cobra.Command{keyCheckCmd(a), keyInventoryCmd(a), keyWatchCmd(a)}
 }
 
 // checkReportFile is the JSON report: every key's report of one run
@@ -323,6 +326,110 @@ func writeJUnit(w io.Writer, reports []api.KeyCheckReport) error {
 	}
 	_, err := io.WriteString(w, "\n")
 	return err
+}
+
+func keyWatchCmd(a *app) *cobra.Command {
+	var check bool
+	var report, dir string
+	cmd := &cobra.Command{
+		Use:   "watch --check",
+		Short: "Run the battery on each key as it is plugged in, one report per key (admin)",
+		Long: `Follows the keys plugged in and runs the non-destructive battery on each, at
+the same time on several keys; prompts and progress go to stderr, each line
+naming its key, and a line says when a key may be removed. With --report and
+--output DIR, each key's report is written to DIR, named by its serial (or
+its id when it has none). Stop with Ctrl-C.`,
+		Example: `  mfactl key watch --check
+  mfactl key watch --check --report junit --output reports/`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			switch {
+			case !check:
+				return usagef("give --check: key watch runs the battery on each key plugged in")
+			case report != "" && report != "json" && report != "junit":
+				return usagef("--report is json or junit")
+			case (report == "") != (dir == ""):
+				return usagef("--report and --output DIR go together")
+			}
+			if dir != "" {
+				if err := os.MkdirAll(dir, 0o755); err != nil {
+					return err
+				}
+			}
+			ctx := cmd.Context()
+			var wg sync.WaitGroup
+			defer wg.Wait()
+			err := a.client().Events(ctx, func(e api.Event) bool {
+				if e.Event == "subscribed" {
+					fmt.Fprintln(a.errOut, "Waiting for keys; plug them in one after another (Ctrl-C to stop).")
+				}
+				if e.Event != "key_added" || e.Key == nil {
+					return true
+				}
+				k := *e.Key
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					a.watchCheck(ctx, k, report, dir)
+				}()
+				return true
+			})
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
+		},
+	}
+	cmd.Flags().BoolVar(&check, "check", false, "run the battery on each key plugged in")
+	cmd.Flags().StringVar(&report, "report", "", "write each key's report as json or junit")
+	cmd.Flags().StringVarP(&dir, "output", "o", "", "the `DIR` for the reports")
+	return cmd
+}
+
+// watchCheck runs the battery on one key that was just plugged in.
+func (a *app) watchCheck(ctx context.Context, k api.Key, report, dir string) {
+	fmt.Fprintf(a.errOut, "%s: plugged in (%s); checking, do not remove it\n", k.ID, strings.TrimSpace(k.Manufacturer+" "+k.Product+" "+k.Serial))
+	rep, err := a.client().CheckKey(ctx, k.ID, api.KeyCheckRequest{}, a.checkProgress(k.ID))
+	if err != nil {
+		if ctx.Err() == nil {
+			fmt.Fprintf(a.errOut, "%s: the battery did not run: %s\n", k.ID, describe(err))
+		}
+		return
+	}
+	verdict := "all checks passed or were skipped"
+	if rep.Failed > 0 {
+		verdict = fmt.Sprintf("%d check(s) FAILED", rep.Failed)
+	}
+	if dir != "" {
+		name := reportName(k)
+		if report == "junit" {
+			name += ".xml"
+		} else {
+			name += ".json"
+		}
+		path := filepath.Join(dir, name)
+		if err := a.writeCheckReport([]api.KeyCheckReport{*rep}, report, path); err != nil {
+			fmt.Fprintf(a.errOut, "%s: writing %s: %v\n", k.ID, path, err)
+		} else {
+			verdict += "; report " + path
+		}
+	}
+	fmt.Fprintf(a.errOut, "%s: done, %s. The key may be removed.\n", k.ID, verdict)
+}
+
+// reportName names a key's report file: its serial, else its id, with
+// anything but letters, digits, dot, dash and underscore replaced.
+func reportName(k api.Key) string {
+	n := k.Serial
+	if n == "" {
+		n = k.ID
+	}
+	return strings.Map(func(r rune) rune {
+		if r == '.' || r == '-' || r == '_' || r >= '0' && r <= '9' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' {
+			return r
+		}
+		return '_'
+	}, n)
 }
 
 func keyInventoryCmd(a *app) *cobra.Command {

@@ -27,6 +27,10 @@ func TestKeyCheckUsage(t *testing.T) {
 		{[]string{"key", "check", "k1"}, exitUnreachable},
 		{[]string{"key", "inventory"}, exitUsage},
 		{[]string{"key", "inventory", "--csv"}, exitUnreachable},
+		{[]string{"key", "watch"}, exitUsage},
+		{[]string{"key", "watch", "--check", "--report", "junit"}, exitUsage},
+		{[]string{"key", "watch", "--check", "--report", "csv", "--output", "x"}, exitUsage},
+		{[]string{"key", "watch", "--check"}, exitUnreachable},
 	} {
 		_, errs, code := runCLI(t, tc.args...)
 		if code != tc.want {
@@ -48,6 +52,21 @@ func TestPickKeys(t *testing.T) {
 	}
 	if ids, _ := pickKeys(keys, nil, true); len(ids) != 3 {
 		t.Errorf("--all: %v", ids)
+	}
+}
+
+func TestReportName(t *testing.T) {
+	for _, tc := range []struct {
+		k    api.Key
+		want string
+	}{
+		{api.Key{ID: "hidraw3", Serial: "CC 12/34"}, "CC_12_34"},
+		{api.Key{ID: "usb:1-2:1.0"}, "usb_1-2_1.0"},
+		{api.Key{ID: "emu-a", Serial: "../../etc"}, ".._.._etc"},
+	} {
+		if got := reportName(tc.k); got != tc.want {
+			t.Errorf("reportName(%+v) = %q, want %q", tc.k, got, tc.want)
+		}
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"encoding/xml"
 	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -208,5 +209,50 @@ func TestKeyCheckTouchPrompts(t *testing.T) {
 	}
 	if prompts == 0 || warnings != 1 {
 		t.Errorf("%d touch prompts, %d warnings not to touch", prompts, warnings)
+	}
+}
+
+// TestKeyWatchCheck: mfactl key watch --check runs the battery on a key
+// as it is plugged in, writes its JUnit report named by the key's serial,
+// and says when the key may be removed.
+func TestKeyWatchCheck(t *testing.T) {
+	d := startWithEmulators(t, "")
+	dir := t.TempDir()
+	cmd := exec.Command(filepath.Join(binDir, "mfactl"), "key", "watch", "--check", "--report", "junit", "--output", dir)
+	cmd.Env = append(os.Environ(), "MFAD_SOCKET="+d.sock)
+	errb := &syncBuffer{mu: make(chan struct{}, 1)}
+	cmd.Stderr = errb
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+	}()
+	waitFor(t, func() bool { return strings.Contains(errb.String(), "Waiting for keys") })
+	if _, err := d.client().AddEmulator(context.Background(), api.AddEmulator{Name: "tray-1"}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool { return strings.Contains(errb.String(), "The key may be removed") })
+	raw, err := os.ReadFile(filepath.Join(dir, "tray-1.xml"))
+	if err != nil {
+		t.Fatalf("%v\n%s", err, errb.String())
+	}
+	var ju junitFile
+	if err := xml.Unmarshal(raw, &ju); err != nil || len(ju.Suites) != 1 || ju.Failures != 0 || ju.Tests < 20 {
+		t.Fatalf("report (%v): %+v", err, ju)
+	}
+	if s := errb.String(); !strings.Contains(s, "emu-tray-1: plugged in") || !strings.Contains(s, "emu-tray-1: done, all checks passed or were skipped") {
+		t.Errorf("stderr:\n%s", s)
+	}
+}
+
+// waitFor polls cond for up to 30 s.
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(30 * time.Second); !cond(); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("gave up waiting")
+		}
 	}
 }
