@@ -7,8 +7,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-
-	"github.com/mfad/mfad/authn"
 )
 
 // fixtureBackup writes testdata/schema-v3.db (secrets sealed under
@@ -16,31 +14,6 @@ import (
 func fixtureBackup(t *testing.T) string {
 	t.Helper()
 	return filepath.Join(fixtureState(t), DBFileName)
-}
-
-// readSecret opens stateDir as mfad would and returns device alice/totp1's secret.
-func readSecret(t *testing.T, stateDir string) []byte {
-	t.Helper()
-	k, _, err := LoadKey(stateDir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := Open(stateDir, k, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	var secret []byte
-	if err := s.View(func(tx authn.Tx) error {
-		d, err := tx.Device("alice", "totp1")
-		if d != nil {
-			secret = d.Secret
-		}
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	return secret
 }
 
 func entries(t *testing.T, dir string) string {
@@ -85,9 +58,7 @@ func TestRestoreVerifiesTheMasterKeyFirst(t *testing.T) {
 	if old, _ := os.ReadFile(filepath.Join(target, KeyFileName+oldKeySuffix)); !bytes.Equal(old, wrong) {
 		t.Fatal("the replaced key was not kept as mfad.key.old")
 	}
-	if got := readSecret(t, target); string(got) != "12345678901234567890" {
-		t.Fatalf("restored secret = %q", got)
-	}
+	fixtureSecretsRead(t, target)
 	// Restoring again with the key now in place verifies it and writes nothing.
 	r, err = Restore(backup, target, RestoreOptions{})
 	if err != nil || r.KeyInstalled {
@@ -134,9 +105,7 @@ func TestKeyedBackupRestoresOnANewMachine(t *testing.T) {
 	if err != nil || !r.KeyInstalled {
 		t.Fatalf("keyed restore: %+v %v", r, err)
 	}
-	if got := readSecret(t, target); string(got) != "12345678901234567890" {
-		t.Fatalf("restored secret = %q", got)
-	}
+	fixtureSecretsRead(t, target)
 	// A truncated keyed backup is refused.
 	os.WriteFile(backup, buf.Bytes()[:len(keyedMagic)+2], 0o600)
 	if _, err := Restore(backup, t.TempDir(), RestoreOptions{Passphrase: func() ([]byte, error) { return pass, nil }}); err == nil {

@@ -117,24 +117,25 @@ func decodeAnyVersion(b []byte, v any) error {
 }
 
 // checkKey verifies, inside the write transaction that opens the
-// database, that s is its key, and writes the key-check value when the
-// database has none yet.
-func checkKey(root *bolt.Bucket, s *sealer) error {
+// database, that s is its key, writes the key-check value when the
+// database has none yet, and returns it.
+func checkKey(root *bolt.Bucket, s *sealer) ([]byte, error) {
 	check, secret, err := probes(root)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	p := check
 	if p == nil {
 		p = secret
 	}
 	if !p.opens(s) {
-		return fmt.Errorf("%w: it does not open %s", ErrWrongKey, p.what)
+		return nil, fmt.Errorf("%w: it does not open %s", ErrWrongKey, p.what)
 	}
-	if check == nil {
-		return root.Bucket(bktMeta).Put(metaKeyCheck, s.seal(keyCheckPlain, keyCheckAD))
+	if check != nil {
+		return check.sealed, nil
 	}
-	return nil
+	v := s.seal(keyCheckPlain, keyCheckAD)
+	return v, root.Bucket(bktMeta).Put(metaKeyCheck, v)
 }
 
 // dbKeyState is what LoadKey learns from a database before choosing a key.

@@ -172,10 +172,10 @@ func TestCheckValueIsBoundToItsPath(t *testing.T) {
 	s := openTest(t, dir, Options{})
 	s.db.View(func(tx *bolt.Tx) error {
 		v := tx.Bucket(bktRoot).Bucket(bktMeta).Get(metaKeyCheck)
-		if _, err := s.seal.open(v, "blobs/key_check"); err == nil {
+		if _, err := s.keys.Load().cur.open(v, "blobs/key_check"); err == nil {
 			t.Error("the key-check value opens under another path")
 		}
-		if p, err := s.seal.open(v, keyCheckAD); err != nil || !bytes.Equal(p, keyCheckPlain) {
+		if p, err := s.keys.Load().cur.open(v, keyCheckAD); err != nil || !bytes.Equal(p, keyCheckPlain) {
 			t.Errorf("key-check value = %q, %v", p, err)
 		}
 		return nil

@@ -64,5 +64,32 @@ func (s *sealer) open(sealed []byte, ad string) ([]byte, error) {
 	return p, nil
 }
 
-// sealerFor returns the sealer of the snapshot btx reads.
-func (s *Store) sealerFor(btx *bolt.Tx) *sealer { return s.seal }
+// keySet is the store's sealers: cur, which writes, and the sealers that
+// snapshots may have been sealed under (cur, and during and after a
+// rotation the other key), each known by its key-check value.
+type keySet struct {
+	cur   *sealer
+	known []keyed
+}
+
+type keyed struct {
+	s     *sealer
+	check []byte
+}
+
+// sealerFor returns the sealer of the snapshot btx reads: a read that
+// began before a rotation committed still opens what it sees, and one that
+// began after opens the new key's values.
+func (s *Store) sealerFor(btx *bolt.Tx) *sealer {
+	ks := s.keys.Load()
+	if len(ks.known) < 2 {
+		return ks.cur
+	}
+	check := btx.Bucket(bktRoot).Bucket(bktMeta).Get(metaKeyCheck)
+	for _, k := range ks.known {
+		if bytes.Equal(check, k.check) {
+			return k.s
+		}
+	}
+	return ks.cur
+}

@@ -8,6 +8,7 @@ import (
 	"io"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -80,13 +81,20 @@ type Options struct {
 
 // Store is the bbolt-backed authn.Store.
 type Store struct {
-	db     *bolt.DB
-	seal   *sealer
-	opts   Options
-	queue  chan *call
-	quit   chan struct{}
-	done   chan struct{}
-	closed sync.Once
+	db *bolt.DB
+	// keys are the master key's sealers: the current one, and during and
+	// after a rotation the one it replaced, for snapshots taken before.
+	keys atomic.Pointer[keySet]
+	// wmu orders every write transaction with a key rotation, so that no
+	// write seals under a key that its snapshot's check value does not name.
+	wmu sync.Mutex
+	// rotating keeps one rotation at a time.
+	rotating sync.Mutex
+	opts     Options
+	queue    chan *call
+	quit     chan struct{}
+	done     chan struct{}
+	closed   sync.Once
 
 	// Commits and Batched count flushes and the updates they carried; they
 	// let tests and benchmarks see group commit at work.
@@ -135,11 +143,13 @@ func Open(stateDir string, key []byte, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("store: open %s: %w", path, err)
 	}
+	var check []byte
 	err = db.Update(func(tx *bolt.Tx) error {
 		if err := migrate(tx, opts.Now()); err != nil {
 			return err
 		}
-		return checkKey(tx.Bucket(bktRoot), s)
+		check, err = checkKey(tx.Bucket(bktRoot), s)
+		return err
 	})
 	if err != nil {
 		db.Close()
@@ -148,7 +158,8 @@ func Open(stateDir string, key []byte, opts Options) (*Store, error) {
 		}
 		return nil, err
 	}
-	st := &Store{db: db, seal: s, opts: opts, queue: make(chan *call), quit: make(chan struct{}), done: make(chan struct{})}
+	st := &Store{db: db, opts: opts, queue: make(chan *call), quit: make(chan struct{}), done: make(chan struct{})}
+	st.keys.Store(&keySet{cur: s, known: []keyed{{s, check}}})
 	go st.committer()
 	return st, nil
 }
@@ -178,6 +189,13 @@ func migrate(tx *bolt.Tx, now time.Time) error {
 		return meta.Put([]byte("created_at"), []byte(now.UTC().Format(time.RFC3339)))
 	}
 	return nil
+}
+
+// update runs fn in a bbolt write transaction, ordered with key rotation.
+func (s *Store) update(fn func(*bolt.Tx) error) error {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	return s.db.Update(fn)
 }
 
 // Close waits for queued updates to finish and closes the database.
@@ -252,7 +270,7 @@ var errRetryBatch = errors.New("store: retry batch without a failed update")
 func (s *Store) run(batch []*call) {
 	for len(batch) > 0 {
 		failed, failErr := -1, error(nil)
-		err := s.db.Update(func(btx *bolt.Tx) error {
+		err := s.update(func(btx *bolt.Tx) error {
 			t := &tx{btx: btx, s: s}
 			for i, c := range batch {
 				if err := safeCall(c.fn, t); err != nil {
@@ -313,7 +331,7 @@ func (s *Store) Meta(key string) (string, error) {
 // returns the stored value (used to fix the relying party id at first start).
 func (s *Store) SetMetaOnce(key, value string) (string, error) {
 	var v string
-	err := s.db.Update(func(tx *bolt.Tx) error {
+	err := s.update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bktRoot).Bucket(bktMeta)
 		if cur := b.Get([]byte(key)); cur != nil {
 			v = string(cur)
@@ -327,8 +345,8 @@ func (s *Store) SetMetaOnce(key, value string) (string, error) {
 
 // SaveBlob stores data under name, sealed (a software key's state, say).
 func (s *Store) SaveBlob(name string, data []byte) error {
-	return s.db.Update(func(tx *bolt.Tx) error {
-		return tx.Bucket(bktRoot).Bucket(bktBlobs).Put([]byte(name), s.seal.seal(data, "blobs/"+name))
+	return s.update(func(tx *bolt.Tx) error {
+		return tx.Bucket(bktRoot).Bucket(bktBlobs).Put([]byte(name), s.sealerFor(tx).seal(data, "blobs/"+name))
 	})
 }
 
@@ -341,7 +359,7 @@ func (s *Store) LoadBlob(name string) ([]byte, error) {
 			return nil
 		}
 		var err error
-		out, err = s.seal.open(v, "blobs/"+name)
+		out, err = s.sealerFor(tx).open(v, "blobs/"+name)
 		return err
 	})
 	return out, err
@@ -349,7 +367,7 @@ func (s *Store) LoadBlob(name string) ([]byte, error) {
 
 // DeleteBlob removes name.
 func (s *Store) DeleteBlob(name string) error {
-	return s.db.Update(func(tx *bolt.Tx) error {
+	return s.update(func(tx *bolt.Tx) error {
 		return tx.Bucket(bktRoot).Bucket(bktBlobs).Delete([]byte(name))
 	})
 }

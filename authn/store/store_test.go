@@ -52,8 +52,8 @@ func TestSecretsSealedOnDisk(t *testing.T) {
 	}
 	// A sealed value moved to another record must not open.
 	s2 := openTest(t, dir, Options{})
-	sealed := s2.seal.seal(secret, deviceAD("a", "x"))
-	if _, err := s2.seal.open(sealed, deviceAD("a", "y")); err == nil {
+	sealed := s2.keys.Load().cur.seal(secret, deviceAD("a", "x"))
+	if _, err := s2.keys.Load().cur.open(sealed, deviceAD("a", "y")); err == nil {
 		t.Fatal("sealed secret opened under another record's path")
 	}
 	// Another master key cannot read it, nor open the database.
@@ -269,7 +269,7 @@ func TestMigrateJSONRecordsToCBOR(t *testing.T) {
 		put(db, "d1", struct {
 			*authn.Device
 			Sealed []byte `json:"sealed_secret,omitempty"`
-		}{&dev, s.seal.seal(secret, deviceAD("jo", "d1"))})
+		}{&dev, s.keys.Load().cur.seal(secret, deviceAD("jo", "d1"))})
 		put(root.Bucket(bktAudit), "\x00\x00\x00\x00\x00\x00\x00\x01", &authn.AuditEvent{Seq: 1, Action: "account.create", Account: "jo"})
 		return root.Put(keySchema, []byte{0, 0, 0, 2})
 	})

@@ -11,8 +11,17 @@ import (
 
 // tx adapts a bbolt transaction to authn.Tx.
 type tx struct {
-	btx *bolt.Tx
-	s   *Store
+	btx  *bolt.Tx
+	s    *Store
+	seal *sealer // the snapshot's, once asked for
+}
+
+// sealer returns the sealer whose key the transaction's snapshot was sealed under.
+func (t *tx) sealer() *sealer {
+	if t.seal == nil {
+		t.seal = t.s.sealerFor(t.btx)
+	}
+	return t.seal
 }
 
 func (t *tx) bucket(name []byte) *bolt.Bucket { return t.btx.Bucket(bktRoot).Bucket(name) }
@@ -72,7 +81,7 @@ func (t *tx) decodeDevice(v []byte) (*authn.Device, error) {
 	if err := decode(v, &rec); err != nil {
 		return nil, fmt.Errorf("store: device record: %w", err)
 	}
-	secret, err := t.s.seal.open(rec.Sealed, deviceAD(rec.Account, rec.ID))
+	secret, err := t.sealer().open(rec.Sealed, deviceAD(rec.Account, rec.ID))
 	if err != nil {
 		return nil, fmt.Errorf("store: device %s/%s: %w", rec.Account, rec.ID, err)
 	}
@@ -116,7 +125,7 @@ func (t *tx) PutDevice(d *authn.Device) error {
 		return err
 	}
 	rec := deviceToRec(d)
-	rec.Sealed = t.s.seal.seal(d.Secret, deviceAD(d.Account, d.ID))
+	rec.Sealed = t.sealer().seal(d.Secret, deviceAD(d.Account, d.ID))
 	v, err := encode(rec)
 	if err != nil {
 		return err
@@ -139,7 +148,7 @@ func (t *tx) decodeToken(v []byte) (*authn.Token, error) {
 	if err := decode(v, &rec); err != nil {
 		return nil, fmt.Errorf("store: token record: %w", err)
 	}
-	secret, err := t.s.seal.open(rec.Sealed, tokenAD(rec.Serial))
+	secret, err := t.sealer().open(rec.Sealed, tokenAD(rec.Serial))
 	if err != nil {
 		return nil, fmt.Errorf("store: token %s: %w", rec.Serial, err)
 	}
@@ -171,7 +180,7 @@ func (t *tx) Tokens() ([]authn.Token, error) {
 
 func (t *tx) PutToken(tok *authn.Token) error {
 	rec := tokenToRec(tok)
-	rec.Sealed = t.s.seal.seal(tok.Secret, tokenAD(tok.Serial))
+	rec.Sealed = t.sealer().seal(tok.Secret, tokenAD(tok.Serial))
 	v, err := encode(rec)
 	if err != nil {
 		return err
