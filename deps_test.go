@@ -32,7 +32,7 @@ var allowedImports = map[string][]string{
 	"contrib/vmtest":              {},
 	"contrib/vmtest/probe":        {"daemon/emulator", "github.com/karalabe/hid", "hw/ctap2", "hw/fidokey", "hw/hidraw", "hw/libfido2", "hw/usbhid"},
 	"daemon":                      {"authn", "authn/fido2", "authn/store", "authn/store/postgres", "daemon/notify", "github.com/BurntSushi/toml", "github.com/coreos/go-systemd/v22/activation", "github.com/coreos/go-systemd/v22/daemon", "github.com/coreos/go-systemd/v22/journal", "golang.org/x/term", "hw/ctap2", "hw/ctaphid", "hw/emu", "hw/fidocheck", "hw/fidokey", "hw/hidraw", "hw/libfido2", "hw/usbhid", "ipc/api", "ipc/server"},
-	"daemon/cmd/mfad":             {"daemon", "daemon/emulator"},
+	"daemon/cmd/mfad":             {"daemon", "daemon/emulator", "github.com/spf13/cobra"},
 	"daemon/e2e":                  {},
 	"daemon/emulator":             {"hw/ctaphid", "hw/emu", "hw/emu/gadget", "hw/emu/uhid"},
 	"daemon/notify":               {},

@@ -1,14 +1,15 @@
 // Command mfad is the multi-factor authentication daemon.
 //
-//	mfad [--config FILE] [--socket PATH] [--state-dir DIR] [--log-level LEVEL]
+//	mfad [--config FILE] [--socket PATH] [--state-dir DIR] [--log-level LEVEL] [--emulators]
 //	mfad restore --state-dir DIR [--key FILE] [--passphrase-file FILE] BACKUP
-//	mfad migrate --config FILE                      (PostgreSQL schema, see docs/fleet.md)
+//	mfad migrate [--config FILE]                    (PostgreSQL schema, see docs/fleet.md)
 //	mfad emulator --gadget|--uhid --state FILE ...   (see daemon/emulator)
+//	mfad version
 package main
 
 import (
 	"context"
-	"flag"
+	"errors"
 	"fmt"
 	"os"
 	"os/signal"
@@ -17,59 +18,107 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/spf13/cobra"
+
 	"github.com/mfad/mfad/daemon"
 	"github.com/mfad/mfad/daemon/emulator"
 )
 
-func main() {
-	if len(os.Args) > 1 {
-		switch os.Args[1] {
-		case "restore":
-			os.Exit(restore(os.Args[2:]))
-		case "migrate":
-			os.Exit(migrate(os.Args[2:]))
-		case "emulator":
-			os.Exit(emulator.Main(os.Args[2:]))
-		}
-	}
-	fs := flag.NewFlagSet("mfad", flag.ExitOnError)
-	configPath := fs.String("config", "", "TOML configuration file (see contrib/mfad.toml)")
-	socket := fs.String("socket", "", "API socket path (default /run/mfad/mfad.sock)")
-	stateDir := fs.String("state-dir", "", "state directory (default /var/lib/mfad)")
-	logLevel := fs.String("log-level", "", "debug, info, warn or error")
-	emulators := fs.Bool("emulators", false, "turn software FIDO2 keys on (not under systemd: use [emulator] enabled in the config)")
-	version := fs.Bool("version", false, "print the version and exit")
-	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile to this file until mfad stops (for performance work)")
-	fs.Parse(os.Args[1:])
-	if *version {
-		fmt.Println("mfad", daemon.Version)
-		return
-	}
+// exitError carries an exit status out of a command.
+type exitError struct {
+	code int
+	err  error
+}
 
-	cfg := daemon.DefaultConfig()
-	if *configPath != "" {
-		var err error
-		if cfg, err = daemon.LoadConfig(*configPath); err != nil {
-			fmt.Fprintln(os.Stderr, "mfad:", err)
-			os.Exit(2)
+func (e *exitError) Error() string { return e.err.Error() }
+
+func fail(code int, format string, args ...any) error {
+	return &exitError{code: code, err: fmt.Errorf(format, args...)}
+}
+
+func main() {
+	root := newRoot()
+	if err := root.Execute(); err != nil {
+		code := 2 // flags and arguments
+		var ee *exitError
+		if errors.As(err, &ee) {
+			code = ee.code
 		}
+		if msg := err.Error(); msg != "" {
+			fmt.Fprintln(os.Stderr, "mfad:", msg)
+		}
+		if ee == nil {
+			fmt.Fprintln(os.Stderr, "  see mfad --help, or mfad COMMAND --help")
+		}
+		os.Exit(code)
 	}
-	fs.Visit(func(f *flag.Flag) {
-		switch f.Name {
-		case "socket":
-			cfg.Socket = *socket
-		case "state-dir":
-			cfg.StateDir = *stateDir
-		case "log-level":
-			cfg.LogLevel = *logLevel
-		case "emulators":
-			cfg.Emulator.Enabled = *emulators
-		}
+}
+
+func newRoot() *cobra.Command {
+	var configPath, socket, stateDir, logLevel, cpuProfile string
+	var emulators, version bool
+	root := &cobra.Command{
+		Use:   "mfad",
+		Short: "The local multi-factor authentication daemon",
+		Long: `mfad keeps the accounts and MFA devices (security keys, TOTP apps, hardware
+OTP tokens) of this host and serves its API on a Unix socket. Without a
+subcommand it runs the daemon in the foreground until SIGTERM or SIGINT.
+Flags override the configuration file. See mfad(8) and mfad.toml(5).`,
+		Example: `  mfad --config /etc/mfad/mfad.toml
+  mfad --config contrib/dev.toml --socket .mfad/mfad.sock --state-dir .mfad   # what make run does
+  mfad restore --state-dir /var/lib/mfad backup.db
+  mfad emulator --uhid --state /var/lib/mfad-emu/key.state`,
+		Args:          cobra.NoArgs,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if version {
+				fmt.Println("mfad", daemon.Version)
+				return nil
+			}
+			cfg := daemon.DefaultConfig()
+			if configPath != "" {
+				var err error
+				if cfg, err = daemon.LoadConfig(configPath); err != nil {
+					return fail(2, "%w", err)
+				}
+			}
+			f := cmd.Flags()
+			if f.Changed("socket") {
+				cfg.Socket = socket
+			}
+			if f.Changed("state-dir") {
+				cfg.StateDir = stateDir
+			}
+			if f.Changed("log-level") {
+				cfg.LogLevel = logLevel
+			}
+			if f.Changed("emulators") {
+				cfg.Emulator.Enabled = emulators
+			}
+			if emulators && os.Getenv("INVOCATION_ID") != "" {
+				return fail(2, "--emulators is refused under systemd; software keys are turned on only by the config ([emulator] enabled = true)")
+			}
+			return serve(cfg, cpuProfile)
+		},
+	}
+	f := root.Flags()
+	f.StringVar(&configPath, "config", "", "TOML configuration `FILE` (see contrib/mfad.toml, mfad.toml(5))")
+	f.StringVar(&socket, "socket", "", "API socket `PATH` (default /run/mfad/mfad.sock)")
+	f.StringVar(&stateDir, "state-dir", "", "`DIR` holding the state (default /var/lib/mfad)")
+	f.StringVar(&logLevel, "log-level", "", "`LEVEL`: debug, info, warn or error")
+	f.BoolVar(&emulators, "emulators", false, "turn software FIDO2 keys on (not under systemd: use [emulator] enabled in the config)")
+	f.BoolVar(&version, "version", false, "print the version and exit")
+	f.StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile to `FILE` until mfad stops (for performance work)")
+	root.AddCommand(restoreCmd(), migrateCmd(), emulatorCmd(), &cobra.Command{
+		Use: "version", Short: "Print the version", Args: cobra.NoArgs, Example: "  mfad version",
+		Run: func(*cobra.Command, []string) { fmt.Println("mfad", daemon.Version) },
 	})
-	if *emulators && os.Getenv("INVOCATION_ID") != "" {
-		fmt.Fprintln(os.Stderr, "mfad: --emulators is refused under systemd; software keys are turned on only by the config ([emulator] enabled = true)")
-		os.Exit(2)
-	}
+	root.CompletionOptions.HiddenDefaultCmd = true
+	return root
+}
+
+func serve(cfg daemon.Config, cpuProfile string) error {
 	log := daemon.NewLogger(os.Stderr, cfg.LogLevel)
 
 	// mfad's live heap is small and allocation-heavy per request (HTTP,
@@ -78,11 +127,10 @@ func main() {
 	if os.Getenv("GOGC") == "" {
 		debug.SetGCPercent(300)
 	}
-	if *cpuProfile != "" {
-		f, err := os.Create(*cpuProfile)
+	if cpuProfile != "" {
+		f, err := os.Create(cpuProfile)
 		if err != nil {
-			fmt.Fprintln(os.Stderr, "mfad:", err)
-			os.Exit(2)
+			return fail(2, "%w", err)
 		}
 		pprof.StartCPUProfile(f)
 		defer pprof.StopCPUProfile()
@@ -91,59 +139,84 @@ func main() {
 	defer stop()
 	if err := daemon.Run(ctx, cfg, log); err != nil {
 		log.Error("mfad failed", "err", err)
-		pprof.StopCPUProfile()
-		os.Exit(1)
+		return &exitError{code: 1, err: err}
 	}
+	return nil
 }
 
-func restore(args []string) int {
-	fs := flag.NewFlagSet("mfad restore", flag.ExitOnError)
-	stateDir := fs.String("state-dir", "", "state directory of a stopped mfad")
+func restoreCmd() *cobra.Command {
+	var stateDir string
 	var o daemon.RestoreOptions
-	fs.StringVar(&o.KeyFile, "key", "", "the master key the backup was sealed under (default: the key a backup made --with-key carries, else the state directory's mfad.key)")
-	fs.StringVar(&o.PassphraseFile, "passphrase-file", "", "file whose first line is the passphrase of a backup made --with-key (default: asked on the terminal)")
-	fs.Usage = func() {
-		fmt.Fprintln(os.Stderr, "usage: mfad restore --state-dir DIR [--key FILE] [--passphrase-file FILE] BACKUP")
-		fs.PrintDefaults()
+	cmd := &cobra.Command{
+		Use:   "restore --state-dir DIR [--key FILE] [--passphrase-file FILE] BACKUP",
+		Short: "Check a backup and install it into a stopped mfad's state directory",
+		Example: `  systemctl stop mfad.socket mfad.service
+  mfad restore --state-dir /var/lib/mfad /var/backups/mfad.db
+  mfad restore --state-dir /var/lib/mfad --passphrase-file pass.txt keyed-backup.db`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(_ *cobra.Command, args []string) error {
+			if stateDir == "" {
+				return fail(2, "restore: --state-dir is required (the stopped daemon's, e.g. /var/lib/mfad)")
+			}
+			msg, err := daemon.Restore(args[0], stateDir, o)
+			if err != nil {
+				return fail(1, "restore: %w", err)
+			}
+			fmt.Println(msg)
+			return nil
+		},
 	}
-	fs.Parse(args)
-	if *stateDir == "" || fs.NArg() != 1 {
-		fs.Usage()
-		return 2
-	}
-	msg, err := daemon.Restore(fs.Arg(0), *stateDir, o)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "mfad restore:", err)
-		return 1
-	}
-	fmt.Println(msg)
-	return 0
+	cmd.Flags().StringVar(&stateDir, "state-dir", "", "`DIR` holding a stopped mfad's state")
+	cmd.Flags().StringVar(&o.KeyFile, "key", "", "the master key `FILE` the backup was sealed under (default: the key a backup made --with-key carries, else the state directory's mfad.key)")
+	cmd.Flags().StringVar(&o.PassphraseFile, "passphrase-file", "", "`FILE` whose first line is the passphrase of a backup made --with-key (default: asked on the terminal)")
+	return cmd
 }
 
-func migrate(args []string) int {
-	fs := flag.NewFlagSet("mfad migrate", flag.ExitOnError)
-	configPath := fs.String("config", "/etc/mfad/mfad.toml", "TOML configuration file naming the PostgreSQL database ([store])")
-	fs.Usage = func() {
-		fmt.Fprintln(os.Stderr, "usage: mfad migrate [--config FILE]\n\nApplies the PostgreSQL schema's pending migrations; every daemon of the fleet may then run this mfad.")
-		fs.PrintDefaults()
+func migrateCmd() *cobra.Command {
+	var configPath string
+	cmd := &cobra.Command{
+		Use:   "migrate [--config FILE]",
+		Short: "Apply the PostgreSQL schema's pending migrations (fleets; see docs/fleet.md)",
+		Long: `Applies the PostgreSQL schema's pending migrations; every daemon of the
+fleet may then run this mfad.`,
+		Example: `  mfad migrate --config /etc/mfad/mfad.toml`,
+		Args:    cobra.NoArgs,
+		RunE: func(_ *cobra.Command, _ []string) error {
+			cfg, err := daemon.LoadConfig(configPath)
+			if err != nil {
+				return fail(2, "migrate: %w", err)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+			defer cancel()
+			msg, err := daemon.Migrate(ctx, cfg)
+			if err != nil {
+				return fail(1, "migrate: %w", err)
+			}
+			fmt.Println(msg)
+			return nil
+		},
 	}
-	fs.Parse(args)
-	if fs.NArg() != 0 {
-		fs.Usage()
-		return 2
+	cmd.Flags().StringVar(&configPath, "config", "/etc/mfad/mfad.toml", "TOML configuration `FILE` naming the PostgreSQL database ([store])")
+	return cmd
+}
+
+// emulatorCmd hands its arguments to daemon/emulator, which parses them.
+func emulatorCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "emulator --gadget|--uhid --state FILE [--presence auto|manual] [--control SOCKET] | ctl ...",
+		Short: "Run a software FIDO2 key that the kernel sees as a real one (uhid or a USB gadget)",
+		Example: `  mfad emulator --uhid --state /var/lib/mfad-emu/key.state --control /run/mfad-emu.sock
+  mfad emulator --gadget --state key.state --presence manual
+  mfad emulator ctl --control /run/mfad-emu.sock touch`,
+		DisableFlagParsing: true,
+		RunE: func(_ *cobra.Command, args []string) error {
+			if len(args) > 0 && (args[0] == "--help" || args[0] == "-h") {
+				args = []string{"-h"}
+			}
+			if code := emulator.Main(args); code != 0 {
+				return &exitError{code: code, err: errors.New("")} // it said why
+			}
+			return nil
+		},
 	}
-	cfg, err := daemon.LoadConfig(*configPath)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "mfad migrate:", err)
-		return 2
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	msg, err := daemon.Migrate(ctx, cfg)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "mfad migrate:", err)
-		return 1
-	}
-	fmt.Println(msg)
-	return 0
 }
