@@ -43,7 +43,7 @@ var allowedImports = map[string][]string{
 	"hw/emu/gadget":               {"golang.org/x/sys/unix", "hw/ctaphid"},
 	"hw/emu/uhid":                 {"golang.org/x/sys/unix", "hw/ctaphid"},
 	"hw/fidocheck":                {"hw/ctap2", "hw/ctaphid", "hw/fidokey"},
-	"hw/fidokey":                  {"hw/ctap2", "hw/ctaphid", "hw/hidraw", "hw/usbhid"},
+	"hw/fidokey":                  {"hw/ctap2", "hw/ctaphid"},
 	"hw/hidraw":                   {"golang.org/x/sys/unix", "hw/ctaphid"},
 	"hw/libfido2":                 {"github.com/keys-pub/go-libfido2", "hw/ctap2", "hw/hidraw"},
 	"hw/usbhid":                   {"github.com/karalabe/hid", "hw/ctaphid", "hw/hidraw"},

@@ -186,8 +186,9 @@ func (c *call) readBody() ([]byte, error) {
 }
 
 // readBodyAccount reads the body and returns the account its "account"
-// field names ("" when it names none). It reads with the same decoder as
-// decode, so both see the same account.
+// field names ("" when it names none), matching fields as decode does
+// (encoding/json: the last of repeated keys, any letter case); decode
+// refuses a body whose account is not the one decided on all the same.
 func (c *call) readBodyAccount() (string, error) {
 	body, err := c.readBody()
 	if err != nil {
