@@ -23,7 +23,7 @@ var allowedImports = map[string][]string{
 	"authn":                       {"authn/fido2", "authn/totp", "hw/ctap2"},
 	"authn/fido2":                 {"github.com/fxamacker/cbor/v2", "hw/ctap2"},
 	"authn/store":                 {"authn", "github.com/fxamacker/cbor/v2", "go.etcd.io/bbolt", "go.etcd.io/bbolt/errors", "golang.org/x/crypto/argon2"},
-	"authn/store/postgres":        {"authn", "authn/store", "github.com/jackc/pgx/v5", "github.com/jackc/pgx/v5/pgconn", "github.com/jackc/pgx/v5/pgxpool"},
+	"authn/store/postgres":        {"authn", "authn/store", "go.etcd.io/bbolt", "github.com/jackc/pgx/v5", "github.com/jackc/pgx/v5/pgconn", "github.com/jackc/pgx/v5/pgxpool"},
 	"authn/store/postgres/pgtest": {},
 	"authn/store/storetest":       {"authn"},
 	"authn/totp":                  {"github.com/pquerna/otp", "github.com/pquerna/otp/totp"},

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -64,6 +65,11 @@ func (b pgBackend) info() api.StoreInfo {
 	return i
 }
 
+// FloorFileName is this host's counter floor with the postgres backend:
+// the highest counters it accepted, which a database set back to an older
+// point cannot undo.
+const FloorFileName = "mfad-floor.db"
+
 // openStore opens the configured backend with the master key.
 func openStore(ctx context.Context, cfg Config, key []byte) (backend, error) {
 	if cfg.Store.Backend != BackendPostgres {
@@ -87,6 +93,7 @@ func openStore(ctx context.Context, cfg Config, key []byte) (backend, error) {
 		AutoMigrate:    cfg.Store.AutoMigrate,
 		AuditRetention: cfg.Audit.Retention,
 		MaxConns:       cfg.Store.MaxConns,
+		FloorPath:      filepath.Join(cfg.StateDir, FloorFileName),
 	})
 	if err != nil {
 		return nil, err

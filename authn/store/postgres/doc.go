@@ -14,5 +14,10 @@
 // on a serialization failure, so a device's last counter moves once for a
 // given code however many daemons race on it.
 //
-// It may import authn, authn/store, pgx and the standard library.
+// Each host also keeps a counter floor (a small bbolt file in its state
+// directory): the highest counters it accepted. Devices read from the
+// database are raised to it, so a database restored to an older point does
+// not make the host accept a code it had already seen.
+//
+// It may import authn, authn/store, pgx, bbolt and the standard library.
 package postgres

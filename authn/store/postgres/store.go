@@ -42,14 +42,18 @@ type Options struct {
 	MaxRetries int
 	// Now is the clock (default time.Now).
 	Now func() time.Time
+	// FloorPath is this host's counter floor file (see floor; "" keeps
+	// none). mfad keeps it in the state directory.
+	FloorPath string
 }
 
 // Store is the PostgreSQL-backed authn.Store.
 type Store struct {
 	pool *pgxpool.Pool
-	rec  *store.Records
-	opts Options
-	path string
+	rec   *store.Records
+	opts  Options
+	path  string
+	floor *floor // nil without Options.FloorPath
 
 	mu           sync.Mutex
 	offlineSince time.Time // zero while the database answers
@@ -131,8 +135,14 @@ func Open(ctx context.Context, dsn string, key []byte, opts Options) (*Store, er
 		return nil, err
 	}
 	s := &Store{pool: pool, rec: rec, opts: opts, path: where}
+	if opts.FloorPath != "" {
+		if s.floor, err = openFloor(opts.FloorPath); err != nil {
+			pool.Close()
+			return nil, err
+		}
+	}
 	if err := s.prepare(ctx); err != nil {
-		pool.Close()
+		s.Close()
 		return nil, err
 	}
 	return s, nil
@@ -161,9 +171,12 @@ func (s *Store) prepare(ctx context.Context) error {
 	return err
 }
 
-// Close closes the pool.
+// Close closes the pool and the floor file.
 func (s *Store) Close() error {
 	s.pool.Close()
+	if s.floor != nil {
+		return s.floor.close()
+	}
 	return nil
 }
 
@@ -278,6 +291,10 @@ func (s *Store) run(ctx context.Context, opts pgx.TxOptions, fn func(authn.Tx) e
 		}
 		if appended != nil {
 			*appended = t.lastSeq
+		}
+		// The sign-in is acknowledged only once this host remembers it.
+		if err := s.floor.raise(t.floors); err != nil {
+			return fmt.Errorf("store: counter floor: %w", err)
 		}
 		return nil
 	}

@@ -21,6 +21,7 @@ type tx struct {
 	ptx     pgx.Tx
 	err     error
 	lastSeq uint64
+	floors  map[string]floorVal // counters this transaction wrote
 }
 
 func (t *tx) fail(err error) error {
@@ -73,6 +74,15 @@ func one[T any](t *tx, what, name, sql string, args []any, dec func(rec, sealed 
 
 func (t *tx) decodeAccount(rec, _ []byte) (*authn.Account, error) { return t.s.rec.DecodeAccount(rec) }
 
+// decodeDevice opens a device row and raises it to this host's floor.
+func (t *tx) decodeDevice(rec, sealed []byte) (*authn.Device, error) {
+	d, err := t.s.rec.DecodeDevice(rec, sealed)
+	if err == nil {
+		t.s.floor.apply(d)
+	}
+	return d, err
+}
+
 func nullTime(tm time.Time) *time.Time {
 	if tm.IsZero() {
 		return nil
@@ -118,11 +128,11 @@ func (t *tx) DeleteAccount(name string) error {
 }
 
 func (t *tx) Devices(account string) ([]authn.Device, error) {
-	return list(t, `SELECT record, sealed_secret FROM devices WHERE account = $1 ORDER BY id`, []any{account}, t.s.rec.DecodeDevice)
+	return list(t, `SELECT record, sealed_secret FROM devices WHERE account = $1 ORDER BY id`, []any{account}, t.decodeDevice)
 }
 
 func (t *tx) Device(account, id string) (*authn.Device, error) {
-	return one(t, "device", id, `SELECT record, sealed_secret FROM devices WHERE account = $1 AND id = $2`, []any{account, id}, t.s.rec.DecodeDevice)
+	return one(t, "device", id, `SELECT record, sealed_secret FROM devices WHERE account = $1 AND id = $2`, []any{account, id}, t.decodeDevice)
 }
 
 func (t *tx) PutDevice(d *authn.Device) error {
@@ -148,6 +158,12 @@ func (t *tx) PutDevice(d *authn.Device) error {
 		d.ResyncFailures, nullTime(d.CreatedAt), nullTime(d.LastUsedAt), rec, sealed)
 	if err != nil {
 		return err
+	}
+	if v, ok := floorOf(d); ok && t.s.floor != nil {
+		if t.floors == nil {
+			t.floors = map[string]floorVal{}
+		}
+		t.floors[floorKey(d.Account, d.ID)] = v
 	}
 	if f := d.FIDO; f != nil {
 		return t.exec(`INSERT INTO credentials (account, device_id, credential_id, public_key, alg, aaguid, sign_count, possibly_cloned)

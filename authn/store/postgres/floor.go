@@ -1,0 +1,124 @@
+package postgres
+
+import (
+	"encoding/binary"
+	"fmt"
+	"sync"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/mfad/mfad/authn"
+)
+
+// floor is this host's own memory of the highest counters it accepted, in
+// a small bbolt file of the state directory. Devices read from the
+// database are raised to it, so a database restored to an older point
+// (or otherwise set back) does not make this host accept a code, or a
+// security key's signature count, it had already seen.
+type floor struct {
+	db *bolt.DB
+	mu sync.RWMutex
+	m  map[string]floorVal
+}
+
+type floorVal struct {
+	counter   uint64 // OTP LastCounter (used)
+	signCount uint32 // FIDO signature count
+}
+
+var bktFloor = []byte("floor")
+
+func floorKey(account, id string) string { return account + "\x00" + id }
+
+func openFloor(path string) (*floor, error) {
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 3 * time.Second})
+	if err != nil {
+		return nil, fmt.Errorf("store: counter floor %s: %w", path, err)
+	}
+	f := &floor{db: db, m: map[string]floorVal{}}
+	err = db.Update(func(tx *bolt.Tx) error {
+		b, err := tx.CreateBucketIfNotExists(bktFloor)
+		if err != nil {
+			return err
+		}
+		return b.ForEach(func(k, v []byte) error {
+			if len(v) == 12 {
+				f.m[string(k)] = floorVal{binary.BigEndian.Uint64(v), binary.BigEndian.Uint32(v[8:])}
+			}
+			return nil
+		})
+	})
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("store: counter floor %s: %w", path, err)
+	}
+	return f, nil
+}
+
+func (f *floor) close() error { return f.db.Close() }
+
+// apply raises d's counters to the floor.
+func (f *floor) apply(d *authn.Device) {
+	if f == nil {
+		return
+	}
+	f.mu.RLock()
+	v, ok := f.m[floorKey(d.Account, d.ID)]
+	f.mu.RUnlock()
+	if !ok {
+		return
+	}
+	if o := d.OTP; o != nil && v.counter > 0 && (!o.Used || o.LastCounter < v.counter) {
+		o.LastCounter, o.Used = max(o.LastCounter, v.counter), true
+	}
+	if k := d.FIDO; k != nil && k.SignCount < v.signCount {
+		k.SignCount = v.signCount
+	}
+}
+
+// floorOf returns what d would raise the floor to.
+func floorOf(d *authn.Device) (floorVal, bool) {
+	var v floorVal
+	if d.OTP != nil && d.OTP.Used {
+		v.counter = d.OTP.LastCounter
+	}
+	if d.FIDO != nil {
+		v.signCount = d.FIDO.SignCount
+	}
+	return v, v.counter > 0 || v.signCount > 0
+}
+
+// raise records committed counters durably (maxima; never lowers).
+func (f *floor) raise(vals map[string]floorVal) error {
+	if f == nil || len(vals) == 0 {
+		return nil
+	}
+	f.mu.Lock()
+	changed := map[string]floorVal{}
+	for k, v := range vals {
+		cur := f.m[k]
+		n := floorVal{max(cur.counter, v.counter), max(cur.signCount, v.signCount)}
+		if n != cur {
+			f.m[k], changed[k] = n, n
+		}
+	}
+	f.mu.Unlock()
+	if len(changed) == 0 {
+		return nil
+	}
+	// Batch: concurrent sign-ins share one fsync.
+	return f.db.Batch(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bktFloor)
+		for k := range changed {
+			f.mu.RLock()
+			v := f.m[k]
+			f.mu.RUnlock()
+			buf := binary.BigEndian.AppendUint64(nil, v.counter)
+			if err := b.Put([]byte(k), binary.BigEndian.AppendUint32(buf, v.signCount)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
