@@ -80,12 +80,3 @@ func (s *stepUps) lookup(tok string, uid uint32, account string, now time.Time) 
 	}
 	return v.source, true
 }
-
-// expiry returns when tok expires.
-func (s *stepUps) expiry(tok string) (string, time.Time, bool) {
-	h := sha256.Sum256([]byte(tok))
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	v, ok := s.tokens[h]
-	return v.account, v.expires, ok
-}
