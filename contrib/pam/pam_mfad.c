@@ -504,44 +504,6 @@ out:
 	return res;
 }
 
-/* Out of sync: the next code, a resync with both, then a fresh code. */
-static int resync(struct ctx *x, const char *code1, const char *dev)
-{
-	char path[PATH_MAX_LEN], body[BODY_MAX], code2[CODE_MAX], devesc[200];
-	struct mfad_answer a;
-	int rc, res = PAM_AUTH_ERR;
-	if (!dev || strlen(dev) > 64 || mfad_path_escape(devesc, sizeof(devesc), dev) < 0) {
-		pam_syslog(x->pamh, LOG_ERR, "user %s: device_out_of_sync without a usable device id", x->user);
-		return PAM_AUTH_ERR;
-	}
-	say(x, PAM_TEXT_INFO, "That code is from a device whose clock is off. Wait until it shows the next code.");
-	if ((rc = ask(x, "Next code: ", code2, sizeof(code2))) != PAM_SUCCESS)
-		return rc;
-	snprintf(path, sizeof(path), "/v1/accounts/%s/devices/%s/resync", x->uesc, devesc);
-	rc = build(body, sizeof(body), "code1", code1, "code2", code2, NULL);
-	explicit_bzero(code2, sizeof(code2));
-	if (rc < 0)
-		return PAM_AUTH_ERR;
-	rc = mfad_call(&x->c, "POST", path, body, &a);
-	explicit_bzero(body, sizeof(body));
-	if (rc != MFAD_OK)
-		return unreachable(x, rc, "resync") == PAM_SUCCESS ? PAM_AUTH_ERR : PAM_AUTHINFO_UNAVAIL;
-	if (a.status != 200) {
-		res = refused(x, &a, "resync");
-		mfad_answer_free(&a);
-		return res;
-	}
-	mfad_answer_free(&a);
-	pam_syslog(x->pamh, LOG_NOTICE, "user %s: device %s resynchronised at sign-in", x->user, dev);
-	say(x, PAM_TEXT_INFO, "Device resynchronised. Wait for its next code to sign in.");
-	char code3[CODE_MAX];
-	if ((rc = ask(x, "Verification code: ", code3, sizeof(code3))) != PAM_SUCCESS)
-		return rc;
-	res = sign_in_with_code(x, code3, NULL, 0);
-	explicit_bzero(code3, sizeof(code3));
-	return res;
-}
-
 /* The resync hint: mfad refused the code and thinks the device's clock
  * may be off. The next code the device shows, sent with the first one,
  * resyncs it and signs in (mfad counts it against the resync budget). */
@@ -611,14 +573,6 @@ static int sign_in_with_code(struct ctx *x, const char *code, const char *next, 
 	} else if (retry && strcmp(pc, "code_already_used") == 0) {
 		pam_syslog(x->pamh, LOG_NOTICE, "user %s: code refused by mfad: code_already_used", x->user);
 		res = fresh_code(x);
-	} else if (retry && !next && strcmp(pc, "device_out_of_sync") == 0) {
-		/* An mfad from before the resync hint. */
-		json_object *extra;
-		const char *dev = NULL;
-		if (json_object_object_get_ex(a.body, "extra", &extra))
-			dev = mfad_str(extra, "device");
-		pam_syslog(x->pamh, LOG_NOTICE, "user %s: code from an out-of-sync device %s", x->user, dev ? dev : "?");
-		res = resync(x, code, dev);
 	} else {
 		res = refused(x, &a, next ? "code and next code" : "code");
 	}

@@ -182,8 +182,10 @@ func TestPAMTOTP(t *testing.T) {
 		t.Fatalf("good code: exit %d\n%s", code, out)
 	}
 	noCodeIn(t, out, good)
-	if out, code = pamtester(t, svc, userSelf, good+"\n", "authenticate"); code == 0 {
-		t.Errorf("replayed code accepted:\n%s", out)
+	// The same code again: "already used" and one more prompt (no answer
+	// to it here).
+	if out, code = pamtester(t, svc, userSelf, good+"\n", "authenticate"); code == 0 || !strings.Contains(out, "already used") {
+		t.Errorf("replayed code: exit %d\n%s", code, out)
 	}
 	// No input at all (the conversation fails): refused.
 	if out, code = pamtester(t, svc, userSelf, "", "authenticate"); code == 0 {
@@ -196,6 +198,14 @@ func TestPAMTOTP(t *testing.T) {
 	// A replay is refused but is no guess: it is not counted.
 	if acc := account(t, d, userSelf); acc.FailedAttempts != 0 {
 		t.Errorf("a replay or an empty conversation counted as a failure: %+v", acc)
+	}
+	// A disabled account is told so.
+	if a := callAs(t, "", d.sock, "PATCH", "/v1/accounts/"+userSelf, `{"flags":["disabled"]}`); a.Status != 200 {
+		t.Fatalf("disable: %d %s", a.Status, a.Code)
+	}
+	out, code = pamtester(t, svc, userSelf, wrongCode(good)+"\n", "authenticate")
+	if code == 0 || !strings.Contains(out, "This account is disabled") {
+		t.Errorf("disabled account: exit %d\n%s", code, out)
 	}
 }
 
