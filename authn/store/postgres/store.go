@@ -49,7 +49,7 @@ type Options struct {
 
 // Store is the PostgreSQL-backed authn.Store.
 type Store struct {
-	pool *pgxpool.Pool
+	pool  *pgxpool.Pool
 	rec   *store.Records
 	opts  Options
 	path  string
