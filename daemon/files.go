@@ -105,9 +105,10 @@ func prepareStateDir(dir string, files ...[2]string) error {
 }
 
 // bindSocket binds a Unix socket at path with mode 0666. The mode comes
-// from the umask in force at bind (the process's umask, held for the
-// bind only), so that no chmod follows the path afterwards, when another
-// user might have swapped it.
+// from the umask in force at bind, so that no chmod follows the path
+// afterwards, when another user might have swapped it. The umask is the
+// process's: it is changed for the bind only, at start, when nothing else
+// in mfad creates files or directories.
 func bindSocket(path string) (*net.UnixListener, error) {
 	umaskMu.Lock()
 	defer umaskMu.Unlock()
