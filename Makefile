@@ -68,7 +68,7 @@ SYSCONFDIR  ?= /etc
 install: $(if $(INSTALL_NOBUILD),,build)
 	install -d -m 0755 $(DESTDIR)$(PREFIX)/sbin $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PAMDIR) \
 	  $(DESTDIR)$(UNITDIR) $(DESTDIR)$(UDEVDIR)/rules.d $(DESTDIR)$(SYSUSERSDIR) $(DESTDIR)$(TMPFILESDIR) \
-	  $(DESTDIR)$(SYSCONFDIR)/mfad $(DESTDIR)$(PREFIX)/share/man/man8 $(DESTDIR)$(PREFIX)/share/man/man1 \
+	  $(DESTDIR)$(SYSCONFDIR)/mfad $(DESTDIR)$(PREFIX)/share/man/man8 $(DESTDIR)$(PREFIX)/share/man/man1 $(DESTDIR)$(PREFIX)/share/man/man5 \
 	  $(DESTDIR)$(PREFIX)/share/bash-completion/completions $(DESTDIR)$(PREFIX)/share/zsh/vendor-completions \
 	  $(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d $(DESTDIR)$(PREFIX)/share/doc/mfad
 	install -m 0755 $(BIN)/mfad $(DESTDIR)$(PREFIX)/sbin/mfad
@@ -84,6 +84,7 @@ install: $(if $(INSTALL_NOBUILD),,build)
 	else install -m 0644 contrib/mfad.toml $(DESTDIR)$(SYSCONFDIR)/mfad/mfad.toml; fi
 	install -m 0644 contrib/mfad.toml docs/pam.md docs/systemd.md docs/masterkey.md $(DESTDIR)$(PREFIX)/share/doc/mfad/
 	install -m 0644 contrib/man/mfad.8 $(DESTDIR)$(PREFIX)/share/man/man8/mfad.8
+	install -m 0644 contrib/man/mfad.toml.5 $(DESTDIR)$(PREFIX)/share/man/man5/mfad.toml.5
 	install -m 0644 contrib/man/mfactl.1 $(DESTDIR)$(PREFIX)/share/man/man1/mfactl.1
 	$(BIN)/mfactl completion bash >$(DESTDIR)$(PREFIX)/share/bash-completion/completions/mfactl
 	$(BIN)/mfactl completion zsh >$(DESTDIR)$(PREFIX)/share/zsh/vendor-completions/_mfactl

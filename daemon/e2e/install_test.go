@@ -44,6 +44,7 @@ func TestInstall(t *testing.T) {
 		"/usr/lib/tmpfiles.d/mfad.conf":                    0o644,
 		"/etc/mfad/mfad.toml":                              0o644,
 		"/usr/share/man/man8/mfad.8":                       0o644,
+		"/usr/share/man/man5/mfad.toml.5":                  0o644,
 		"/usr/share/man/man1/mfactl.1":                     0o644,
 		"/usr/share/doc/mfad/pam.md":                       0o644,
 		"/usr/share/doc/mfad/systemd.md":                   0o644,
