@@ -42,7 +42,7 @@ var allowedImports = map[string][]string{
 	"hw/emu":                      {"github.com/fxamacker/cbor/v2", "hw/ctap2", "hw/ctaphid"},
 	"hw/emu/gadget":               {"golang.org/x/sys/unix", "hw/ctaphid"},
 	"hw/emu/uhid":                 {"golang.org/x/sys/unix", "hw/ctaphid"},
-	"hw/fidocheck":                {"hw/ctap2", "hw/ctaphid", "hw/fidokey"},
+	"hw/fidocheck":                {"github.com/fxamacker/cbor/v2", "hw/ctap2", "hw/ctaphid", "hw/fidokey"},
 	"hw/fidokey":                  {"hw/ctap2", "hw/ctaphid"},
 	"hw/hidraw":                   {"golang.org/x/sys/unix", "hw/ctaphid"},
 	"hw/libfido2":                 {"github.com/keys-pub/go-libfido2", "hw/ctap2", "hw/hidraw"},

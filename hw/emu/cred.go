@@ -86,8 +86,10 @@ func (k *credKey) raw() ([]byte, error) {
 	return k.ed.Seed(), nil
 }
 
-// wrap seals k into a credential id bound to rpIDHash.
-func wrap(wrapKey []byte, rnd io.Reader, k *credKey, rpIDHash []byte, resident bool) ([]byte, error) {
+// wrap seals k into a credential id bound to rpIDHash, with the flag bits
+// (credFlagResident, credFlagHMACSecret, the credProtect level) in its
+// authenticated header.
+func wrap(wrapKey []byte, rnd io.Reader, k *credKey, rpIDHash []byte, flags byte) ([]byte, error) {
 	aead, err := newAEAD(wrapKey)
 	if err != nil {
 		return nil, err
@@ -98,9 +100,7 @@ func wrap(wrapKey []byte, rnd io.Reader, k *credKey, rpIDHash []byte, resident b
 	if k.alg == ctap2.AlgEdDSA {
 		id[1] = credAlgEdDSA
 	}
-	if resident {
-		id[2] = credFlagResident
-	}
+	id[2] = flags
 	if _, err := io.ReadFull(rnd, id[credHeaderLen:]); err != nil {
 		return nil, err
 	}
@@ -112,36 +112,36 @@ func wrap(wrapKey []byte, rnd io.Reader, k *credKey, rpIDHash []byte, resident b
 	return aead.Seal(id, id[credHeaderLen:credHeaderLen+credNonceLen], raw, aad), nil
 }
 
-// unwrap opens a credential id made by wrap for rpIDHash. Any other input
-// gives errNotOurs.
-func unwrap(wrapKey []byte, id, rpIDHash []byte) (*credKey, bool, error) {
+// unwrap opens a credential id made by wrap for rpIDHash and returns its
+// key and flag bits. Any other input gives errNotOurs.
+func unwrap(wrapKey []byte, id, rpIDHash []byte) (*credKey, byte, error) {
 	if len(id) != credIDLen || id[0] != credVersion {
-		return nil, false, errNotOurs
+		return nil, 0, errNotOurs
 	}
 	aead, err := newAEAD(wrapKey)
 	if err != nil {
-		return nil, false, err
+		return nil, 0, err
 	}
 	aad := append(append([]byte(nil), id[:credHeaderLen]...), rpIDHash...)
 	raw, err := aead.Open(nil, id[credHeaderLen:credHeaderLen+credNonceLen], id[credHeaderLen+credNonceLen:], aad)
 	if err != nil {
-		return nil, false, errNotOurs
+		return nil, 0, errNotOurs
 	}
-	resident := id[2]&credFlagResident != 0
+	flags := id[2]
 	switch id[1] {
 	case credAlgES256:
 		k, err := ecdsa.ParseRawPrivateKey(elliptic.P256(), raw)
 		if err != nil {
-			return nil, false, errNotOurs
+			return nil, 0, errNotOurs
 		}
-		return &credKey{alg: ctap2.AlgES256, ec: k}, resident, nil
+		return &credKey{alg: ctap2.AlgES256, ec: k}, flags, nil
 	case credAlgEdDSA:
 		if len(raw) != ed25519.SeedSize {
-			return nil, false, errNotOurs
+			return nil, 0, errNotOurs
 		}
-		return &credKey{alg: ctap2.AlgEdDSA, ed: ed25519.NewKeyFromSeed(raw)}, resident, nil
+		return &credKey{alg: ctap2.AlgEdDSA, ed: ed25519.NewKeyFromSeed(raw)}, flags, nil
 	}
-	return nil, false, errNotOurs
+	return nil, 0, errNotOurs
 }
 
 func newAEAD(key []byte) (cipher.AEAD, error) {

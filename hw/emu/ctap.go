@@ -17,9 +17,10 @@ import (
 
 // located is a credential found for a GetAssertion.
 type located struct {
-	id   []byte
-	key  *credKey
-	user *residentCredential // nil for a non-resident credential
+	id    []byte
+	key   *credKey
+	flags byte                // the credential id's flag bits
+	user  *residentCredential // nil for a non-resident credential
 }
 
 // nextAssertions is the state GetNextAssertion continues (CTAP 2.1 §6.3).
@@ -27,6 +28,7 @@ type nextAssertions struct {
 	creds    []located
 	rpIDHash []byte
 	cdh      []byte
+	hmac     *hmacRequest
 	flags    ctap2.AuthDataFlags
 	uv       bool
 	total    int
@@ -112,6 +114,7 @@ func (a *Authenticator) getInfo() *ctap2.GetInfoResponse {
 	}
 	info := &ctap2.GetInfoResponse{
 		Versions:                 []string{ctap2.VersionU2F, ctap2.VersionFIDO20, ctap2.VersionFIDO21},
+		Extensions:               []string{extCredProtect, extHMACSecret},
 		AAGUID:                   AAGUID[:],
 		Options:                  opts,
 		MaxMsgSize:               MaxMsgSize,
@@ -180,6 +183,10 @@ func (a *Authenticator) makeCredential(ctx context.Context, r *ctap2.MakeCredent
 	if alg == 0 {
 		return nil, ctap2.ErrUnsupportedAlgorithm
 	}
+	ext, err := parseMCExtensions(r.Extensions)
+	if err != nil {
+		return nil, err
+	}
 	rk, _ := r.Option(ctap2.OptionResidentKey)
 	if rk && a.cfg.Options.NoResidentKeys {
 		return nil, ctap2.ErrUnsupportedOption
@@ -208,7 +215,9 @@ func (a *Authenticator) makeCredential(ctx context.Context, r *ctap2.MakeCredent
 		if d.Type != ctap2.CredentialTypePublicKey {
 			continue
 		}
-		if _, _, err := unwrap(a.st.WrapKey, d.ID, rpIDHash[:]); err == nil {
+		// A credential that needs user verification is excluded only
+		// when the user was verified (CTAP 2.1 §6.1.2 step 7).
+		if _, idFlags, err := unwrap(a.st.WrapKey, d.ID, rpIDHash[:]); err == nil && (uv || protectLevel(idFlags) != protectUVRequired) {
 			if err := a.presenceLocked(ctx, keepalive); err != nil && err != ctap2.ErrUserActionTimeout {
 				return nil, err
 			}
@@ -225,7 +234,15 @@ func (a *Authenticator) makeCredential(ctx context.Context, r *ctap2.MakeCredent
 	if err != nil {
 		return nil, err
 	}
-	id, err := wrap(a.st.WrapKey, a.rnd, key, rpIDHash[:], rk)
+	idFlags := ext.flags()
+	if rk {
+		idFlags |= credFlagResident
+	}
+	id, err := wrap(a.st.WrapKey, a.rnd, key, rpIDHash[:], idFlags)
+	if err != nil {
+		return nil, err
+	}
+	extOut, err := ext.output()
 	if err != nil {
 		return nil, err
 	}
@@ -258,6 +275,7 @@ func (a *Authenticator) makeCredential(ctx context.Context, r *ctap2.MakeCredent
 			CredentialID: id,
 			PublicKey:    pub,
 		},
+		Extensions: extOut,
 	}
 	authData, err := ad.Marshal()
 	if err != nil {
@@ -337,6 +355,10 @@ func (a *Authenticator) getAssertion(ctx context.Context, r *ctap2.GetAssertionR
 		}
 		uv = true
 	}
+	hs, err := a.parseHMACSecret(r.Extensions)
+	if err != nil {
+		return nil, err
+	}
 	rpIDHash := sha256.Sum256([]byte(r.RPID))
 	var creds []located
 	if len(r.AllowList) > 0 {
@@ -344,12 +366,12 @@ func (a *Authenticator) getAssertion(ctx context.Context, r *ctap2.GetAssertionR
 			if d.Type != ctap2.CredentialTypePublicKey || slices.ContainsFunc(creds, func(c located) bool { return bytes.Equal(c.id, d.ID) }) {
 				continue
 			}
-			k, resident, err := unwrap(a.st.WrapKey, d.ID, rpIDHash[:])
-			if err != nil {
+			k, idFlags, err := unwrap(a.st.WrapKey, d.ID, rpIDHash[:])
+			if err != nil || !uv && !usableWithoutUV(idFlags, true) {
 				continue
 			}
-			c := located{id: d.ID, key: k}
-			if resident {
+			c := located{id: d.ID, key: k, flags: idFlags}
+			if idFlags&credFlagResident != 0 {
 				c.user = a.residentByID(d.ID)
 			}
 			creds = append(creds, c)
@@ -366,11 +388,11 @@ func (a *Authenticator) getAssertion(ctx context.Context, r *ctap2.GetAssertionR
 		}
 		slices.SortFunc(rs, func(x, y residentCredential) int { return cmp.Compare(y.Created, x.Created) }) // newest first
 		for i := range rs {
-			k, _, err := unwrap(a.st.WrapKey, rs[i].ID, rpIDHash[:])
-			if err != nil {
+			k, idFlags, err := unwrap(a.st.WrapKey, rs[i].ID, rpIDHash[:])
+			if err != nil || !uv && !usableWithoutUV(idFlags, false) {
 				continue
 			}
-			creds = append(creds, located{id: rs[i].ID, key: k, user: &rs[i]})
+			creds = append(creds, located{id: rs[i].ID, key: k, flags: idFlags, user: &rs[i]})
 		}
 	}
 	if len(creds) == 0 {
@@ -390,14 +412,14 @@ func (a *Authenticator) getAssertion(ctx context.Context, r *ctap2.GetAssertionR
 	if uv {
 		flags |= ctap2.FlagUV
 	}
-	resp, err := a.assert(creds[0], rpIDHash[:], r.ClientDataHash, flags, uv)
+	resp, err := a.assert(creds[0], rpIDHash[:], r.ClientDataHash, flags, uv, hs)
 	if err != nil {
 		return nil, err
 	}
 	if len(creds) > 1 {
 		resp.NumberOfCredentials = uint64(len(creds))
 		a.next = &nextAssertions{
-			creds: creds[1:], rpIDHash: rpIDHash[:], cdh: r.ClientDataHash,
+			creds: creds[1:], rpIDHash: rpIDHash[:], cdh: r.ClientDataHash, hmac: hs,
 			flags: flags, uv: uv, total: len(creds), expires: a.now().Add(nextAssertionTimeout),
 		}
 	}
@@ -413,14 +435,24 @@ func (a *Authenticator) getNextAssertion() (any, error) {
 	c := n.creds[0]
 	n.creds = n.creds[1:]
 	n.expires = a.now().Add(nextAssertionTimeout)
-	return a.assert(c, n.rpIDHash, n.cdh, n.flags, n.uv)
+	return a.assert(c, n.rpIDHash, n.cdh, n.flags, n.uv, n.hmac)
 }
 
-// assert signs one assertion, advancing the global counter.
-func (a *Authenticator) assert(c located, rpIDHash, cdh []byte, flags ctap2.AuthDataFlags, uv bool) (*ctap2.GetAssertionResponse, error) {
+// assert signs one assertion, advancing the global counter, with the
+// hmac-secret output when asked for and the credential was made with it.
+func (a *Authenticator) assert(c located, rpIDHash, cdh []byte, flags ctap2.AuthDataFlags, uv bool, hs *hmacRequest) (*ctap2.GetAssertionResponse, error) {
 	a.st.Counter++
 	ad := ctap2.AuthData{Flags: flags, SignCount: a.st.Counter}
 	copy(ad.RPIDHash[:], rpIDHash)
+	if hs != nil && c.flags&credFlagHMACSecret != 0 {
+		out, err := hs.output(a.st.WrapKey, c.id, uv)
+		if err != nil {
+			return nil, err
+		}
+		if ad.Extensions, err = ctap2.Marshal(map[string][]byte{extHMACSecret: out}); err != nil {
+			return nil, err
+		}
+	}
 	authData, err := ad.Marshal()
 	if err != nil {
 		return nil, err

@@ -8,7 +8,8 @@
 // It owns:
 //
 //   - the authenticator: GetInfo, MakeCredential (ES256, EdDSA, resident and
-//     non-resident credentials, excludeList, packed attestation),
+//     non-resident credentials, excludeList, packed attestation, the
+//     credProtect and hmac-secret extensions),
 //     GetAssertion and GetNextAssertion, ClientPIN with PIN/UV auth
 //     protocols one and two, Reset (only within 10 s of power-up) and
 //     Selection (CTAP 2.1 §6), plus U2F REGISTER, AUTHENTICATE and VERSION

@@ -120,7 +120,7 @@ func (a *Authenticator) u2fRegister(ctx context.Context, data []byte) []byte {
 	if err != nil {
 		return sw(nil, SWConditionsNotSatisfied)
 	}
-	handle, err := wrap(a.st.WrapKey, a.rnd, key, app, false)
+	handle, err := wrap(a.st.WrapKey, a.rnd, key, app, 0)
 	if err != nil {
 		return sw(nil, SWConditionsNotSatisfied)
 	}

@@ -183,6 +183,8 @@ var battery = []def{
 	{Check{ID: "cred.user-presence", Name: "User presence is required, reported, and skipped only when asked", Section: "CTAP 2.1 §6.1.2 step 4, §6.2.2 step 5", Touch: true}, checkUserPresence},
 	{Check{ID: "cred.rp-binding", Name: "A credential signs only for its relying party, with its rpIdHash", Section: "CTAP 2.1 §6.2.2 step 7; WebAuthn §6.1"}, checkRPBinding},
 	{Check{ID: "cred.counter", Name: "The signature counter increases", Section: "CTAP 2.1 §6.2.2 step 12; WebAuthn §6.1.1", Touch: true}, checkCounter},
+	{Check{ID: "ext.hmac-secret", Name: "hmac-secret: the same salt gives the same output, another credential another", Section: "CTAP 2.1 §12.5", Touch: true}, checkHMACSecret},
+	{Check{ID: "ext.cred-protect", Name: "credProtect: level 3 needs UV, level 2 is hidden from discovery without UV", Section: "CTAP 2.1 §12.1", Touch: true}, checkCredProtect},
 	{Check{ID: "u2f.register", Name: "U2F REGISTER over CTAPHID_MSG", Section: "CTAP 2.1 §11.2.9.1.1; FIDO U2F Raw Message Formats §4", Touch: true}, checkU2FRegister},
 	{Check{ID: "u2f.authenticate", Name: "U2F AUTHENTICATE: check-only, sign, wrong application", Section: "FIDO U2F Raw Message Formats §5", Touch: true}, checkU2FAuthenticate},
 	{Check{ID: "pin.set", Name: "setPIN refuses a PIN below minPINLength and sets a valid one", Section: "CTAP 2.1 §6.5.5.5, §6.4 minPINLength", Destructive: true}, checkPINSet},

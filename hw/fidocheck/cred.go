@@ -12,6 +12,8 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/fxamacker/cbor/v2"
+
 	"github.com/mfad/mfad/hw/ctap2"
 )
 
@@ -33,6 +35,7 @@ type credential struct {
 	alg   ctap2.COSEAlgorithm
 	rpID  string
 	flags ctap2.AuthDataFlags
+	ext   []byte // authData extension outputs, raw CBOR
 }
 
 func clientDataHash(label string) []byte {
@@ -141,7 +144,7 @@ func (r *runner) makeCredential(req *ctap2.MakeCredentialRequest, what string) (
 	if err != nil {
 		return nil, fmt.Errorf("attestation (%s): %w", resp.Fmt, err)
 	}
-	c := &credential{id: ad.AttestedCredential.CredentialID, pub: pub, alg: alg, rpID: req.RP.ID, flags: ad.Flags}
+	c := &credential{id: ad.AttestedCredential.CredentialID, pub: pub, alg: alg, rpID: req.RP.ID, flags: ad.Flags, ext: ad.Extensions}
 	r.note("%s: %s attestation %s; credential id of %d bytes, counter %d, flags %#02x", what, resp.Fmt, how, len(c.id), ad.SignCount, byte(ad.Flags))
 	r.counters[hex.EncodeToString(c.id)] = ad.SignCount
 	return c, nil
@@ -209,13 +212,19 @@ type assertion struct {
 	counter uint32
 	credID  []byte
 	userID  []byte
+	ext     []byte // authData extension outputs, raw CBOR
 }
 
 // getAssertion runs GetAssertion and verifies the answer against the
 // credentials the battery knows: rpIdHash, signature, and records the
 // counter. up nil leaves the option out (the default, true).
 func (r *runner) getAssertion(rpID string, allow [][]byte, up *bool, known []*credential, what string) (*assertion, error) {
-	req := &ctap2.GetAssertionRequest{RPID: rpID, ClientDataHash: clientDataHash("sign"), AllowList: descriptors(allow...)}
+	return r.getAssertionExt(rpID, allow, up, known, what, nil)
+}
+
+// getAssertionExt is getAssertion with extension inputs.
+func (r *runner) getAssertionExt(rpID string, allow [][]byte, up *bool, known []*credential, what string, ext map[string]cbor.RawMessage) (*assertion, error) {
+	req := &ctap2.GetAssertionRequest{RPID: rpID, ClientDataHash: clientDataHash("sign"), AllowList: descriptors(allow...), Extensions: ext}
 	if up != nil {
 		req.Options = map[string]bool{ctap2.OptionUserPresence: *up}
 	}
@@ -249,7 +258,7 @@ func (r *runner) getAssertion(rpID string, allow [][]byte, up *bool, known []*cr
 	if err := ctap2.VerifySignature(c.pub, c.alg, msg, resp.Signature); err != nil {
 		return nil, fmt.Errorf("assertion signature: %w", err)
 	}
-	a := &assertion{flags: ad.Flags, counter: ad.SignCount, credID: id}
+	a := &assertion{flags: ad.Flags, counter: ad.SignCount, credID: id, ext: ad.Extensions}
 	if resp.User != nil {
 		a.userID = resp.User.ID
 	}

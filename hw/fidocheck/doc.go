@@ -10,7 +10,8 @@
 // members and their consistency with each other and with CTAPHID),
 // MakeCredential and GetAssertion (ES256 and EdDSA, non-resident and
 // resident, exclude and allow lists, user presence, relying-party binding,
-// signature counter), U2F REGISTER and AUTHENTICATE over CTAPHID_MSG, and,
+// signature counter), the hmac-secret and credProtect extensions where
+// the key offers them, U2F REGISTER and AUTHENTICATE over CTAPHID_MSG, and,
 // only when the caller allows destructive checks, the PIN (set, minimum
 // length, wrong PIN, token, change) and authenticatorReset with its
 // replug-within-10-seconds rule.
@@ -21,5 +22,6 @@
 // It owns no I/O of its own beyond the key's connection; reports (JSON,
 // JUnit) are formatted by its callers from [Report].
 //
-// Imports: hw/fidokey, hw/ctap2, hw/ctaphid and the standard library.
+// Imports: hw/fidokey, hw/ctap2, hw/ctaphid, github.com/fxamacker/cbor/v2
+// (extension inputs are raw CBOR) and the standard library.
 package fidocheck

@@ -58,6 +58,15 @@ func (k *Key) pinToken(ctx context.Context, pin string, perms ctap2.Permission, 
 	return proto, token, nil
 }
 
+// KeyAgreement runs getKeyAgreement with the PIN/UV auth protocol the key
+// is spoken to with, and returns both, for extensions that encrypt with
+// the shared secret (hmac-secret, CTAP 2.1 §12.5).
+func (k *Key) KeyAgreement(ctx context.Context) (ctap2.PINProtocol, *ctap2.COSEKey, error) {
+	proto := k.protocol()
+	ka, err := k.keyAgreement(ctx, proto)
+	return proto, ka, err
+}
+
 // PINToken obtains a pinUvAuthToken with the PIN, as MakeCredential and
 // GetAssertion do (permissions and RP ID are used only on keys that take
 // them), and returns it with the PIN/UV auth protocol it belongs to, for
