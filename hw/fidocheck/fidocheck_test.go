@@ -14,7 +14,7 @@ import (
 )
 
 // attach starts a software key in-process and opens it.
-func attach(t *testing.T, cfg emu.Config) (*emu.Key, *fidokey.Key) {
+func attach(t testing.TB, cfg emu.Config) (*emu.Key, *fidokey.Key) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	ek, conn, err := emu.Attach(ctx, cfg)
@@ -318,5 +318,35 @@ func TestCatalogue(t *testing.T) {
 			t.Errorf("check %+v", c)
 		}
 		seen[c.ID] = true
+	}
+}
+
+// The non-destructive battery on the software key in-process, presence
+// approved by the key: what a tray's run costs beside the touches. Most
+// of it is ctaphid.timeout waiting for the key's message timeout.
+func BenchmarkBattery(b *testing.B) {
+	_, k := attach(b, emu.Config{})
+	for b.Loop() {
+		rep := fidocheck.Run(context.Background(), k, fidocheck.Options{})
+		if _, fail, _ := rep.Counts(); fail != 0 {
+			b.Fatalf("%d checks failed", fail)
+		}
+	}
+}
+
+// The same without ctaphid.timeout: the battery's own cost.
+func BenchmarkBatteryWithoutTimeoutCheck(b *testing.B) {
+	_, k := attach(b, emu.Config{})
+	var only []string
+	for _, c := range fidocheck.Checks() {
+		if c.ID != "ctaphid.timeout" && !c.Destructive {
+			only = append(only, c.ID)
+		}
+	}
+	for b.Loop() {
+		rep := fidocheck.Run(context.Background(), k, fidocheck.Options{Only: only})
+		if _, fail, _ := rep.Counts(); fail != 0 {
+			b.Fatalf("%d checks failed", fail)
+		}
 	}
 }
