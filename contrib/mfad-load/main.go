@@ -20,6 +20,15 @@
 // the medians and their ratio (this build / the other).
 //
 //	mfad-load --mfad bin/mfad --compare /tmp/mfad-old --clients 32 --rounds 5
+//
+// --ceiling also measures, interleaved alike, the least server that does
+// the same durable work (ceiling.go): mfad's ratio to it says how close
+// mfad comes to what the machine allows, on any machine.
+//
+//	mfad-load --mfad bin/mfad --ceiling --clients 1,32 --rounds 5 --modes group
+//
+// --rss 10000,1000000 drives the first --clients count until the total
+// verifications reach each count and reports mfad's resident memory.
 package main
 
 import (
@@ -53,8 +62,19 @@ func main() {
 	flag.StringVar(&profileDir, "cpuprofile-dir", "", "have mfad write a CPU profile per commit mode into this directory")
 	fido := flag.Bool("fido", false, "sign in with security keys (one in-process software key answering at once) instead of codes")
 	compare := flag.String("compare", "", "a second mfad binary to measure in the same run, interleaved, reporting the ratio")
-	rounds := flag.Int("rounds", 3, "with --compare: interleaved rounds per point")
+	rounds := flag.Int("rounds", 3, "with --compare or --ceiling: interleaved rounds per point")
+	ceilingFlag := flag.Bool("ceiling", false, "also measure the minimal server of the same durable work (the machine's ceiling), interleaved, reporting mfad's ratio to it")
+	serve := flag.String("serve-ceiling", "", "run as the ceiling server in this directory (mfad-load starts it so)")
+	batch := flag.Int("ceiling-batch", 256, "with --serve-ceiling: updates per commit at most")
+	rssMarks := flag.String("rss", "", "instead of timed points: drive the first --clients count until the total verifications reach each of these counts (e.g. 10000,1000000) and report mfad's RSS at start and at each")
 	flag.Parse()
+	if *serve != "" {
+		serveCeiling(*serve, *batch)
+		return
+	}
+	if *ceilingFlag && *fido {
+		fail("--ceiling measures code verifications, not --fido")
+	}
 	if *rounds < 1 {
 		fail("bad --rounds %d", *rounds)
 	}
@@ -72,49 +92,79 @@ func main() {
 		fmt.Printf("A = %s, B = %s, %d interleaved rounds per point\n", *mfad, *compare, *rounds)
 	}
 	fmt.Println()
-	fmt.Println("| kind/commit mode | clients | verifications/s | p50 | p99 | errors | mfad CPU/op | client CPU/op |")
-	fmt.Println("|---|---|---|---|---|---|---|---|")
 	setup := setupOTP
 	kind := "otp"
 	if *fido {
 		setup, kind = setupFIDO, "fido"
 	}
+	if *rssMarks != "" {
+		var marks []int
+		for _, f := range strings.Split(*rssMarks, ",") {
+			m, err := strconv.Atoi(strings.TrimSpace(f))
+			if err != nil || m < 1 || (len(marks) > 0 && m <= marks[len(marks)-1]) {
+				fail("bad --rss %q: increasing counts", *rssMarks)
+			}
+			marks = append(marks, m)
+		}
+		mode := strings.Split(*modes, ",")[0]
+		tg := setup(*mfad, mode, counts[0])
+		rssRun(tg, counts[0], marks)
+		tg.stop()
+		return
+	}
+	fmt.Println("| kind/commit mode | clients | verifications/s | p50 | p99 | errors | mfad CPU/op | client CPU/op |")
+	fmt.Println("|---|---|---|---|---|---|---|---|")
 	var summary []string
 	for _, mode := range strings.Split(*modes, ",") {
 		label := kind + "/" + mode
-		a := setup(*mfad, mode, slices.Max(counts))
-		if *compare == "" {
+		ts := []*target{setup(*mfad, mode, slices.Max(counts))}
+		ts[0].name = "A"
+		if *compare != "" {
+			ts = append(ts, setup(*compare, mode, slices.Max(counts)))
+			ts[len(ts)-1].name = "B"
+		}
+		if *ceilingFlag {
+			ts = append(ts, setupCeiling(mode, slices.Max(counts)))
+		}
+		if len(ts) == 1 {
 			for _, n := range counts {
-				measure(a, n, *duration).print(label, n)
+				measure(ts[0], n, *duration).print(label, n)
 			}
-			a.stop()
+			ts[0].stop()
 			continue
 		}
-		b := setup(*compare, mode, slices.Max(counts))
 		for _, n := range counts {
-			var ra, rb []result
+			res := make([][]result, len(ts))
 			for r := range *rounds {
-				first, second := a, b
-				if r%2 == 1 {
-					first, second = b, a
+				// Each round starts with the next target, so that the
+				// machine's changing speed falls on all of them alike.
+				for k := range ts {
+					i := (r + k) % len(ts)
+					res[i] = append(res[i], measure(ts[i], n, *duration))
 				}
-				r1, r2 := measure(first, n, *duration), measure(second, n, *duration)
-				if first == b {
-					r1, r2 = r2, r1
+				for i, tg := range ts {
+					res[i][r].print(fmt.Sprintf("%s %s r%d", label, tg.name, r+1), n)
 				}
-				ra, rb = append(ra, r1), append(rb, r2)
-				r1.print(fmt.Sprintf("%s A r%d", label, r+1), n)
-				r2.print(fmt.Sprintf("%s B r%d", label, r+1), n)
 			}
-			summary = append(summary, compareRow(label, n, ra, rb))
+			for i := 1; i < len(ts); i++ {
+				summary = append(summary, compareRow(label, n, ts[i].name, res[0], res[i]))
+			}
 		}
-		a.stop()
-		b.stop()
+		for _, tg := range ts {
+			tg.stop()
+		}
 	}
 	if len(summary) > 0 {
-		fmt.Printf("\nMedians over the rounds; ratio = A / B (A: %s, B: %s).\n\n", *mfad, *compare)
-		fmt.Println("| kind/commit mode | clients | A verif/s | B verif/s | ratio | A p50 | B p50 | ratio | A mfad CPU/op | B mfad CPU/op | ratio |")
-		fmt.Println("|---|---|---|---|---|---|---|---|---|---|---|")
+		fmt.Printf("\nMedians over the rounds; ratio = A / the other (A: %s", *mfad)
+		if *compare != "" {
+			fmt.Printf(", B: %s", *compare)
+		}
+		if *ceilingFlag {
+			fmt.Print(", ceiling: the minimal server of the same durable work")
+		}
+		fmt.Print(").\n\n")
+		fmt.Println("| kind/commit mode | clients | other | A verif/s | other verif/s | ratio | A p50 | other p50 | ratio | A mfad CPU/op | other CPU/op | ratio |")
+		fmt.Println("|---|---|---|---|---|---|---|---|---|---|---|---|")
 		for _, row := range summary {
 			fmt.Println(row)
 		}
@@ -122,7 +172,7 @@ func main() {
 }
 
 // compareRow is the summary of one point measured on both builds.
-func compareRow(label string, n int, a, b []result) string {
+func compareRow(label string, n int, other string, a, b []result) string {
 	med := func(rs []result, f func(result) float64) float64 {
 		v := make([]float64, len(rs))
 		for i, r := range rs {
@@ -144,13 +194,14 @@ func compareRow(label string, n int, a, b []result) string {
 		return fmt.Sprintf("**%.2f**", x/y)
 	}
 	ra, rb, la, lb, ca, cb := med(a, rate), med(b, rate), med(a, p50), med(b, p50), med(a, cpu), med(b, cpu)
-	return fmt.Sprintf("| %s | %d | %.0f | %.0f | %s | %s | %s | %s | %.0f µs | %.0f µs | %s |", label, n, ra, rb, ratio(ra, rb),
+	return fmt.Sprintf("| %s | %d | %s | %.0f | %.0f | %s | %s | %s | %s | %.0f µs | %.0f µs | %s |", label, n, other, ra, rb, ratio(ra, rb),
 		time.Duration(la).Round(time.Microsecond), time.Duration(lb).Round(time.Microsecond), ratio(la, lb),
 		ca/1e3, cb/1e3, ratio(ca, cb))
 }
 
 // target is one running mfad and the sign-in that loads it.
 type target struct {
+	name string // in tables: A, B, ceiling
 	sock string
 	pid  int
 	stop func()
@@ -194,8 +245,14 @@ driver = "none"
 	}
 	cmd := exec.Command(mfad, args...)
 	cmd.Stderr = os.Stderr
+	return start(cmd, sock, dir)
+}
+
+// start starts cmd and waits until it answers on sock; stopping it
+// removes dir.
+func start(cmd *exec.Cmd, sock, dir string) *target {
 	if err := cmd.Start(); err != nil {
-		fail("start %s: %v", mfad, err)
+		fail("start %s: %v", cmd.Path, err)
 	}
 	c := &client.Client{Socket: sock}
 	defer c.Close()
@@ -203,7 +260,7 @@ driver = "none"
 		if _, err := c.Info(context.Background()); err == nil {
 			break
 		} else if i > 200 {
-			fail("mfad did not start: %v", err)
+			fail("%s did not start: %v", cmd.Path, err)
 		}
 		time.Sleep(25 * time.Millisecond)
 	}
@@ -233,6 +290,78 @@ func cpuTime(pid int) time.Duration {
 	return time.Duration(ut+st) * 10 * time.Millisecond // USER_HZ = 100
 }
 
+// memory is a process's resident memory from /proc/PID/status, in kB.
+type memory struct{ rss, anon, file int }
+
+func memoryOf(pid int) memory {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return memory{}
+	}
+	var m memory
+	for _, line := range strings.Split(string(b), "\n") {
+		k, v, _ := strings.Cut(line, ":")
+		n, _ := strconv.Atoi(strings.TrimSuffix(strings.TrimSpace(v), " kB"))
+		switch k {
+		case "VmRSS":
+			m.rss = n
+		case "RssAnon":
+			m.anon = n
+		case "RssFile":
+			m.file = n
+		}
+	}
+	return m
+}
+
+func (m memory) String() string {
+	return fmt.Sprintf("%.1f MB (anon %.1f, file %.1f)", float64(m.rss)/1024, float64(m.anon)/1024, float64(m.file)/1024)
+}
+
+// rssRun drives n clients until the verifications reach each mark, and
+// reports the target's resident memory at start and at each mark (the
+// load paused for a second first, so that what is measured is what stays).
+func rssRun(tg *target, n int, marks []int) {
+	fmt.Printf("| verifications | mfad RSS | verifications/s since the last mark | errors |\n|---|---|---|---|\n")
+	fmt.Printf("| 0 (idle, after setup) | %s | | |\n", memoryOf(tg.pid))
+	var done, errs atomic.Int64
+	prev := 0
+	for _, mark := range marks {
+		start := time.Now()
+		drive(tg, n, func() bool { return done.Add(1) <= int64(mark) }, func(w int, _ time.Duration, err error) {
+			if err != nil && errs.Add(1) <= 3 {
+				fmt.Fprintf(os.Stderr, "mfad-load: client %d: %v\n", w, err)
+			}
+		})
+		done.Store(int64(mark))
+		rate := float64(mark-prev) / time.Since(start).Seconds()
+		prev = mark
+		time.Sleep(time.Second)
+		fmt.Printf("| %d | %s | %.0f | %d |\n", mark, memoryOf(tg.pid), rate, errs.Load())
+	}
+}
+
+// drive runs the target's op from n clients, each on its own connection,
+// while more says so, and hands each outcome to done (in the client's
+// goroutine), then waits for all.
+func drive(tg *target, n int, more func() bool, done func(w int, dt time.Duration, err error)) {
+	var wg sync.WaitGroup
+	for w := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			cl := &client.Client{Socket: tg.sock}
+			defer cl.Close()
+			for more() {
+				t0 := time.Now()
+				err := tg.op(w, cl)
+				done(w, time.Since(t0), err)
+			}
+		}()
+	}
+	wg.Wait()
+}
+
 // result is one measured point.
 type result struct {
 	rate           float64 // successful verifications per second
@@ -253,27 +382,15 @@ func measure(tg *target, n int, dur time.Duration) result {
 	srv0, cli0 := cpuTime(tg.pid), cpuTime(os.Getpid())
 	deadline := time.Now().Add(dur)
 	start := time.Now()
-	var wg sync.WaitGroup
-	for w := range n {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			cl := &client.Client{Socket: tg.sock} // its own connection
-			defer cl.Close()
-			for time.Now().Before(deadline) {
-				t0 := time.Now()
-				err := tg.op(w, cl)
-				lat[w] = append(lat[w], time.Since(t0))
-				if err != nil {
-					if errs[w] == 0 && reported.Add(1) <= 3 {
-						fmt.Fprintf(os.Stderr, "mfad-load: client %d: %v\n", w, err)
-					}
-					errs[w]++
-				}
+	drive(tg, n, func() bool { return time.Now().Before(deadline) }, func(w int, dt time.Duration, err error) {
+		lat[w] = append(lat[w], dt)
+		if err != nil {
+			if errs[w] == 0 && reported.Add(1) <= 3 {
+				fmt.Fprintf(os.Stderr, "mfad-load: client %d: %v\n", w, err)
 			}
-		}()
-	}
-	wg.Wait()
+			errs[w]++
+		}
+	})
 	elapsed := time.Since(start)
 	var all []time.Duration
 	nerr := 0
@@ -326,26 +443,19 @@ func setupOTP(mfad, mode string, maxClients int) *target {
 	c := &client.Client{Socket: tg.sock}
 	ctx := context.Background()
 
-	seeds := make([]tokenSeed, maxClients)
+	seeds := newSeeds(maxClients)
 	var pskc strings.Builder
 	pskc.WriteString(`<?xml version="1.0" encoding="UTF-8"?><KeyContainer Version="1.0" xmlns="urn:ietf:params:xml:ns:keyprov:pskc">`)
 	for i := range seeds {
-		secret := make([]byte, 20)
-		rand.Read(secret)
-		seeds[i] = tokenSeed{serial: fmt.Sprintf("LOAD-%05d", i), account: fmt.Sprintf("load%d", i), secret: secret}
 		fmt.Fprintf(&pskc, `<KeyPackage><DeviceInfo><Manufacturer>mfad-load</Manufacturer><SerialNo>%s</SerialNo></DeviceInfo>`+
 			`<Key Id="%s" Algorithm="urn:ietf:params:xml:ns:keyprov:pskc:hotp"><AlgorithmParameters><ResponseFormat Length="8" Encoding="DECIMAL"/></AlgorithmParameters>`+
 			`<Data><Secret><PlainValue>%s</PlainValue></Secret><Counter><PlainValue>0</PlainValue></Counter></Data></Key></KeyPackage>`,
-			seeds[i].serial, seeds[i].serial, base64.StdEncoding.EncodeToString(secret))
+			seeds[i].serial, seeds[i].serial, base64.StdEncoding.EncodeToString(seeds[i].secret))
 	}
 	pskc.WriteString(`</KeyContainer>`)
 	if _, err := c.ImportTokens(ctx, api.TokenImport{PSKC: pskc.String()}); err != nil {
 		fail("import: %v", err)
 	}
-	// 8 digits: with 6, one code in ~10^5 also matches another counter of
-	// the look-ahead window, and mfad (rightly) takes the highest, which
-	// skips the token ahead and fails the client's next codes.
-	params := totp.Params{Algorithm: totp.SHA1, Digits: 8, Period: 30 * time.Second}
 	counters := make([]uint64, maxClients)
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, 32)
@@ -368,12 +478,58 @@ func setupOTP(mfad, mode string, maxClients int) *target {
 	}
 	wg.Wait()
 	c.Close()
-	tg.op = func(w int, cl *client.Client) error {
+	tg.op = otpOp(seeds, counters)
+	return tg
+}
+
+// 8 digits: with 6, one code in ~10^5 also matches another counter of
+// the look-ahead window, and mfad (rightly) takes the highest, which
+// skips the token ahead and fails the client's next codes.
+var params = totp.Params{Algorithm: totp.SHA1, Digits: 8, Period: 30 * time.Second}
+
+// newSeeds makes n event-based tokens, one per client.
+func newSeeds(n int) []tokenSeed {
+	seeds := make([]tokenSeed, n)
+	for i := range seeds {
+		secret := make([]byte, 20)
+		rand.Read(secret)
+		seeds[i] = tokenSeed{serial: fmt.Sprintf("LOAD-%05d", i), account: fmt.Sprintf("load%d", i), secret: secret}
+	}
+	return seeds
+}
+
+// otpOp signs client w in with its token's next code.
+func otpOp(seeds []tokenSeed, counters []uint64) func(w int, cl *client.Client) error {
+	return func(w int, cl *client.Client) error {
 		s := seeds[w]
 		code := totp.Code(s.secret, params, counters[w])
 		counters[w]++
-		_, err := cl.Authenticate(ctx, api.Authenticate{Account: s.account, Code: code})
+		_, err := cl.Authenticate(context.Background(), api.Authenticate{Account: s.account, Code: code})
 		return err
 	}
+}
+
+// setupCeiling starts the ceiling server (this binary, --serve-ceiling)
+// with a token per client.
+func setupCeiling(mode string, maxClients int) *target {
+	dir, err := os.MkdirTemp("", "mfad-ceiling-")
+	if err != nil {
+		fail("%v", err)
+	}
+	seeds := newSeeds(maxClients)
+	writeSeeds(dir, seeds)
+	self, err := os.Executable()
+	if err != nil {
+		fail("%v", err)
+	}
+	batch := 256
+	if mode == "single" {
+		batch = 1
+	}
+	cmd := exec.Command(self, "--serve-ceiling", dir, "--ceiling-batch", strconv.Itoa(batch))
+	cmd.Stderr = os.Stderr
+	tg := start(cmd, filepath.Join(dir, "ceiling.sock"), dir)
+	tg.name = "ceiling"
+	tg.op = otpOp(seeds, make([]uint64, maxClients))
 	return tg
 }
