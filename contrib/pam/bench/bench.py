@@ -4,7 +4,8 @@ and pam_oath, measured as docs/research PERF-BASELINE §4 does.
 
 Whole process, timed here: fork/exec of `pamtester SVC USER authenticate`, the
 code written to its stdin, wait4. RUNS runs of each module per repetition, in
-round-robin (one run of each module in turn); the figure is the median of the
+round-robin (one run of each module in turn, the order turning by one each
+time); the figure is the median of the
 REPS repetition medians. Child CPU from wait4.
 Codes come from oathtool (not timed). State is restored before each run for
 the stateful peers (not timed), so each timed run still does its state write.
@@ -206,7 +207,9 @@ def main():
             fails = {k: 0 for k in only}
             cache = {}
             for i in range(a.runs):
-                for k in only:
+                # The order turns with every run: no module always follows
+                # the same one (e.g. another's fsync still in the journal).
+                for k in only[i % len(only):] + only[:i % len(only)]:
                     restore(k)
                     if k.startswith("mfad"):
                         user, secret = accounts[mfads.index(k) * a.runs + i]
