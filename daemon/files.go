@@ -119,3 +119,27 @@ func bindSocket(path string) (*net.UnixListener, error) {
 
 // umaskMu serializes mfad's own umask changes.
 var umaskMu sync.Mutex
+
+// giveToDirOwner hands files mfad itself just wrote into dir (a restored
+// database, an installed key) to dir's owner, when mfad runs as root and
+// the directory is another user's (mfad restore run by root for
+// mfad.service, which runs as the mfad user). Missing files are skipped.
+func giveToDirOwner(dir string, files ...string) error {
+	if os.Geteuid() != 0 {
+		return nil
+	}
+	fi, err := os.Stat(dir)
+	if err != nil {
+		return err
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok || st.Uid == 0 {
+		return nil
+	}
+	for _, f := range files {
+		if err := os.Lchown(f, int(st.Uid), int(st.Gid)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("giving %s to the owner of %s (uid %d): %w", f, dir, st.Uid, err)
+		}
+	}
+	return nil
+}

@@ -169,3 +169,38 @@ func TestListenSocketMode(t *testing.T) {
 		t.Errorf("world-writable socket dir: %v", err)
 	}
 }
+
+// TestRestoredFilesGoToTheStateDirOwner: what root writes into another
+// user's state directory (a restore for mfad.service) becomes that
+// user's, so that mfad running as them accepts it.
+func TestRestoredFilesGoToTheStateDirOwner(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to chown")
+	}
+	dir := filepath.Join(t.TempDir(), "state")
+	os.Mkdir(dir, 0o700)
+	db := filepath.Join(dir, "mfad.db")
+	os.WriteFile(db, []byte("x"), 0o600)
+	if err := giveToDirOwner(dir, db, filepath.Join(dir, "absent")); err != nil {
+		t.Fatal(err)
+	}
+	if uid, _ := ownerOf(mustStat(t, db)); uid != 0 {
+		t.Errorf("a root-owned state dir: the file went to uid %d", uid)
+	}
+	os.Chown(dir, otherUID, otherUID)
+	if err := giveToDirOwner(dir, db, filepath.Join(dir, "absent")); err != nil {
+		t.Fatal(err)
+	}
+	if uid, _ := ownerOf(mustStat(t, db)); uid != otherUID {
+		t.Errorf("the restored file is owned by uid %d, want the state dir's owner %d", uid, otherUID)
+	}
+}
+
+func mustStat(t *testing.T, p string) os.FileInfo {
+	t.Helper()
+	fi, err := os.Stat(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fi
+}

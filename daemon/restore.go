@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 
 	"golang.org/x/term"
 
@@ -41,6 +42,15 @@ func Restore(backup, stateDir string, o RestoreOptions) (string, error) {
 	}
 	r, err := store.Restore(backup, stateDir, opts)
 	if err != nil {
+		return "", err
+	}
+	// mfad refuses files that are not its own: what root restores into
+	// the mfad user's state directory becomes that user's.
+	owned := []string{filepath.Join(stateDir, store.DBFileName)}
+	if r.KeyInstalled {
+		owned = append(owned, r.KeyFile, r.KeyFile+".old")
+	}
+	if err := giveToDirOwner(stateDir, owned...); err != nil {
 		return "", err
 	}
 	msg := fmt.Sprintf("restored %s into %s", backup, stateDir)

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/mfad/mfad/ipc/api"
 )
 
 // mfadRefusesWith runs mfad and expects it to refuse to start, returning what
@@ -105,5 +107,46 @@ func TestUnsafeFilesRefused(t *testing.T) {
 	t.Cleanup(d2.stop)
 	if _, err := d2.client().Info(context.Background()); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestServiceUserRestore: mfad runs as an unprivileged service user (as
+// mfad.service runs as mfad) on a state directory that user owns; root
+// backs it up and restores the backup while it is stopped; mfad, as that
+// user again, accepts the restored database as its own and serves it.
+func TestServiceUserRestore(t *testing.T) {
+	needRoot(t)
+	uid, _ := strconv.Atoi(users[userOther].Uid)
+	gid, _ := strconv.Atoi(users[userOther].Gid)
+	base, err := os.MkdirTemp(work, "svc-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(base, 0o755)
+	state, run := filepath.Join(base, "state"), filepath.Join(base, "run")
+	for _, p := range []string{state, run} {
+		os.Mkdir(p, 0o700)
+		os.Chmod(p, 0o755)
+		os.Chown(p, uid, gid)
+	}
+	os.Chmod(state, 0o700)
+	d := &daemon{t: t, dir: run, sock: filepath.Join(run, "mfad.sock"), state: state, attr: credOf(uint32(uid), uint32(gid))}
+	d.start("--socket", d.sock, "--state-dir", d.state)
+	t.Cleanup(d.stop)
+	ctx := context.Background()
+	if _, err := d.client().CreateAccount(ctx, api.CreateAccount{Name: userSelf, Kind: "member"}); err != nil {
+		t.Fatal(err)
+	}
+	backup := filepath.Join(base, "backup.db")
+	if _, errs, code := mfactl(t, d.sock, "admin", "backup", backup); code != 0 {
+		t.Fatalf("backup: %q", errs)
+	}
+	d.stop()
+	if out, errs, code := mfactl(t, d.sock, "admin", "restore", backup, "--state-dir", state, "--yes"); code != 0 {
+		t.Fatalf("restore: %d %q %q", code, out, errs)
+	}
+	d.start("--socket", d.sock, "--state-dir", d.state)
+	if _, err := d.client().Account(ctx, userSelf); err != nil {
+		t.Fatalf("the restored account, served by mfad as the service user: %v\n%s", err, d.stderr.String())
 	}
 }

@@ -168,6 +168,7 @@ type daemon struct {
 	cmd    *exec.Cmd
 	stderr *syncBuffer
 	exited chan error
+	attr   *syscall.SysProcAttr // nil: mfad runs as root
 }
 
 // startDaemon runs mfad on a fresh socket and state dir under a new
@@ -201,6 +202,7 @@ func (d *daemon) start(args ...string) {
 	d.cmd = exec.Command(filepath.Join(binDir, "mfad"), args...)
 	d.cmd.Stderr = d.stderr
 	d.cmd.Env = append(os.Environ(), "NOTIFY_SOCKET=", "LISTEN_FDS=")
+	d.cmd.SysProcAttr = d.attr
 	if err := d.cmd.Start(); err != nil {
 		d.t.Fatal(err)
 	}
