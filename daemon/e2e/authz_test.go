@@ -49,6 +49,7 @@ var wantPerm = map[string]string{
 	"GET /v1/info":                                      "anyone",
 	"GET /v1/accounts/{name}/devices":                   "self",
 	"POST /v1/accounts/{name}/devices":                  "self",
+	"POST /v1/accounts/{name}/devices/import":           "admin",
 	"GET /v1/accounts/{name}/devices/{id}":              "self",
 	"POST /v1/accounts/{name}/devices/{id}/activate":    "self",
 	"POST /v1/accounts/{name}/devices/{id}/resync":      "self",
@@ -140,6 +141,8 @@ func TestAuthorizationMatrix(t *testing.T) {
 				body = `{"account":"` + userSelf + `"}`
 			case "POST /v1/tokens/import":
 				body = `{"pskc":"<x/>"}`
+			case "POST /v1/accounts/{name}/devices/import":
+				body = `{"kind":"totp","secret":"GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ","dry_run":true}`
 			}
 			got := callAs(t, who, d.sock, r.Method, path, body)
 			name := who

@@ -41,6 +41,7 @@ const (
 	PathDevice         = "/v1/accounts/{name}/devices/{id}"
 	PathDeviceActivate = "/v1/accounts/{name}/devices/{id}/activate"
 	PathDeviceResync   = "/v1/accounts/{name}/devices/{id}/resync"
+	PathDeviceImport   = "/v1/accounts/{name}/devices/import"
 	PathAuthenticate   = "/v1/authenticate"
 	PathTokens         = "/v1/tokens"
 	PathTokensImport   = "/v1/tokens/import"
@@ -314,6 +315,30 @@ type Enrollment struct {
 	OTPAuthURI string `json:"otpauth_uri,omitempty"` // for authenticator apps
 	QRPNG      []byte `json:"qr_png,omitempty"`      // base64 PNG of the URI
 	Next       string `json:"next"`
+}
+
+// ImportOTP is the body of POST /v1/accounts/{name}/devices/import: an
+// OTP secret the account's user already has in an authenticator (from
+// google-authenticator's ~/.google_authenticator, an otpauth:// URI),
+// brought over as an active device. The answer is the Device (201), or,
+// with DryRun, the device it would be (200), nothing written.
+type ImportOTP struct {
+	Label  string `json:"label,omitempty"`
+	Kind   string `json:"kind"`   // totp or hotp
+	Secret string `json:"secret"` // base32
+	// Algorithm (SHA1, SHA256, SHA512), Digits and Period (seconds, TOTP):
+	// zero for the defaults.
+	Algorithm string `json:"algorithm,omitempty"`
+	Digits    int    `json:"digits,omitempty"`
+	Period    int    `json:"period,omitempty"`
+	// Counter (hotp) is the next counter the token will use.
+	Counter uint64 `json:"counter,omitempty"`
+	// UsedSteps (totp) are time steps already used: nothing at or below
+	// the highest signs in again.
+	UsedSteps []uint64 `json:"used_steps,omitempty"`
+	// Source names the tool the secret comes from, for the audit log.
+	Source string `json:"source,omitempty"`
+	DryRun bool   `json:"dry_run,omitempty"`
 }
 
 // CodePair is the body of activate and resync: two consecutive codes,

@@ -233,6 +233,13 @@ func (c *Client) AddDevice(ctx context.Context, account string, req api.CreateDe
 }
 
 // ActivateDevice calls POST /v1/accounts/{name}/devices/{id}/activate.
+// ImportOTP brings over an OTP secret the account's user already holds
+// (admin); with DryRun it answers the device it would add, writing nothing.
+func (c *Client) ImportOTP(ctx context.Context, account string, req api.ImportOTP) (*api.Device, error) {
+	var out api.Device
+	return &out, c.Do(ctx, "POST", devicePath(api.PathDeviceImport, account, ""), req, &out, nil)
+}
+
 func (c *Client) ActivateDevice(ctx context.Context, account, id string, codes api.CodePair) (*api.Device, error) {
 	var out api.Device
 	return &out, c.Do(ctx, "POST", devicePath(api.PathDeviceActivate, account, id), codes, &out, nil)

@@ -111,6 +111,32 @@ func (s *Server) createDevice(c *call) error {
 	return nil
 }
 
+// importDevice brings over an OTP secret the user already has.
+func (s *Server) importDevice(c *call) error {
+	var req api.ImportOTP
+	if err := c.decode(&req); err != nil {
+		return err
+	}
+	if req.Kind != "totp" && req.Kind != "hotp" {
+		return authn.Errorf(authn.ClassInvalid, authn.CodeInvalidRequest, "kind must be totp or hotp")
+	}
+	d, err := s.b.Devices.ImportOTP(c.ctx(), c.actor(), c.account, authn.OTPImport{
+		Label: req.Label, Secret: req.Secret, HOTP: req.Kind == "hotp",
+		Algorithm: req.Algorithm, Digits: req.Digits, Period: req.Period,
+		Counter: req.Counter, UsedSteps: req.UsedSteps, Source: req.Source, DryRun: req.DryRun,
+	})
+	if err != nil {
+		return err
+	}
+	if req.DryRun {
+		writeJSON(c.w, http.StatusOK, apiDevice(d))
+		return nil
+	}
+	c.w.Header().Set("Location", strings.NewReplacer("{name}", c.account, "{id}", d.ID).Replace(api.PathDevice))
+	writeJSON(c.w, http.StatusCreated, apiDevice(d))
+	return nil
+}
+
 // enrollRequest turns the wire request of an OTP device into authn's.
 func enrollRequest(req api.CreateDevice) (authn.EnrollRequest, error) {
 	er := authn.EnrollRequest{Type: authn.DeviceType(req.Type), Label: req.Label, Serial: req.Serial}

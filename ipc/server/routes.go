@@ -61,6 +61,7 @@ func (s *Server) routeTable() []Route {
 		{Method: "POST", Pattern: api.PathContactVerify, Perm: PermSelf, handle: s.contactVerify},
 		{Method: "GET", Pattern: api.PathDevices, Perm: PermSelf, handle: s.listDevices},
 		{Method: "POST", Pattern: api.PathDevices, Perm: PermSelf, handle: s.createDevice},
+		{Method: "POST", Pattern: api.PathDeviceImport, Perm: PermAdmin, handle: s.importDevice},
 		{Method: "DELETE", Pattern: api.PathDevice, Perm: PermSelf, handle: s.deleteDevice},
 		{Method: "GET", Pattern: api.PathDevice, Perm: PermSelf, handle: s.getDevice},
 		{Method: "POST", Pattern: api.PathDeviceActivate, Perm: PermSelf, handle: s.activateDevice},

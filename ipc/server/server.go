@@ -89,6 +89,7 @@ type DeviceBackend interface {
 	Devices(account string) ([]authn.Device, error)
 	Device(account, id string) (*authn.Device, error)
 	Enroll(ctx context.Context, actor authn.Actor, account string, req authn.EnrollRequest) (*authn.Enrollment, error)
+	ImportOTP(ctx context.Context, actor authn.Actor, account string, req authn.OTPImport) (*authn.Device, error)
 	Activate(ctx context.Context, actor authn.Actor, account, id string, codes authn.CodePair) (*authn.Device, error)
 	Resync(ctx context.Context, actor authn.Actor, account, id string, codes authn.CodePair) (*authn.Device, error)
 	Authenticate(ctx context.Context, actor authn.Actor, req authn.AuthRequest, progress authn.Progress) (*authn.AuthResult, error)
