@@ -112,7 +112,8 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		WriteTimeout:      l.WriteTimeout.Duration,
 		IdleTimeout:       l.IdleTimeout.Duration,
 		Logger:            log,
-	}, server.Backends{Accounts: svc, Devices: svc, Tokens: svc, Backup: st, Info: info, Keys: keys, Events: events})
+	}, server.Backends{Accounts: svc, Devices: svc, Tokens: svc, Backup: st,
+		MasterKey: masterKeyOf(st, keyPath, cfg.StateDir), Info: info, Keys: keys, Events: events})
 
 	ln, activated, err := listen(cfg.Socket, cfg.SocketName, log)
 	if err != nil {

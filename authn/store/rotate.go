@@ -3,7 +3,6 @@ package store
 import (
 	"bytes"
 	"crypto/rand"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -39,8 +38,16 @@ func rotateStep(step int) {
 	}
 }
 
-// ErrKeyNotRotatable means the master key is not a file RotateKey may replace.
-var ErrKeyNotRotatable = errors.New("store: the master key cannot be rotated here")
+// CodeKeyNotRotatable is the error code of a refused key rotation.
+const CodeKeyNotRotatable = "key_not_rotatable"
+
+// ErrKeyNotRotatable matches (errors.Is) a refused key rotation: a key
+// from a systemd credential, or a key file that changed under mfad.
+var ErrKeyNotRotatable = &authn.Error{Class: authn.ClassConflict, Code: CodeKeyNotRotatable, Detail: "the master key cannot be rotated here"}
+
+func notRotatable(format string, args ...any) error {
+	return authn.Errorf(authn.ClassConflict, CodeKeyNotRotatable, format, args...)
+}
 
 // RotateKey re-seals every secret under a new master key in one write
 // transaction, with the key-check value, and puts the new key in keyFile
@@ -58,7 +65,7 @@ func (s *Store) RotateKey(keyFile string) (Rotated, error) {
 		return Rotated{}, err
 	}
 	if !bytes.Equal(onDisk, old.key) {
-		return Rotated{}, fmt.Errorf("%w: %s no longer holds the key this mfad opened the database with; restart mfad first", ErrKeyNotRotatable, keyFile)
+		return Rotated{}, notRotatable("%s no longer holds the key this mfad opened the database with; restart mfad first", keyFile)
 	}
 	k := make([]byte, KeySize)
 	if _, err := rand.Read(k); err != nil {
@@ -207,8 +214,7 @@ func reseal(root *bolt.Bucket, old, next *sealer) (int, error) {
 // NotRotatable is the error for a master key that comes from somewhere
 // RotateKey may not write (a systemd credential).
 func NotRotatable(keyFile string) error {
-	return &authn.Error{Class: authn.ClassConflict, Code: "key_not_rotatable",
-		Detail: fmt.Sprintf("the master key comes from %s, a systemd credential, which mfad cannot replace. To rotate it, "+
-			"put the key in the state directory instead (install -m 0600 it as mfad.key there and drop the credential), "+
-			"restart mfad and rotate; the new key may then become the credential again", keyFile)}
+	return notRotatable("the master key comes from %s, a systemd credential, which mfad cannot replace. To rotate it, "+
+		"put the key in the state directory instead (install -m 0600 it as mfad.key there and drop the credential), "+
+		"restart mfad and rotate; the new key may then become the credential again", keyFile)
 }

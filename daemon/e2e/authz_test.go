@@ -45,6 +45,8 @@ var wantPerm = map[string]string{
 	"PATCH /v1/accounts/{name}":                         "admin",
 	"DELETE /v1/accounts/{name}":                        "admin",
 	"GET /v1/admin/backup":                              "admin",
+	"POST /v1/admin/backup":                             "root",
+	"POST /v1/admin/rotate-key":                         "root",
 	"GET /v1/audit":                                     "admin",
 	"GET /v1/info":                                      "anyone",
 	"GET /v1/accounts/{name}/devices":                   "self",

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"os"
@@ -84,4 +85,83 @@ func TestRestoreNeedsTheMasterKey(t *testing.T) {
 	if tok := w2.signIn("", userSelf, secret, 1); tok == "" {
 		t.Fatal("no step-up token after signing in on the restored database")
 	}
+}
+
+// The master key rotates under a running daemon, a backup made with the
+// key restores on a new machine with its passphrase alone, and sign-in
+// works at every stage.
+func TestRotateKeyAndKeyedBackup(t *testing.T) {
+	needRoot(t)
+	d := startDaemon(t, "", "admin_group = \""+adminGroup+"\"\n")
+	w := &world{t: t, d: d}
+	w.must(w.as("", "POST", "/v1/accounts", fmt.Sprintf(`{"name":%q,"kind":"member"}`, userSelf), nil), 201)
+	// Each device signs in once below: a code is good for one sign-in.
+	_, secretA := w.enrollTOTP("", userSelf, "")
+	_, secretB := w.enrollTOTP("", userSelf, "")
+	keyFile := filepath.Join(d.state, "mfad.key")
+	before, _ := os.ReadFile(keyFile)
+
+	// Only uid 0 rotates the key or takes it out.
+	if _, errs, code := mfactlAs(t, userAdmin, d.sock, nil, "admin", "rotate-key"); code == 0 || !strings.Contains(errs, "permission_denied") {
+		t.Fatalf("rotate-key as an admin-group member: %d %q", code, errs)
+	}
+	out, errs, code := mfactl(t, d.sock, "admin", "rotate-key")
+	if code != 0 || !strings.Contains(out, "re-sealed 2 secrets") || !strings.Contains(out, keyFile+".old") {
+		t.Fatalf("rotate-key: %d %q %q", code, out, errs)
+	}
+	after, _ := os.ReadFile(keyFile)
+	if old, _ := os.ReadFile(keyFile + ".old"); bytes.Equal(after, before) || !bytes.Equal(old, before) {
+		t.Fatal("the key file did not change, or the replaced key was not kept")
+	}
+	passFile := filepath.Join(d.dir, "passphrase")
+	os.WriteFile(passFile, []byte("correct horse battery staple\n"), 0o600)
+	backup := filepath.Join(d.dir, "keyed.backup")
+	if _, errs, code := mfactl(t, d.sock, "admin", "backup", "--with-key", "--passphrase-file", passFile, backup); code != 0 {
+		t.Fatalf("backup --with-key: %d %q", code, errs)
+	}
+	if b, _ := os.ReadFile(backup); bytes.Contains(b, after) {
+		t.Fatal("the keyed backup holds the master key in the clear")
+	}
+	short := filepath.Join(d.dir, "short")
+	os.WriteFile(short, []byte("short\n"), 0o600)
+	if _, errs, code := mfactl(t, d.sock, "admin", "backup", "--with-key", "--passphrase-file", short, filepath.Join(d.dir, "x")); code == 0 {
+		t.Fatalf("a short passphrase was accepted: %q", errs)
+	}
+	theirDir := filepath.Join(d.dir, "admin-user")
+	os.Mkdir(theirDir, 0o777)
+	os.Chmod(theirDir, 0o777)
+	theirs := filepath.Join(theirDir, "passphrase")
+	os.WriteFile(theirs, []byte("correct horse battery staple\n"), 0o644)
+	if _, errs, code := mfactlAs(t, userAdmin, d.sock, nil, "admin", "backup", "--with-key", "--passphrase-file", theirs, filepath.Join(theirDir, "backup")); code == 0 || !strings.Contains(errs, "permission_denied") {
+		t.Fatalf("backup --with-key as an admin-group member: %d %q", code, errs)
+	}
+	w.signIn("", userSelf, secretA, 1)
+	audit, _, _ := mfactl(t, d.sock, "audit")
+	if !strings.Contains(audit, "store.rotate_key") || !strings.Contains(audit, "with the master key") {
+		t.Errorf("audit after rotation and keyed backup:\n%s", audit)
+	}
+
+	// The rotated key is the one mfad starts on.
+	d.stop()
+	d2 := startDaemon(t, d.state, "")
+	(&world{t: t, d: d2}).signIn("", userSelf, secretB, 1)
+	d2.stop()
+
+	// A new machine: the backup and its passphrase are enough.
+	fresh := filepath.Join(d.dir, "new-machine")
+	os.MkdirAll(fresh, 0o700)
+	wrong := filepath.Join(d.dir, "wrong")
+	os.WriteFile(wrong, []byte("not the passphrase at all\n"), 0o600)
+	if _, errs, code := mfactl(t, d.sock, "admin", "restore", backup, "--state-dir", fresh, "--passphrase-file", wrong, "--yes"); code == 0 || !strings.Contains(errs, "passphrase does not open") {
+		t.Fatalf("restore with the wrong passphrase: %d %q", code, errs)
+	}
+	out, errs, code = mfactl(t, d.sock, "admin", "restore", backup, "--state-dir", fresh, "--passphrase-file", passFile, "--yes")
+	if code != 0 || !strings.Contains(out, "its master key is now") {
+		t.Fatalf("keyed restore: %d %q %q", code, out, errs)
+	}
+	if k, _ := os.ReadFile(filepath.Join(fresh, "mfad.key")); !bytes.Equal(k, after) {
+		t.Fatal("the restored key is not the one the backup was sealed under")
+	}
+	d3 := startDaemon(t, fresh, "")
+	(&world{t: t, d: d3}).signIn("", userSelf, secretA, 1) // the backup predates its sign-in above
 }

@@ -16,6 +16,8 @@ const (
 	PathAudit    = "/v1/audit"
 	PathBackup   = "/v1/admin/backup"
 
+	PathRotateKey = "/v1/admin/rotate-key"
+
 	PathPasswordChanged = "/v1/accounts/{name}/password-changed"
 
 	PathDeviceDeactivate = "/v1/accounts/{name}/devices/{id}/deactivate"
@@ -134,6 +136,7 @@ const (
 	CodeRecoveryDelivery     = "recovery_delivery_failed"
 	CodeContactNotPending    = "contact_not_pending"
 	CodeKeyRemoved           = "key_removed"
+	CodeKeyNotRotatable      = "key_not_rotatable"
 )
 
 // Info answers GET /v1/info.
@@ -234,6 +237,25 @@ type AuditEvent struct {
 	Account  string    `json:"account,omitempty"`
 	Device   string    `json:"device,omitempty"`
 	Detail   string    `json:"detail,omitempty"`
+}
+
+// MinBackupPassphrase is the shortest passphrase a keyed backup takes.
+const MinBackupPassphrase = 12
+
+// KeyedBackup asks POST /v1/admin/backup (uid 0) for a backup that carries
+// the master key, sealed under Passphrase (Argon2id, AES-256-GCM), for
+// recovery on another machine. The answer is the backup file, streamed.
+type KeyedBackup struct {
+	Passphrase string `json:"passphrase"`
+}
+
+// KeyRotation answers POST /v1/admin/rotate-key (uid 0): every secret is
+// re-sealed under a new master key, now in KeyFile; the replaced key is
+// kept in OldKeyFile for backups taken before.
+type KeyRotation struct {
+	KeyFile    string `json:"key_file"`
+	OldKeyFile string `json:"old_key_file"`
+	Resealed   int    `json:"resealed"`
 }
 
 // AuditPage answers GET /v1/audit?after=SEQ&limit=N. Next is the cursor

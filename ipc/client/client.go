@@ -206,6 +206,23 @@ func (c *Client) Backup(ctx context.Context, w io.Writer) (int64, error) {
 	return io.Copy(w, resp.Body)
 }
 
+// KeyedBackup calls POST /v1/admin/backup and copies a backup that
+// carries the master key, sealed under passphrase, to w.
+func (c *Client) KeyedBackup(ctx context.Context, passphrase string, w io.Writer) (int64, error) {
+	resp, err := c.send(ctx, "POST", api.PathBackup, api.KeyedBackup{Passphrase: passphrase}, nil)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	return io.Copy(w, resp.Body)
+}
+
+// RotateKey calls POST /v1/admin/rotate-key.
+func (c *Client) RotateKey(ctx context.Context) (*api.KeyRotation, error) {
+	var out api.KeyRotation
+	return &out, c.Do(ctx, "POST", api.PathRotateKey, nil, &out, nil)
+}
+
 func accountPath(name string) string {
 	return strings.Replace(api.PathAccount, "{name}", url.PathEscape(name), 1)
 }

@@ -61,6 +61,8 @@ func TestOneMethodPerRoute(t *testing.T) {
 		func() error { return c.DeleteAccount(ctx, "a") },
 		func() error { _, err := c.Audit(ctx, 0, 10); return err },
 		func() error { _, err := c.Backup(ctx, io.Discard); return err },
+		func() error { _, err := c.KeyedBackup(ctx, "a long passphrase", io.Discard); return err },
+		func() error { _, err := c.RotateKey(ctx); return err },
 		func() error { _, err := c.Devices(ctx, "a"); return err },
 		func() error { _, err := c.Device(ctx, "a", "d"); return err },
 		func() error { _, err := c.AddDevice(ctx, "a", api.CreateDevice{Type: "totp"}); return err },

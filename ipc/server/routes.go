@@ -72,6 +72,8 @@ func (s *Server) routeTable() []Route {
 		{Method: "POST", Pattern: api.PathPasswordChanged, Perm: PermRoot, handle: s.passwordChanged},
 		{Method: "POST", Pattern: api.PathTemporaryCode, Perm: PermAdmin, handle: s.temporaryCode},
 		{Method: "GET", Pattern: api.PathBackup, Perm: PermAdmin, Stream: true, handle: s.backup},
+		{Method: "POST", Pattern: api.PathBackup, Perm: PermRoot, Stream: true, handle: s.keyedBackup},
+		{Method: "POST", Pattern: api.PathRotateKey, Perm: PermRoot, handle: s.rotateKey},
 		{Method: "GET", Pattern: api.PathAudit, Perm: PermAdmin, handle: s.audit},
 		{Method: "POST", Pattern: api.PathAuthenticate, Perm: PermSelfBody, BodyAccount: true, handle: s.authenticate},
 		{Method: "GET", Pattern: api.PathEmulators, Perm: PermAdmin, handle: s.listEmulators},

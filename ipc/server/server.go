@@ -57,9 +57,12 @@ type Backends struct {
 	Devices  DeviceBackend
 	Tokens   TokenBackend
 	Backup   BackupBackend
-	Info     InfoBackend
-	Keys     KeyBackend
-	Events   EventBackend
+	// MasterKey is nil when the store cannot rotate its key or write a
+	// keyed backup.
+	MasterKey MasterKeyBackend
+	Info      InfoBackend
+	Keys      KeyBackend
+	Events    EventBackend
 }
 
 // KeyBackend reaches the connected security keys and the software keys.
@@ -127,6 +130,12 @@ type AccountBackend interface {
 // BackupBackend streams a consistent copy of the database.
 type BackupBackend interface {
 	WriteBackup(w io.Writer) (int64, error)
+}
+
+// MasterKeyBackend rotates the master key and writes backups that carry it.
+type MasterKeyBackend interface {
+	RotateKey() (api.KeyRotation, error)
+	WriteKeyedBackup(w io.Writer, passphrase []byte) (int64, error)
 }
 
 // InfoBackend describes the daemon.
