@@ -184,6 +184,8 @@ func rotateKeyCmd(a *app) *cobra.Command {
 		Long: `Re-seal every secret under a new master key, in one transaction, while mfad runs. The
 replaced key is kept as mfad.key.old: backups taken before need it. A crash at any point
 leaves a database that one of the two keys opens, and mfad picks that one at its next start.`,
+		Example: `  sudo mfactl admin rotate-key
+  sudo mfactl admin backup --with-key /media/offsite/mfad-after-rotation.backup`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			r, err := a.client().RotateKey(cmd.Context())
