@@ -42,6 +42,12 @@ func TestMain(m *testing.M) {
 	if os.Getenv("MFAD_E2E_HELPER") != "" {
 		os.Exit(helperMain())
 	}
+	// The test users and the admin group are the machine's: one run at a
+	// time creates, uses and removes them.
+	if err := lockMachine(); err != nil {
+		fmt.Fprintln(os.Stderr, "e2e setup:", err)
+		os.Exit(1)
+	}
 	code, err := setup()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "e2e setup:", err)
@@ -52,6 +58,27 @@ func TestMain(m *testing.M) {
 	}
 	teardown()
 	os.Exit(code)
+}
+
+// machineLock is held (and kept from the garbage collector, which would
+// close it) until the process exits, which releases it.
+var machineLock *os.File
+
+// lockMachine waits for other runs of these tests on this machine to end.
+func lockMachine() error {
+	if os.Getuid() != 0 {
+		return nil
+	}
+	f, err := os.OpenFile(filepath.Join(os.TempDir(), "mfad-e2e.lock"), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return err
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+		f.Close()
+		return err
+	}
+	machineLock = f
+	return nil
 }
 
 func setup() (int, error) {
