@@ -11,13 +11,14 @@ type Command byte
 
 // Commands this package models.
 const (
-	CmdMakeCredential   Command = 0x01 // authenticatorMakeCredential, CTAP 2.1 §6.1
-	CmdGetAssertion     Command = 0x02 // authenticatorGetAssertion, CTAP 2.1 §6.2
-	CmdGetInfo          Command = 0x04 // authenticatorGetInfo, CTAP 2.1 §6.4
-	CmdClientPIN        Command = 0x06 // authenticatorClientPIN, CTAP 2.1 §6.5
-	CmdReset            Command = 0x07 // authenticatorReset, CTAP 2.1 §6.6
-	CmdGetNextAssertion Command = 0x08 // authenticatorGetNextAssertion, CTAP 2.1 §6.3
-	CmdSelection        Command = 0x0B // authenticatorSelection, CTAP 2.1 §6.9
+	CmdMakeCredential       Command = 0x01 // authenticatorMakeCredential, CTAP 2.1 §6.1
+	CmdGetAssertion         Command = 0x02 // authenticatorGetAssertion, CTAP 2.1 §6.2
+	CmdGetInfo              Command = 0x04 // authenticatorGetInfo, CTAP 2.1 §6.4
+	CmdClientPIN            Command = 0x06 // authenticatorClientPIN, CTAP 2.1 §6.5
+	CmdReset                Command = 0x07 // authenticatorReset, CTAP 2.1 §6.6
+	CmdGetNextAssertion     Command = 0x08 // authenticatorGetNextAssertion, CTAP 2.1 §6.3
+	CmdCredentialManagement Command = 0x0A // authenticatorCredentialManagement, CTAP 2.1 §6.8
+	CmdSelection            Command = 0x0B // authenticatorSelection, CTAP 2.1 §6.9
 )
 
 // String names the command as the specification does.
@@ -35,6 +36,8 @@ func (c Command) String() string {
 		return "authenticatorReset"
 	case CmdGetNextAssertion:
 		return "authenticatorGetNextAssertion"
+	case CmdCredentialManagement:
+		return "authenticatorCredentialManagement"
 	case CmdSelection:
 		return "authenticatorSelection"
 	}
@@ -184,6 +187,7 @@ type Request struct {
 	MakeCredential *MakeCredentialRequest
 	GetAssertion   *GetAssertionRequest
 	ClientPIN      *ClientPINRequest
+	CredMgmt       *CredentialManagementRequest
 }
 
 // ParseRequest decodes a request frame for a device. Every error wraps the
@@ -214,6 +218,9 @@ func ParseRequest(frame []byte) (*Request, error) {
 	case CmdClientPIN:
 		r.ClientPIN = new(ClientPINRequest)
 		dst = r.ClientPIN
+	case CmdCredentialManagement:
+		r.CredMgmt = new(CredentialManagementRequest)
+		dst = r.CredMgmt
 	default:
 		return nil, fmt.Errorf("ctap2: %v: %w", r.Command, ErrInvalidCommand)
 	}

@@ -343,3 +343,64 @@ type ClientPINResponse struct {
 	PowerCycleState *bool    `cbor:"4,keyasint,omitempty"`
 	UVRetries       *uint64  `cbor:"5,keyasint,omitempty"`
 }
+
+// CredMgmtSubCommand is the subCommand of authenticatorCredentialManagement
+// (CTAP 2.1 §6.8).
+type CredMgmtSubCommand uint64
+
+// Credential management subcommands, CTAP 2.1 §6.8.
+const (
+	CredMgmtGetMetadata               CredMgmtSubCommand = 0x01 // getCredsMetadata, §6.8.2
+	CredMgmtEnumerateRPsBegin         CredMgmtSubCommand = 0x02 // enumerateRPsBegin, §6.8.3
+	CredMgmtEnumerateRPsNext          CredMgmtSubCommand = 0x03 // enumerateRPsGetNextRP, §6.8.3
+	CredMgmtEnumerateCredentialsBegin CredMgmtSubCommand = 0x04 // enumerateCredentialsBegin, §6.8.4
+	CredMgmtEnumerateCredentialsNext  CredMgmtSubCommand = 0x05 // enumerateCredentialsGetNextCredential, §6.8.4
+	CredMgmtDeleteCredential          CredMgmtSubCommand = 0x06 // deleteCredential, §6.8.5
+	CredMgmtUpdateUserInformation     CredMgmtSubCommand = 0x07 // updateUserInformation, §6.8.6
+)
+
+// CredMgmtParams are the subCommandParams of authenticatorCredentialManagement.
+type CredMgmtParams struct {
+	RPIDHash     []byte                `cbor:"1,keyasint,omitempty"`
+	CredentialID *CredentialDescriptor `cbor:"2,keyasint,omitempty"`
+	User         *UserEntity           `cbor:"3,keyasint,omitempty"`
+}
+
+// CredentialManagementRequest holds the authenticatorCredentialManagement
+// parameters (CTAP 2.1 §6.8). Params is kept as the CBOR sent, because
+// pinUvAuthParam authenticates those bytes (see CredMgmtAuthMessage).
+type CredentialManagementRequest struct {
+	SubCommand        CredMgmtSubCommand `cbor:"1,keyasint"`
+	Params            cbor.RawMessage    `cbor:"2,keyasint,omitempty"`
+	PinUvAuthProtocol uint64             `cbor:"3,keyasint,omitempty"`
+	PinUvAuthParam    []byte             `cbor:"4,keyasint,omitempty"`
+}
+
+func (r *CredentialManagementRequest) validate() error {
+	if r.SubCommand == 0 {
+		return fmt.Errorf("subCommand (0x01): %w", ErrMissingParameter)
+	}
+	return nil
+}
+
+// CredMgmtAuthMessage is what a credential management pinUvAuthParam
+// authenticates: the subCommand byte followed by the subCommandParams as
+// sent (CTAP 2.1 §6.8.2-§6.8.6).
+func CredMgmtAuthMessage(sub CredMgmtSubCommand, params []byte) []byte {
+	return append([]byte{byte(sub)}, params...)
+}
+
+// CredentialManagementResponse is the authenticatorCredentialManagement
+// response (CTAP 2.1 §6.8); each subcommand fills its own members.
+type CredentialManagementResponse struct {
+	ExistingResidentCredentialsCount             *uint64               `cbor:"1,keyasint,omitempty"`
+	MaxPossibleRemainingResidentCredentialsCount *uint64               `cbor:"2,keyasint,omitempty"`
+	RP                                           *RPEntity             `cbor:"3,keyasint,omitempty"`
+	RPIDHash                                     []byte                `cbor:"4,keyasint,omitempty"`
+	TotalRPs                                     uint64                `cbor:"5,keyasint,omitempty"`
+	User                                         *UserEntity           `cbor:"6,keyasint,omitempty"`
+	CredentialID                                 *CredentialDescriptor `cbor:"7,keyasint,omitempty"`
+	PublicKey                                    cbor.RawMessage       `cbor:"8,keyasint,omitempty"`
+	TotalCredentials                             uint64                `cbor:"9,keyasint,omitempty"`
+	CredProtect                                  uint64                `cbor:"10,keyasint,omitempty"`
+}

@@ -69,6 +69,9 @@ func (a *Authenticator) handle(ctx context.Context, r *ctap2.Request, keepalive 
 	if r.Command != ctap2.CmdGetNextAssertion {
 		a.next = nil
 	}
+	if r.Command != ctap2.CmdCredentialManagement {
+		a.cm = cmState{}
+	}
 	switch r.Command {
 	case ctap2.CmdGetInfo:
 		return a.getInfo(), nil
@@ -83,6 +86,11 @@ func (a *Authenticator) handle(ctx context.Context, r *ctap2.Request, keepalive 
 			return nil, ctap2.ErrInvalidCommand
 		}
 		return a.clientPIN(r.ClientPIN)
+	case ctap2.CmdCredentialManagement:
+		if a.cfg.Options.NoClientPIN || a.cfg.Options.NoResidentKeys {
+			return nil, ctap2.ErrInvalidCommand
+		}
+		return a.credMgmt(r.CredMgmt)
 	case ctap2.CmdReset:
 		return nil, a.reset(ctx, keepalive)
 	case ctap2.CmdSelection:
@@ -108,6 +116,7 @@ func (a *Authenticator) getInfo() *ctap2.GetInfoResponse {
 	if !a.cfg.Options.NoClientPIN {
 		opts[ctap2.OptionClientPIN] = a.st.PINHash != nil
 		opts[ctap2.OptionPinUvAuthToken] = true
+		opts[ctap2.OptionCredMgmt] = !a.cfg.Options.NoResidentKeys
 	}
 	if a.cfg.Options.UV {
 		opts[ctap2.OptionUserVerification] = true

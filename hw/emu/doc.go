@@ -10,7 +10,8 @@
 //   - the authenticator: GetInfo, MakeCredential (ES256, EdDSA, resident and
 //     non-resident credentials, excludeList, packed attestation, the
 //     credProtect and hmac-secret extensions),
-//     GetAssertion and GetNextAssertion, ClientPIN with PIN/UV auth
+//     GetAssertion and GetNextAssertion, credential management (metadata,
+//     enumeration, deletion, user update), ClientPIN with PIN/UV auth
 //     protocols one and two, Reset (only within 10 s of power-up) and
 //     Selection (CTAP 2.1 §6), plus U2F REGISTER, AUTHENTICATE and VERSION
 //     over CTAPHID_MSG (FIDO U2F Raw Message Formats);

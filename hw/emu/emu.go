@@ -145,6 +145,7 @@ type Authenticator struct {
 	tokenPerms ctap2.Permission
 	tokenRPID  string
 	next       *nextAssertions
+	cm         cmState // credential management enumeration in progress
 	faults     authFaults
 	winks      int
 	cancels    int

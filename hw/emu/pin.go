@@ -166,7 +166,7 @@ func (a *Authenticator) getToken(proto ctap2.PINProtocol, r *ctap2.ClientPINRequ
 		if r.Permissions == 0 {
 			return nil, ctap2.ErrInvalidParameter
 		}
-		if r.Permissions&^(ctap2.PermMakeCredential|ctap2.PermGetAssertion) != 0 {
+		if r.Permissions&^(ctap2.PermMakeCredential|ctap2.PermGetAssertion|ctap2.PermCredentialManagement) != 0 {
 			return nil, ctap2.ErrUnauthorizedPermission
 		}
 		perms = r.Permissions

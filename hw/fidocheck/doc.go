@@ -13,7 +13,8 @@
 // signature counter), the hmac-secret and credProtect extensions where
 // the key offers them, U2F REGISTER and AUTHENTICATE over CTAPHID_MSG, and,
 // only when the caller allows destructive checks, the PIN (set, minimum
-// length, wrong PIN, token, change) and authenticatorReset with its
+// length, wrong PIN, token, change), credential management (enumerate
+// and delete resident credentials) and authenticatorReset with its
 // replug-within-10-seconds rule.
 //
 // The software key (hw/emu) is the battery's reference: the battery passes

@@ -435,12 +435,12 @@ func TestPinTokenPermissions(t *testing.T) {
 	if err := ctap2.Call(ctx, k.Channel(), ctap2.CmdClientPIN, &ctap2.ClientPINRequest{PinUvAuthProtocol: 2, SubCommand: ctap2.PINGetKeyAgreement}, &ka, nil); err != nil {
 		t.Fatal(err)
 	}
-	req, _, err := ctap2.GetPINTokenRequest(ctap2.ProtocolTwo{}, ka.KeyAgreement, "24680", ctap2.PermCredentialManagement, "")
+	req, _, err := ctap2.GetPINTokenRequest(ctap2.ProtocolTwo{}, ka.KeyAgreement, "24680", ctap2.PermBioEnrollment, "")
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := ctap2.Call(ctx, k.Channel(), ctap2.CmdClientPIN, req, &ctap2.ClientPINResponse{}, nil); !errors.Is(err, ctap2.ErrUnauthorizedPermission) {
-		t.Errorf("cm permission: %v", err)
+		t.Errorf("be permission: %v", err)
 	}
 }
 
