@@ -56,9 +56,19 @@ const (
 // ErrPassphrase means a keyed backup's passphrase is wrong.
 var ErrPassphrase = errors.New("store: the passphrase does not open the master key in this backup")
 
+// check bounds what a keyed backup's header may ask of the machine that
+// restores it: at most 4 times the memory and passes that mfad writes.
+func (h *keyedHeader) check() error {
+	if h.KDF != "argon2id" || h.Time == 0 || h.Time > 4*keyedKDF.Time || h.MemoryKiB < 8<<10 || h.MemoryKiB > 4*keyedKDF.MemoryKiB ||
+		h.Threads == 0 || h.Threads > 64 || len(h.Salt) < 16 || len(h.Salt) > 64 {
+		return errors.New("store: keyed backup has unusable key-derivation parameters")
+	}
+	return nil
+}
+
 func (h *keyedHeader) aead(passphrase []byte) (cipher.AEAD, error) {
-	if h.KDF != "argon2id" || h.Time == 0 || h.Time > 16 || h.MemoryKiB < 8<<10 || h.MemoryKiB > 1<<20 || h.Threads == 0 || h.Threads > 64 || len(h.Salt) < 16 {
-		return nil, errors.New("store: keyed backup has unusable key-derivation parameters")
+	if err := h.check(); err != nil {
+		return nil, err
 	}
 	k := argon2.IDKey(passphrase, h.Salt, h.Time, h.MemoryKiB, h.Threads, KeySize)
 	defer clear(k)

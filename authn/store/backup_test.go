@@ -2,6 +2,8 @@ package store
 
 import (
 	"bytes"
+	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"os"
 	"path/filepath"
@@ -111,4 +113,27 @@ func TestKeyedBackupRestoresOnANewMachine(t *testing.T) {
 	if _, err := Restore(backup, t.TempDir(), RestoreOptions{Passphrase: func() ([]byte, error) { return pass, nil }}); err == nil {
 		t.Fatal("truncated keyed backup restored")
 	}
+}
+
+// FuzzKeyedHeader: a keyed backup's header is read from a file the
+// operator names; no bytes make it panic, and what passes check asks for
+// bounded work.
+func FuzzKeyedHeader(f *testing.F) {
+	h, err := sealKey(fixtureKey(), []byte("correct horse battery staple"))
+	if err != nil {
+		f.Fatal(err)
+	}
+	hj, _ := json.Marshal(h)
+	f.Add(append(append([]byte(keyedMagic), binary.BigEndian.AppendUint32(nil, uint32(len(hj)))...), hj...))
+	f.Add([]byte(keyedMagic + "\xff\xff\xff\xff"))
+	f.Add([]byte(keyedMagic + "\x00\x00\x00\x02{}"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		h, err := readKeyedHeader(bytes.NewReader(b))
+		if err != nil {
+			return
+		}
+		if h.check() == nil && (h.MemoryKiB > 4*keyedKDF.MemoryKiB || h.Time > 4*keyedKDF.Time) {
+			t.Fatalf("unbounded parameters passed: %+v", h)
+		}
+	})
 }
