@@ -157,7 +157,7 @@ func (st dbKeyState) probe() *keyProbe {
 func readKeyState(path string) (dbKeyState, error) {
 	db, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true, Timeout: 3 * time.Second, OpenFile: openExisting})
 	if errors.Is(err, bolterrors.ErrTimeout) {
-		return dbKeyState{}, fmt.Errorf("%w: %s", ErrLocked, path)
+		return dbKeyState{}, fmt.Errorf("%w: %s is held by another mfad", ErrLocked, path)
 	}
 	if isNotExist(err) {
 		return dbKeyState{}, nil
@@ -184,7 +184,7 @@ func readKeyState(path string) (dbKeyState, error) {
 func dropKeyCheck(path string) error {
 	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 3 * time.Second, OpenFile: openExisting})
 	if errors.Is(err, bolterrors.ErrTimeout) {
-		return fmt.Errorf("%w: %s", ErrLocked, path)
+		return fmt.Errorf("%w: %s is held by another mfad", ErrLocked, path)
 	}
 	if err != nil {
 		return fmt.Errorf("store: open %s: %w", path, err)
