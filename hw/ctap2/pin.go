@@ -412,7 +412,7 @@ func GetPINTokenRequest(p PINProtocol, authenticatorKey *COSEKey, pin string, pe
 	}
 	if permissions != 0 {
 		req.SubCommand = PINGetTokenUsingPinWithPermissions
-		req.Permissions = permissions
+		req.Permissions = &permissions
 		req.RPID = rpID
 	}
 	return req, shared, nil

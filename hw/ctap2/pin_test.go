@@ -310,8 +310,8 @@ func TestPINProtocolRoundTrip(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if (perms == 0) != (req.SubCommand == PINGetToken) || req.Permissions != perms {
-				t.Errorf("subcommand %d permissions %#x", req.SubCommand, req.Permissions)
+			if (perms == 0) != (req.SubCommand == PINGetToken) || (req.Permissions == nil) != (perms == 0) || req.Permissions != nil && *req.Permissions != perms {
+				t.Errorf("subcommand %d permissions %v", req.SubCommand, req.Permissions)
 			}
 			resp, err := call(req)
 			if err != nil {

@@ -323,8 +323,10 @@ type ClientPINRequest struct {
 	PinUvAuthParam    []byte        `cbor:"4,keyasint,omitempty"`
 	NewPINEnc         []byte        `cbor:"5,keyasint,omitempty"`
 	PINHashEnc        []byte        `cbor:"6,keyasint,omitempty"`
-	Permissions       Permission    `cbor:"9,keyasint,omitempty"`
-	RPID              string        `cbor:"10,keyasint,omitempty"`
+	// Permissions is nil when absent, which getPinUvAuthTokenUsing...
+	// WithPermissions tells apart from 0 (§6.5.5.7.2 step 1 and 3).
+	Permissions *Permission `cbor:"9,keyasint,omitempty"`
+	RPID        string      `cbor:"10,keyasint,omitempty"`
 }
 
 func (r *ClientPINRequest) validate() error {

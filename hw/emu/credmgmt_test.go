@@ -77,3 +77,36 @@ func TestCredentialManagement(t *testing.T) {
 		t.Errorf("%d resident credentials", ek.ResidentCredentials())
 	}
 }
+
+// getPinUvAuthTokenUsingPinWithPermissions without permissions is a
+// missing parameter, with permissions 0 an invalid one (CTAP 2.1
+// §6.5.5.7.2 steps 1 and 3); neither spends a PIN retry.
+func TestTokenPermissionsParameter(t *testing.T) {
+	_, conn := attach(t, emu.Config{})
+	k := open(t, conn)
+	ctx := tctx(t)
+	if err := k.SetPIN(ctx, "8642"); err != nil {
+		t.Fatal(err)
+	}
+	zero := ctap2.Permission(0)
+	for _, tc := range []struct {
+		perms *ctap2.Permission
+		want  ctap2.StatusError
+	}{{nil, ctap2.ErrMissingParameter}, {&zero, ctap2.ErrInvalidParameter}} {
+		proto, ka, err := k.KeyAgreement(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req, _, err := ctap2.GetPINTokenRequest(proto, ka, "8642", ctap2.PermGetAssertion, "x.example")
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Permissions = tc.perms
+		if err := ctap2.Call(ctx, k.Channel(), ctap2.CmdClientPIN, req, &ctap2.ClientPINResponse{}, nil); !errors.Is(err, tc.want) {
+			t.Errorf("permissions %v: %v, want %v", tc.perms, err, tc.want)
+		}
+	}
+	if n, _, err := k.PINRetries(ctx); err != nil || n != emu.MaxPINRetries {
+		t.Errorf("retries %d %v", n, err)
+	}
+}

@@ -159,17 +159,22 @@ func (a *Authenticator) getToken(proto ctap2.PINProtocol, r *ctap2.ClientPINRequ
 	}
 	perms := ctap2.PermMakeCredential | ctap2.PermGetAssertion
 	if r.SubCommand == ctap2.PINGetToken {
-		if r.Permissions != 0 || r.RPID != "" {
+		if r.Permissions != nil || r.RPID != "" {
 			return nil, ctap2.ErrInvalidParameter
 		}
 	} else {
-		if r.Permissions == 0 {
+		// CTAP 2.1 §6.5.5.7.2: permissions is mandatory (step 1,
+		// CTAP2_ERR_MISSING_PARAMETER when absent) and not 0 (step 3,
+		// CTAP1_ERR_INVALID_PARAMETER).
+		switch {
+		case r.Permissions == nil:
+			return nil, ctap2.ErrMissingParameter
+		case *r.Permissions == 0:
 			return nil, ctap2.ErrInvalidParameter
-		}
-		if r.Permissions&^(ctap2.PermMakeCredential|ctap2.PermGetAssertion|ctap2.PermCredentialManagement) != 0 {
+		case *r.Permissions&^(ctap2.PermMakeCredential|ctap2.PermGetAssertion|ctap2.PermCredentialManagement) != 0:
 			return nil, ctap2.ErrUnauthorizedPermission
 		}
-		perms = r.Permissions
+		perms = *r.Permissions
 	}
 	if a.st.PINHash == nil {
 		return nil, ctap2.ErrPINNotSet

@@ -189,7 +189,7 @@ var battery = []def{
 	{Check{ID: "u2f.authenticate", Name: "U2F AUTHENTICATE: check-only, sign, wrong application", Section: "FIDO U2F Raw Message Formats §5", Touch: true}, checkU2FAuthenticate},
 	{Check{ID: "pin.set", Name: "setPIN refuses a PIN below minPINLength and sets a valid one", Section: "CTAP 2.1 §6.5.5.5, §6.4 minPINLength", Destructive: true}, checkPINSet},
 	{Check{ID: "pin.retries", Name: "A wrong PIN spends a retry; the right one restores them", Section: "CTAP 2.1 §6.5.2.1, §6.5.5.7", Destructive: true}, checkPINRetries},
-	{Check{ID: "pin.token", Name: "A pinUvAuthToken from the PIN authorises MakeCredential with UV", Section: "CTAP 2.1 §6.5.5.7, §6.1.2 step 11", Touch: true, Destructive: true}, checkPINToken},
+	{Check{ID: "pin.token", Name: "A pinUvAuthToken from the PIN authorises MakeCredential with UV; a token request without permissions is refused", Section: "CTAP 2.1 §6.5.5.7, §6.5.5.7.2, §6.1.2 step 11", Touch: true, Destructive: true}, checkPINToken},
 	{Check{ID: "pin.change", Name: "changePIN replaces the PIN", Section: "CTAP 2.1 §6.5.5.6", Destructive: true}, checkPINChange},
 	{Check{ID: "credmgmt", Name: "Credential management enumerates relying parties and credentials, and deletes one", Section: "CTAP 2.1 §6.8", Touch: true, Destructive: true}, checkCredMgmt},
 	{Check{ID: "reset", Name: "authenticatorReset after a replug erases credentials and PIN", Section: "CTAP 2.1 §6.6", Touch: true, Destructive: true}, checkReset},

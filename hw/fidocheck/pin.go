@@ -133,6 +133,24 @@ func checkPINToken(r *runner) outcome {
 	if !errors.Is(err, ctap2.ErrPINAuthInvalid) {
 		return failf("a forged pinUvAuthParam: want CTAP2_ERR_PIN_AUTH_INVALID, got %s", describe(err))
 	}
+	if v, _ := r.info().Option(ctap2.OptionPinUvAuthToken); !v || !r.fido21() {
+		r.note("getPinUvAuthTokenUsingPinWithPermissions not tried: the key does not offer pinUvAuthToken")
+		return pass()
+	}
+	proto, ka, err := r.k.KeyAgreement(ctx)
+	if err != nil {
+		return errOutcome("getKeyAgreement", err)
+	}
+	tokReq, _, err := ctap2.GetPINTokenRequest(proto, ka, r.opts.PIN, ctap2.PermGetAssertion, checkRPID)
+	if err != nil {
+		return errOutcome("building a token request", err)
+	}
+	tokReq.Permissions = nil
+	err = ctap2.Call(ctx, r.k.Channel(), ctap2.CmdClientPIN, tokReq, &ctap2.ClientPINResponse{}, nil)
+	r.note("getPinUvAuthTokenUsingPinWithPermissions without permissions: %s", describe(err))
+	if !errors.Is(err, ctap2.ErrMissingParameter) {
+		return failf("getPinUvAuthTokenUsingPinWithPermissions without permissions: want CTAP2_ERR_MISSING_PARAMETER (§6.5.5.7.2 step 1), got %s", describe(err))
+	}
 	return pass()
 }
 
