@@ -165,3 +165,47 @@ func TestRotateKeyAndKeyedBackup(t *testing.T) {
 	d3 := startDaemon(t, fresh, "")
 	(&world{t: t, d: d3}).signIn("", userSelf, secretA, 1) // the backup predates its sign-in above
 }
+
+// The files a crash leaves in the middle of a key rotation (the store's
+// tests kill a rotation after each step): mfad starts on the key that
+// opens the database and tidies up.
+func TestStartFinishesAnInterruptedRotation(t *testing.T) {
+	needRoot(t)
+	d := startDaemon(t, "", "")
+	w := &world{t: t, d: d}
+	w.must(w.as("", "POST", "/v1/accounts", fmt.Sprintf(`{"name":%q,"kind":"member"}`, userSelf), nil), 201)
+	_, secretA := w.enrollTOTP("", userSelf, "")
+	_, secretB := w.enrollTOTP("", userSelf, "")
+	if _, errs, code := mfactl(t, d.sock, "admin", "rotate-key"); code != 0 {
+		t.Fatalf("rotate-key: %q", errs)
+	}
+	d.stop()
+	keyFile := filepath.Join(d.state, "mfad.key")
+	newKey, _ := os.ReadFile(keyFile)
+	oldKey, _ := os.ReadFile(keyFile + ".old")
+
+	// Committed, not yet renamed: the old key in place, the new one beside it.
+	os.WriteFile(keyFile+".new", newKey, 0o600)
+	os.WriteFile(keyFile, oldKey, 0o600)
+	os.Remove(keyFile + ".old")
+	d2 := startDaemon(t, d.state, "")
+	(&world{t: t, d: d2}).signIn("", userSelf, secretA, 1)
+	d2.stop()
+	if k, _ := os.ReadFile(keyFile); !bytes.Equal(k, newKey) {
+		t.Fatal("mfad did not put the committed key in place")
+	}
+	if k, _ := os.ReadFile(keyFile + ".old"); !bytes.Equal(k, oldKey) {
+		t.Fatal("mfad did not keep the replaced key as mfad.key.old")
+	}
+
+	// Not committed: a new key that sealed nothing.
+	os.WriteFile(keyFile+".new", bytes.Repeat([]byte{7}, 32), 0o600)
+	d3 := startDaemon(t, d.state, "")
+	(&world{t: t, d: d3}).signIn("", userSelf, secretB, 1)
+	if _, err := os.Stat(keyFile + ".new"); !os.IsNotExist(err) {
+		t.Fatalf("an uncommitted mfad.key.new was left: %v", err)
+	}
+	if k, _ := os.ReadFile(keyFile); !bytes.Equal(k, newKey) {
+		t.Fatal("mfad replaced the key that opens the database")
+	}
+}
