@@ -117,7 +117,7 @@ Exit status: 0 ok, 1 refused, 2 usage, 3 mfad unreachable, 4 not found.`,
 	root.PersistentFlags().StringVar(&a.socket, "socket", client.SocketFromEnv(), "mfad API socket ($MFAD_SOCKET)")
 	root.PersistentFlags().BoolVar(&a.json, "json", false, "print JSON lines (one object per line); errors as problem+json on stderr")
 	root.PersistentFlags().StringVar(&a.bearer, "step-up", "", "step-up `TOKEN` from mfactl authenticate, for changes by a non-admin (default $MFAD_STEP_UP)")
-	root.AddCommand(infoCmd(a), accountCmd(a), deviceCmd(a), authenticateCmd(a), tokenCmd(a), keyCmd(a), emulatorCmd(a), eventsCmd(a), recoverCmd(a), auditCmd(a), adminCmd(a))
+	root.AddCommand(infoCmd(a), importCmd(a), accountCmd(a), deviceCmd(a), authenticateCmd(a), tokenCmd(a), keyCmd(a), emulatorCmd(a), eventsCmd(a), recoverCmd(a), auditCmd(a), adminCmd(a))
 	return root
 }
 
