@@ -35,7 +35,14 @@ func (r *keyRing) CheckKey(ctx context.Context, id string, req api.KeyCheckReque
 	opts := fidocheck.Options{Destructive: req.Destructive, PIN: req.PIN, Only: req.Only,
 		Progress: func(ev fidocheck.Event) { checkProgress(progress, ev) }}
 	if req.Destructive {
-		opts.Replug = func(ctx context.Context) (*fidokey.Key, error) { return r.replug(ctx, e) }
+		cur := e // the entry of the key as last plugged in
+		opts.Replug = func(ctx context.Context) (*fidokey.Key, error) {
+			k, next, err := r.replug(ctx, cur)
+			if err == nil {
+				cur = next
+			}
+			return k, err
+		}
 	}
 	r.log.Info("key check started", "key", id, "destructive", req.Destructive, "only", req.Only)
 	rep := fidocheck.Run(ctx, nk.k, opts)
@@ -104,13 +111,13 @@ func (r *keyRing) apiReport(e *keyEntry, rep *fidocheck.Report) *api.KeyCheckRep
 // returns it opened anew. A software key is power-cycled here; a hardware
 // key is waited for: the same serial (or, without one, the same USB ids)
 // coming back after its entry went away.
-func (r *keyRing) replug(ctx context.Context, old *keyEntry) (*fidokey.Key, error) {
+func (r *keyRing) replug(ctx context.Context, old *keyEntry) (*fidokey.Key, *keyEntry, error) {
 	if old.emulator != "" {
 		if err := r.EmulatorAct(old.emulator, "unplug", nil); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		if err := r.EmulatorAct(old.emulator, "plug", nil); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 	}
 	dev := old.drv.Device()
@@ -130,7 +137,7 @@ func (r *keyRing) replug(ctx context.Context, old *keyEntry) (*fidokey.Key, erro
 			for _, e := range r.sorted() {
 				if nk, ok := e.drv.(nativeKey); ok && e != old && same(e.drv.Device()) {
 					r.mu.Unlock()
-					return nk.k, nil
+					return nk.k, e, nil
 				}
 			}
 		}
@@ -139,7 +146,7 @@ func (r *keyRing) replug(ctx context.Context, old *keyEntry) (*fidokey.Key, erro
 		select {
 		case <-changed:
 		case <-ctx.Done():
-			return nil, ctx.Err()
+			return nil, nil, ctx.Err()
 		}
 	}
 }

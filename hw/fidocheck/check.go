@@ -192,6 +192,7 @@ var battery = []def{
 	{Check{ID: "pin.token", Name: "A pinUvAuthToken from the PIN authorises MakeCredential with UV; a token request without permissions is refused", Section: "CTAP 2.1 §6.5.5.7, §6.5.5.7.2, §6.1.2 step 11", Touch: true, Destructive: true}, checkPINToken},
 	{Check{ID: "pin.change", Name: "changePIN replaces the PIN", Section: "CTAP 2.1 §6.5.5.6", Destructive: true}, checkPINChange},
 	{Check{ID: "credmgmt", Name: "Credential management enumerates relying parties and credentials, and deletes one", Section: "CTAP 2.1 §6.8", Touch: true, Destructive: true}, checkCredMgmt},
+	{Check{ID: "pin.lockout", Name: "Three wrong PINs in a row block PIN entry until a power cycle", Section: "CTAP 2.1 §6.5.2.1, §6.5.5.7", Destructive: true}, checkPINLockout},
 	{Check{ID: "reset", Name: "authenticatorReset after a replug erases credentials and PIN", Section: "CTAP 2.1 §6.6", Touch: true, Destructive: true}, checkReset},
 }
 

@@ -180,8 +180,9 @@ func TestBatteryAutoPresence(t *testing.T) {
 	}
 }
 
-// With destructive checks allowed, a PIN and a way to replug, the PIN and
-// reset checks pass too, and leave the key reset.
+// With destructive checks allowed, a PIN and a way to replug, the PIN,
+// lockout, credential management and reset checks pass too, and leave the
+// key reset.
 func TestBatteryDestructive(t *testing.T) {
 	ek, k := attach(t, emu.Config{Presence: emu.PresenceManual})
 	replugged := 0
@@ -204,7 +205,7 @@ func TestBatteryDestructive(t *testing.T) {
 			t.Fatalf("%s: %s (%s)", r.ID, r.Verdict, r.Reason)
 		}
 	}
-	if replugged != 1 || ek.ResidentCredentials() != 0 {
+	if replugged != 2 || ek.ResidentCredentials() != 0 { // pin.lockout, then reset
 		t.Errorf("replugged %d times, %d resident credentials left", replugged, ek.ResidentCredentials())
 	}
 	var replugPrompt bool
@@ -219,13 +220,13 @@ func TestBatteryDestructive(t *testing.T) {
 // Destructive checks that lack what they need say so instead of failing.
 func TestBatteryDestructiveWithoutPINOrReplug(t *testing.T) {
 	ek, k := attach(t, emu.Config{})
-	rep, _ := run(t, ek, k, fidocheck.Options{Destructive: true, Only: []string{"pin.set", "pin.retries", "reset"}})
+	rep, _ := run(t, ek, k, fidocheck.Options{Destructive: true, Only: []string{"pin.set", "pin.retries", "pin.lockout", "reset"}})
 	for _, r := range rep.Results {
 		if r.Verdict != fidocheck.Skip || r.Reason == "" {
 			t.Errorf("%s: %s %q", r.ID, r.Verdict, r.Reason)
 		}
 	}
-	if len(rep.Results) != 3 {
+	if len(rep.Results) != 4 {
 		t.Fatalf("%d results", len(rep.Results))
 	}
 }

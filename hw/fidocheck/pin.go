@@ -216,3 +216,78 @@ func checkReset(r *runner) outcome {
 	}
 	return pass()
 }
+
+// lockoutAttempts is how many consecutive wrong PINs block PIN entry
+// until the key is power-cycled (CTAP 2.1 §6.5.2.1, 3).
+const lockoutAttempts = 3
+
+func checkPINLockout(r *runner) outcome {
+	if o, ok := r.pinReady(); !ok {
+		return o
+	}
+	if r.opts.Replug == nil {
+		return skipf("the lockout ends only when the key is unplugged and plugged in again, which this caller cannot wait for")
+	}
+	ctx, cancel := r.op(false)
+	before, _, err := r.k.PINRetries(ctx)
+	cancel()
+	if err != nil {
+		return errOutcome("getPINRetries", err)
+	}
+	if before <= lockoutAttempts {
+		return skipf("only %d PIN retries left: %d wrong PINs could block the PIN for good", before, lockoutAttempts)
+	}
+	wrong := r.opts.PIN + "1"
+	for i := 1; i <= lockoutAttempts; i++ {
+		ctx, cancel := r.op(false)
+		_, _, err := r.k.PINToken(ctx, wrong, ctap2.PermGetAssertion, checkRPID)
+		cancel()
+		r.note("wrong PIN %d: %s", i, describe(err))
+		want := ctap2.ErrPINInvalid
+		if i == lockoutAttempts {
+			want = ctap2.ErrPINAuthBlocked
+		}
+		if !errors.Is(err, want) {
+			return failf("wrong PIN %d of %d in a row: want %s, got %s", i, lockoutAttempts, want.String(), describe(err))
+		}
+	}
+	ctx, cancel = r.op(false)
+	_, _, err = r.k.PINToken(ctx, r.opts.PIN, ctap2.PermGetAssertion, checkRPID)
+	r.note("the right PIN while blocked: %s", describe(err))
+	if !errors.Is(err, ctap2.ErrPINAuthBlocked) {
+		cancel()
+		return failf("the right PIN after %d wrong ones, before a power cycle: want CTAP2_ERR_PIN_AUTH_BLOCKED, got %s", lockoutAttempts, describe(err))
+	}
+	left, powerCycle, err := r.k.PINRetries(ctx)
+	cancel()
+	if err != nil {
+		return errOutcome("getPINRetries", err)
+	}
+	r.note("PIN retries %d (were %d), powerCycleState %v", left, before, powerCycle)
+	if left != before-lockoutAttempts {
+		return failf("%d wrong PINs took the retries from %d to %d", lockoutAttempts, before, left)
+	}
+	r.emit(Event{Kind: EventReplug, Check: r.cur.Check, Message: "unplug the key and plug it back in: its PIN is blocked until it loses power"})
+	ctx, cancel = r.op(true)
+	k, err := r.opts.Replug(ctx)
+	cancel()
+	if err != nil {
+		return errOutcome("waiting for the key to come back", err)
+	}
+	r.k, r.wait = k, nil
+	ctx, cancel = r.op(false)
+	defer cancel()
+	if _, _, err := r.k.PINToken(ctx, r.opts.PIN, ctap2.PermGetAssertion, checkRPID); err != nil {
+		r.note("the right PIN after the power cycle: %s", describe(err))
+		return errOutcome("the right PIN after the power cycle", err)
+	}
+	restored, _, err := r.k.PINRetries(ctx)
+	if err != nil {
+		return errOutcome("getPINRetries", err)
+	}
+	r.note("after the power cycle the right PIN works; PIN retries %d", restored)
+	if restored < before {
+		return failf("the right PIN after the power cycle left %d retries, had %d", restored, before)
+	}
+	return pass()
+}
