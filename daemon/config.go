@@ -160,6 +160,19 @@ type StoreConfig struct {
 	AutoMigrate bool `toml:"auto_migrate"`
 	// MaxConns bounds the connection pool (0: pgx's default).
 	MaxConns int32 `toml:"max_conns"`
+	// Offline is what this host verifies alone while the database is out
+	// of reach (postgres only).
+	Offline OfflineConfig `toml:"offline"`
+}
+
+// OfflineConfig is [store.offline].
+type OfflineConfig struct {
+	// FIDO lets the security keys of accounts seen on this host within
+	// MaxAge sign in while the database is out of reach.
+	FIDO bool `toml:"fido"`
+	// MaxAge is how long after it was last read from the database a
+	// cached account may still sign in offline.
+	MaxAge Duration `toml:"max_age"`
 }
 
 // Store backends.
@@ -197,8 +210,9 @@ func DefaultConfig() Config {
 		StateDir:   "/var/lib/mfad",
 		AdminGroup: "mfad-admin",
 		LogLevel:   "info",
-		Store:      StoreConfig{LockTimeout: Duration{3 * time.Second}, MaxBatch: 256, Backend: BackendBolt},
-		Audit:      AuditConfig{Retention: 100000},
+		Store: StoreConfig{LockTimeout: Duration{3 * time.Second}, MaxBatch: 256, Backend: BackendBolt,
+			Offline: OfflineConfig{FIDO: true, MaxAge: Duration{30 * 24 * time.Hour}}},
+		Audit: AuditConfig{Retention: 100000},
 		OTP: OTPConfig{
 			Issuer: "mfad", PendingTTL: Duration{10 * time.Minute},
 			ActivationWindow: 10, VerifyWindow: 1, ResyncWindow: 1000,
@@ -331,6 +345,8 @@ func (c *Config) Validate() error {
 		errs = append(errs, errors.New("store: dsn and dsn_file are for backend = \"postgres\""))
 	case st.MaxConns < 0:
 		errs = append(errs, errors.New("store: max_conns must not be negative"))
+	case st.Offline.MaxAge.Duration <= 0:
+		errs = append(errs, errors.New("store.offline: max_age must be positive"))
 	}
 	if c.Store.MaxBatch < 1 || c.Store.MaxBatch > 4096 {
 		errs = append(errs, errors.New("store: max_batch must be 1..4096"))

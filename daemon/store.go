@@ -65,10 +65,10 @@ func (b pgBackend) info() api.StoreInfo {
 	return i
 }
 
-// FloorFileName is this host's counter floor with the postgres backend:
-// the highest counters it accepted, which a database set back to an older
-// point cannot undo.
-const FloorFileName = "mfad-floor.db"
+// LocalFileName is this host's own file with the postgres backend: its
+// counter floor (the highest counters it accepted, which a database set
+// back to an older point cannot undo) and its offline cache and queue.
+const LocalFileName = "mfad-local.db"
 
 // openStore opens the configured backend with the master key.
 func openStore(ctx context.Context, cfg Config, key []byte) (backend, error) {
@@ -93,7 +93,8 @@ func openStore(ctx context.Context, cfg Config, key []byte) (backend, error) {
 		AutoMigrate:    cfg.Store.AutoMigrate,
 		AuditRetention: cfg.Audit.Retention,
 		MaxConns:       cfg.Store.MaxConns,
-		FloorPath:      filepath.Join(cfg.StateDir, FloorFileName),
+		LocalPath:      filepath.Join(cfg.StateDir, LocalFileName),
+		Offline:        postgres.OfflineOptions{FIDO: cfg.Store.Offline.FIDO, MaxAge: cfg.Store.Offline.MaxAge.Duration},
 	})
 	if err != nil {
 		return nil, err

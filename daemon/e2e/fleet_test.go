@@ -18,13 +18,14 @@ import (
 // fleet is two daemons ("workstations") on one PostgreSQL database, with
 // their own sockets and state directories and the fleet's master key.
 type fleet struct {
-	a, b *world
-	key  []byte
-	pg   *pgtest.Server
-	dsn  string
+	a, b  *world
+	key   []byte
+	pg    *pgtest.Server
+	dsn   string
+	extra string // more configuration for both daemons
 }
 
-func newFleet(t *testing.T) *fleet {
+func newFleet(t *testing.T, extra ...string) *fleet {
 	t.Helper()
 	needRoot(t)
 	pg, err := pgtest.Start(pgtest.Need(t))
@@ -36,7 +37,7 @@ func newFleet(t *testing.T) *fleet {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := &fleet{key: make([]byte, 32), pg: pg, dsn: dsn}
+	f := &fleet{key: make([]byte, 32), pg: pg, dsn: dsn, extra: strings.Join(extra, "\n")}
 	rand.Read(f.key)
 	// A reads its DSN (and password) from dsn_file, B has it inline.
 	dsnFile := filepath.Join(t.TempDir(), "dsn")
@@ -49,7 +50,7 @@ func newFleet(t *testing.T) *fleet {
 }
 
 func (f *fleet) config(dsnLine string) string {
-	return fmt.Sprintf("admin_group = %q\n[store]\nbackend = \"postgres\"\nauto_migrate = true\n%s\n", adminGroup, dsnLine)
+	return fmt.Sprintf("admin_group = %q\n%s\n[store]\nbackend = \"postgres\"\nauto_migrate = true\n%s\n", adminGroup, f.extra, dsnLine)
 }
 
 // stateDir makes a state directory holding key as mfad.key.
@@ -211,4 +212,68 @@ func TestFleetBadDatabaseRefusedAtStart(t *testing.T) {
 		t.Fatalf("psql: %v %s", err, out)
 	}
 	run(f.dsn, "newer than this mfad")
+}
+
+// TestFleetOfflineSecurityKey: with the database stopped, A signs in the
+// security key of an account it saw, and refuses codes and changes with
+// store_offline; B, which never saw the account, refuses it too. When the
+// database is back, A's offline sign-in reaches the fleet's audit log.
+func TestFleetOfflineSecurityKey(t *testing.T) {
+	f := newFleet(t, "[emulator]\nenabled = true")
+	me := userSelf
+	f.a.must(f.a.as("", "POST", "/v1/accounts", fmt.Sprintf(`{"name":%q,"kind":"member"}`, me), nil), 201)
+	_, secret := f.a.enrollTOTP(me, me, "")
+	tok := f.a.signIn(me, me, secret, 1)
+	f.a.must(f.a.as("", "POST", "/v1/emulators", `{"name":"key"}`, nil), 201)
+	var enr api.Enrollment
+	if a := f.a.as(me, "POST", "/v1/accounts/"+me+"/devices", `{"type":"fido","label":"key"}`, &enr, "Authorization: Bearer "+tok); a.Status/100 != 2 {
+		t.Fatalf("enroll the key: %d %s", a.Status, a.Body)
+	}
+	signInKey := func(w *world) answer {
+		return w.as(me, "POST", "/v1/authenticate", fmt.Sprintf(`{"account":%q}`, me), nil)
+	}
+	f.a.must(signInKey(f.a), 200)
+
+	if err := f.pg.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	f.a.must(signInKey(f.a), 200)
+	f.a.must(signInKey(f.a), 200)
+	f.a.refused(f.a.as(me, "POST", "/v1/authenticate", fmt.Sprintf(`{"account":%q,"code":%q}`, me, oathtool(t, secret, time.Now().Add(60*time.Second))), nil), api.CodeStoreOffline)
+	f.a.refused(f.a.as("", "POST", "/v1/accounts/"+me+"/devices", `{"type":"totp"}`, nil), api.CodeStoreOffline)
+	f.a.refused(f.a.as("", "POST", "/v1/accounts", `{"name":"mfad-e2e-bob","kind":"member"}`, nil), api.CodeStoreOffline)
+	f.b.refused(f.b.as("", "POST", "/v1/authenticate", fmt.Sprintf(`{"account":%q,"code":"123456"}`, me), nil), api.CodeStoreOffline)
+	var info api.Info
+	f.a.must(f.a.as("", "GET", "/v1/info", "", &info), 200)
+	if info.Store.State != "offline" {
+		t.Errorf("A's store while the database is stopped: %+v", info.Store)
+	}
+
+	if err := f.pg.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	// A replays its queue once it sees the database again (it asks every
+	// second); B reads the outcome from the fleet's audit log.
+	offline := 0
+	for range 100 {
+		var page api.AuditPage
+		if a := f.b.as("", "GET", "/v1/audit?limit=1000", "", &page); a.Status == 200 {
+			offline = 0
+			for _, e := range page.Events {
+				if e.Account == me && e.Action == "authenticate" && strings.HasSuffix(e.Detail, "(offline)") {
+					offline++
+				}
+			}
+		}
+		if offline == 2 {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if offline != 2 {
+		t.Fatalf("the fleet's audit log has %d of A's 2 offline sign-ins", offline)
+	}
+	// Online again, the key signs in (its counter merged, not taken for a
+	// clone).
+	f.a.must(signInKey(f.a), 200)
 }

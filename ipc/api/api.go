@@ -109,6 +109,7 @@ const (
 	CodeNoActiveDevice       = "no_active_device"
 	CodeRecoveryPending      = "recovery_pending"
 	CodeStoreBusy            = "store_busy"
+	CodeStoreOffline         = "store_offline"
 	CodeAccountHasDevices    = "account_has_devices"
 	CodeDeviceStateConflict  = "device_state_conflict"
 	CodeUnsupportedType      = "unsupported_device_type"

@@ -17,7 +17,10 @@
 // Each host also keeps a counter floor (a small bbolt file in its state
 // directory): the highest counters it accepted. Devices read from the
 // database are raised to it, so a database restored to an older point does
-// not make the host accept a code it had already seen.
+// not make the host accept a code it had already seen. The same file holds
+// the host's software keys' state and, with Options.Offline, the offline
+// cache (accounts seen and their security keys) and the queue of what the
+// host did offline, replayed by Reconcile when the database answers again.
 //
 // It may import authn, authn/store, pgx, bbolt and the standard library.
 package postgres

@@ -20,7 +20,7 @@ func TestFloorRefusesCodesSeenBeforeARestore(t *testing.T) {
 	ctx := context.Background()
 	clk := &fakeClock{t: time.Unix(1_800_000_000, 0).UTC()}
 	open := func(name, floorPath string) *host {
-		st, err := openOpts(dsn, storetest.Key(), Options{Host: name, FloorPath: floorPath})
+		st, err := openOpts(dsn, storetest.Key(), Options{Host: name, LocalPath: floorPath})
 		if err != nil {
 			t.Fatal(err)
 		}

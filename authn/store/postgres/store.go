@@ -14,6 +14,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
+	bolt "go.etcd.io/bbolt"
 
 	"github.com/mfad/mfad/authn"
 	"github.com/mfad/mfad/authn/store"
@@ -42,9 +43,16 @@ type Options struct {
 	MaxRetries int
 	// Now is the clock (default time.Now).
 	Now func() time.Time
-	// FloorPath is this host's counter floor file (see floor; "" keeps
+	// LocalPath is this host's own bbolt file: its counter floor (see
+	// floor) and, with Offline, its offline cache and queue ("" keeps
 	// none). mfad keeps it in the state directory.
-	FloorPath string
+	LocalPath string
+	// Offline says what this host may verify alone while the database is
+	// out of reach (needs LocalPath).
+	Offline OfflineOptions
+	// ProbeEvery is how often an offline host asks whether the database
+	// answers again (default 1 s).
+	ProbeEvery time.Duration
 }
 
 // Store is the PostgreSQL-backed authn.Store.
@@ -53,7 +61,10 @@ type Store struct {
 	rec   *store.Records
 	opts  Options
 	path  string
-	floor *floor // nil without Options.FloorPath
+	floor *floor // nil without Options.LocalPath
+	cache *cache // nil without Options.Offline
+	quit  chan struct{}
+	done  chan struct{}
 
 	mu           sync.Mutex
 	offlineSince time.Time // zero while the database answers
@@ -126,6 +137,9 @@ func Open(ctx context.Context, dsn string, key []byte, opts Options) (*Store, er
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
+	if opts.ProbeEvery == 0 {
+		opts.ProbeEvery = time.Second
+	}
 	rec, err := store.NewRecords(key)
 	if err != nil {
 		return nil, err
@@ -135,15 +149,25 @@ func Open(ctx context.Context, dsn string, key []byte, opts Options) (*Store, er
 		return nil, err
 	}
 	s := &Store{pool: pool, rec: rec, opts: opts, path: where}
-	if opts.FloorPath != "" {
-		if s.floor, err = openFloor(opts.FloorPath); err != nil {
+	if opts.LocalPath != "" {
+		if s.floor, err = openFloor(opts.LocalPath); err != nil {
 			pool.Close()
 			return nil, err
+		}
+		if opts.Offline.FIDO {
+			if s.cache, err = newCache(s.floor.db, rec, opts.Offline, opts.Now); err != nil {
+				s.Close()
+				return nil, err
+			}
 		}
 	}
 	if err := s.prepare(ctx); err != nil {
 		s.Close()
 		return nil, err
+	}
+	if s.cache != nil {
+		s.quit, s.done = make(chan struct{}), make(chan struct{})
+		go s.prober()
 	}
 	return s, nil
 }
@@ -171,8 +195,13 @@ func (s *Store) prepare(ctx context.Context) error {
 	return err
 }
 
-// Close closes the pool and the floor file.
+// Close closes the pool and the local file.
 func (s *Store) Close() error {
+	if s.quit != nil {
+		close(s.quit)
+		<-s.done
+		s.quit = nil
+	}
 	s.pool.Close()
 	if s.floor != nil {
 		return s.floor.close()
@@ -259,10 +288,49 @@ func (s *Store) Update(ctx context.Context, fn func(authn.Tx) error) error {
 
 var errRollback = errors.New("store: rolled back")
 
+// offline reports whether the database was out of reach at the last try.
+func (s *Store) offline() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return !s.offlineSince.IsZero()
+}
+
+// prober runs with an offline cache: while the database is out of reach it
+// asks every second whether it answers again, and whenever it answers with
+// outcomes queued offline, replays them.
+func (s *Store) prober() {
+	defer close(s.done)
+	tick := time.NewTicker(s.opts.ProbeEvery)
+	defer tick.Stop()
+	for {
+		select {
+		case <-s.quit:
+			return
+		case <-tick.C:
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		if s.offline() {
+			s.Ping(ctx)
+		}
+		if !s.offline() && s.cache.pending() > 0 {
+			s.Reconcile(ctx)
+		}
+		cancel()
+	}
+}
+
 func (s *Store) run(ctx context.Context, opts pgx.TxOptions, fn func(authn.Tx) error, appended *uint64) error {
+	write := opts.AccessMode != pgx.ReadOnly
+	if s.cache != nil && s.offline() {
+		return s.cache.run(fn, write, s.floor)
+	}
+	reconnected := false
 	for attempt := 0; ; attempt++ {
 		var fnErr error
 		t := &tx{s: s, ctx: ctx}
+		if s.cache != nil {
+			t.seen = &seen{}
+		}
 		err := pgx.BeginTxFunc(ctx, s.pool, opts, func(ptx pgx.Tx) error {
 			t.ptx = ptx
 			fnErr = safeCall(fn, t)
@@ -277,7 +345,21 @@ func (s *Store) run(ctx context.Context, opts pgx.TxOptions, fn func(authn.Tx) e
 		if errors.Is(err, errRollback) {
 			err = nil
 		}
+		beforeCommit := t.ptx == nil || t.err != nil
+		if err != nil && isConnError(err) && beforeCommit && !reconnected && !strings.Contains(err.Error(), "failed to connect") {
+			// A pooled connection the server dropped (a restart): every
+			// other one is likely gone too. Start afresh, once.
+			s.pool.Reset()
+			reconnected = true
+			continue
+		}
 		s.observe(err)
+		// Out of reach before anything could commit (at BEGIN or at a
+		// statement, never at COMMIT, whose outcome is unknown): this
+		// host goes on alone with what it may verify.
+		if err != nil && s.cache != nil && isConnError(err) && beforeCommit {
+			return s.cache.run(fn, write, s.floor)
+		}
 		switch {
 		case err != nil && retryable(err) && attempt < s.opts.MaxRetries:
 			// Lost a race with another transaction (here or on another
@@ -295,6 +377,9 @@ func (s *Store) run(ctx context.Context, opts pgx.TxOptions, fn func(authn.Tx) e
 		// The sign-in is acknowledged only once this host remembers it.
 		if err := s.floor.raise(t.floors); err != nil {
 			return fmt.Errorf("store: counter floor: %w", err)
+		}
+		if s.cache != nil {
+			s.cache.save(t.seen)
 		}
 		return nil
 	}
@@ -349,10 +434,26 @@ func (s *Store) SetMetaOnce(key, value string) (string, error) {
 
 func blobAD(name string) string { return "blobs/" + name }
 
+// Blobs are this host's own state (software keys'): in the local file when
+// there is one, so that they work while the database is out of reach, else
+// in the blobs table under this host's name. Sealed either way.
+
+var bktBlobs = []byte("blobs")
+
 // SaveBlob stores data under name for this host, sealed.
 func (s *Store) SaveBlob(name string, data []byte) error {
+	sealed := s.rec.Seal(data, blobAD(name))
+	if s.floor != nil {
+		return s.floor.db.Update(func(tx *bolt.Tx) error {
+			b, err := tx.CreateBucketIfNotExists(bktBlobs)
+			if err != nil {
+				return err
+			}
+			return b.Put([]byte(name), sealed)
+		})
+	}
 	_, err := s.pool.Exec(context.Background(), `INSERT INTO blobs (host, name, sealed) VALUES ($1, $2, $3)
-		ON CONFLICT (host, name) DO UPDATE SET sealed = excluded.sealed`, s.opts.Host, name, s.rec.Seal(data, blobAD(name)))
+		ON CONFLICT (host, name) DO UPDATE SET sealed = excluded.sealed`, s.opts.Host, name, sealed)
 	s.observe(err)
 	return err
 }
@@ -360,6 +461,18 @@ func (s *Store) SaveBlob(name string, data []byte) error {
 // LoadBlob returns what SaveBlob stored under name on this host, or nil.
 func (s *Store) LoadBlob(name string) ([]byte, error) {
 	var sealed []byte
+	if s.floor != nil {
+		s.floor.db.View(func(tx *bolt.Tx) error {
+			if b := tx.Bucket(bktBlobs); b != nil {
+				sealed = append([]byte(nil), b.Get([]byte(name))...)
+			}
+			return nil
+		})
+		if len(sealed) == 0 {
+			return nil, nil
+		}
+		return s.rec.Open(sealed, blobAD(name))
+	}
 	err := s.pool.QueryRow(context.Background(), `SELECT sealed FROM blobs WHERE host = $1 AND name = $2`, s.opts.Host, name).Scan(&sealed)
 	s.observe(err)
 	if errors.Is(err, pgx.ErrNoRows) {
@@ -373,6 +486,14 @@ func (s *Store) LoadBlob(name string) ([]byte, error) {
 
 // DeleteBlob removes this host's blob name.
 func (s *Store) DeleteBlob(name string) error {
+	if s.floor != nil {
+		return s.floor.db.Update(func(tx *bolt.Tx) error {
+			if b := tx.Bucket(bktBlobs); b != nil {
+				return b.Delete([]byte(name))
+			}
+			return nil
+		})
+	}
 	_, err := s.pool.Exec(context.Background(), `DELETE FROM blobs WHERE host = $1 AND name = $2`, s.opts.Host, name)
 	s.observe(err)
 	return err

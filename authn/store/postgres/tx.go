@@ -22,6 +22,8 @@ type tx struct {
 	err     error
 	lastSeq uint64
 	floors  map[string]floorVal // counters this transaction wrote
+	seen    *seen               // what the offline cache keeps (nil without one)
+	raw     bool                // devices as the database has them, not raised to the floor
 }
 
 func (t *tx) fail(err error) error {
@@ -77,7 +79,7 @@ func (t *tx) decodeAccount(rec, _ []byte) (*authn.Account, error) { return t.s.r
 // decodeDevice opens a device row and raises it to this host's floor.
 func (t *tx) decodeDevice(rec, sealed []byte) (*authn.Device, error) {
 	d, err := t.s.rec.DecodeDevice(rec, sealed)
-	if err == nil {
+	if err == nil && !t.raw {
 		t.s.floor.apply(d)
 	}
 	return d, err
@@ -101,7 +103,11 @@ func nullString(s string) *string {
 func counter(c uint64) string { return strconv.FormatUint(c, 10) }
 
 func (t *tx) Account(name string) (*authn.Account, error) {
-	return one(t, "account", name, `SELECT record, NULL::bytea FROM accounts WHERE name = $1`, []any{name}, t.decodeAccount)
+	a, err := one(t, "account", name, `SELECT record, NULL::bytea FROM accounts WHERE name = $1`, []any{name}, t.decodeAccount)
+	if err == nil && t.seen != nil {
+		t.seen.account(a)
+	}
+	return a, err
 }
 
 func (t *tx) Accounts() ([]authn.Account, error) {
@@ -113,6 +119,9 @@ func (t *tx) PutAccount(a *authn.Account) error {
 	if err != nil {
 		return err
 	}
+	if t.seen != nil {
+		t.seen.account(a)
+	}
 	return t.exec(`INSERT INTO accounts (name, kind, email, phone, disabled, failed_attempts, locked_until, created_at, updated_at, record)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
 		ON CONFLICT (name) DO UPDATE SET kind = excluded.kind, email = excluded.email, phone = excluded.phone,
@@ -123,16 +132,33 @@ func (t *tx) PutAccount(a *authn.Account) error {
 }
 
 func (t *tx) DeleteAccount(name string) error {
+	if t.seen != nil {
+		t.seen.remove(name)
+	}
 	// Devices and their credentials go with the account (ON DELETE CASCADE).
 	return t.exec(`DELETE FROM accounts WHERE name = $1`, name)
 }
 
 func (t *tx) Devices(account string) ([]authn.Device, error) {
-	return list(t, `SELECT record, sealed_secret FROM devices WHERE account = $1 ORDER BY id`, []any{account}, t.decodeDevice)
+	devs, err := list(t, `SELECT record, sealed_secret FROM devices WHERE account = $1 ORDER BY id`, []any{account}, t.decodeDevice)
+	if err == nil && t.seen != nil {
+		for i := range devs {
+			t.seen.device(&devs[i])
+		}
+		if t.seen.listed == nil {
+			t.seen.listed = map[string]bool{}
+		}
+		t.seen.listed[account] = true
+	}
+	return devs, err
 }
 
 func (t *tx) Device(account, id string) (*authn.Device, error) {
-	return one(t, "device", id, `SELECT record, sealed_secret FROM devices WHERE account = $1 AND id = $2`, []any{account, id}, t.decodeDevice)
+	d, err := one(t, "device", id, `SELECT record, sealed_secret FROM devices WHERE account = $1 AND id = $2`, []any{account, id}, t.decodeDevice)
+	if err == nil && t.seen != nil {
+		t.seen.device(d)
+	}
+	return d, err
 }
 
 func (t *tx) PutDevice(d *authn.Device) error {
@@ -159,6 +185,9 @@ func (t *tx) PutDevice(d *authn.Device) error {
 	if err != nil {
 		return err
 	}
+	if t.seen != nil {
+		t.seen.device(d)
+	}
 	if v, ok := floorOf(d); ok && t.s.floor != nil {
 		if t.floors == nil {
 			t.floors = map[string]floorVal{}
@@ -182,6 +211,9 @@ func (t *tx) DeleteDevice(account, id string) error {
 	}
 	if tag.RowsAffected() == 0 {
 		return store.NotFound("device", id)
+	}
+	if t.seen != nil {
+		t.seen.remove(floorKey(account, id))
 	}
 	return nil
 }
