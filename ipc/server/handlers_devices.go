@@ -210,7 +210,8 @@ func (s *Server) authenticate(c *call) error {
 	if err != nil {
 		return err
 	}
-	writeJSON(c.w, http.StatusOK, result(res))
+	out := result(res)
+	writeAuthResult(c.w, &out)
 	return nil
 }
 
