@@ -2,6 +2,7 @@ package authn
 
 import (
 	"context"
+	"log/slog"
 	"time"
 )
 
@@ -57,8 +58,10 @@ func (c *change) refuse(err error) { c.refusal = err }
 
 // publish mirrors a committed audit entry to the log and the event stream.
 func (s *Service) publish(e AuditEvent) {
-	s.log.Info("audit", "action", e.Action, "outcome", e.Outcome, "account", e.Account,
-		"device", e.Device, "actor_uid", e.ActorUID, "detail", e.Detail)
+	if s.log.Enabled(context.Background(), slog.LevelInfo) { // spares boxing the attributes
+		s.log.Info("audit", "action", e.Action, "outcome", e.Outcome, "account", e.Account,
+			"device", e.Device, "actor_uid", e.ActorUID, "detail", e.Detail)
+	}
 	if s.onAudit != nil {
 		s.onAudit(e)
 	}
