@@ -170,6 +170,9 @@ type OfflineConfig struct {
 	// FIDO lets the security keys of accounts seen on this host within
 	// MaxAge sign in while the database is out of reach.
 	FIDO bool `toml:"fido"`
+	// OTP lets TOTP/HOTP devices that signed in on this host sign in while
+	// the database is out of reach, from secrets cached on this host.
+	OTP bool `toml:"otp"`
 	// MaxAge is how long after it was last read from the database a
 	// cached account may still sign in offline.
 	MaxAge Duration `toml:"max_age"`

@@ -94,7 +94,7 @@ func openStore(ctx context.Context, cfg Config, key []byte) (backend, error) {
 		AuditRetention: cfg.Audit.Retention,
 		MaxConns:       cfg.Store.MaxConns,
 		LocalPath:      filepath.Join(cfg.StateDir, LocalFileName),
-		Offline:        postgres.OfflineOptions{FIDO: cfg.Store.Offline.FIDO, MaxAge: cfg.Store.Offline.MaxAge.Duration},
+		Offline:        postgres.OfflineOptions{FIDO: cfg.Store.Offline.FIDO, OTP: cfg.Store.Offline.OTP, MaxAge: cfg.Store.Offline.MaxAge.Duration},
 	})
 	if err != nil {
 		return nil, err

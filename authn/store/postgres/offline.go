@@ -23,6 +23,11 @@ type OfflineOptions struct {
 	// FIDO lets security keys of accounts seen recently on this host sign
 	// in offline: their credentials are public keys, cached locally.
 	FIDO bool
+	// OTP lets TOTP/HOTP devices that signed in on this host sign in
+	// offline: their secrets, sealed under the master key, are cached too.
+	// A code accepted offline here may also be accepted by a host online
+	// until this host reconnects: off unless asked for.
+	OTP bool
 	// MaxAge is how long a cached account stays usable offline after it
 	// was last read from the database (default 30 days).
 	MaxAge time.Duration
@@ -42,28 +47,31 @@ var (
 	bktCacheDevices  = []byte("cache_devices")
 	bktQueue         = []byte("queue")
 	bktCacheOthers   = []byte("cache_others") // account -> how many of its devices are not cached
+	bktCacheSealed   = []byte("cache_sealed") // device key -> its OTP secret, sealed
 )
 
 // cache is the local copy of what this host may verify alone (accounts
 // seen recently and their security keys' public keys and counters) and
 // the durable queue of what it did offline, replayed on reconnect.
 type cache struct {
-	db   *bolt.DB
-	rec  *store.Records
-	opts OfflineOptions
-	now  func() time.Time
+	db    *bolt.DB
+	floor *floor
+	rec   *store.Records
+	opts  OfflineOptions
+	now   func() time.Time
 
 	mu      sync.Mutex
 	written map[string]string // key -> record last written, to skip unchanged writes
 	replay  sync.Mutex
 }
 
-func newCache(db *bolt.DB, rec *store.Records, opts OfflineOptions, now func() time.Time) (*cache, error) {
+func newCache(fl *floor, rec *store.Records, opts OfflineOptions, now func() time.Time) (*cache, error) {
+	db := fl.db
 	if opts.MaxAge == 0 {
 		opts.MaxAge = 30 * 24 * time.Hour
 	}
 	err := db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bktCacheAccounts, bktCacheDevices, bktQueue, bktCacheOthers} {
+		for _, b := range [][]byte{bktCacheAccounts, bktCacheDevices, bktQueue, bktCacheOthers, bktCacheSealed} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
@@ -73,12 +81,16 @@ func newCache(db *bolt.DB, rec *store.Records, opts OfflineOptions, now func() t
 	if err != nil {
 		return nil, err
 	}
-	return &cache{db: db, rec: rec, opts: opts, now: now, written: map[string]string{}}, nil
+	return &cache{db: db, floor: fl, rec: rec, opts: opts, now: now, written: map[string]string{}}, nil
 }
 
-// cacheable says whether d is kept for offline sign-ins.
-func (c *cache) cacheable(d *authn.Device) bool {
-	return c.opts.FIDO && d.Type == authn.DeviceFIDO && d.FIDO != nil
+// cacheable says whether d is kept for offline sign-ins: a security key,
+// or an OTP device that signed in on this host (signedHere).
+func (c *cache) cacheable(d *authn.Device, signedHere bool) bool {
+	if d.Type == authn.DeviceFIDO {
+		return c.opts.FIDO && d.FIDO != nil
+	}
+	return c.opts.OTP && d.OTP != nil && d.Secret != nil && signedHere
 }
 
 // seen is what one online transaction read or wrote that the cache keeps.
@@ -87,6 +99,7 @@ type seen struct {
 	devices  map[string]*authn.Device // floorKey -> device
 	listed   map[string]bool          // accounts whose whole device list was read
 	gone     map[string]bool          // floorKey or account name removed
+	put      map[string]bool          // devices this transaction wrote
 }
 
 func (s *seen) account(a *authn.Account) {
@@ -102,8 +115,16 @@ func (s *seen) device(d *authn.Device) {
 		s.devices = map[string]*authn.Device{}
 	}
 	cp := *d
-	cp.Secret = nil
 	s.devices[floorKey(d.Account, d.ID)] = &cp
+}
+
+// wrote records a device the transaction wrote (a sign-in on this host).
+func (s *seen) wrote(d *authn.Device) {
+	s.device(d)
+	if s.put == nil {
+		s.put = map[string]bool{}
+	}
+	s.put[floorKey(d.Account, d.ID)] = true
 }
 
 func (s *seen) remove(key string) {
@@ -151,16 +172,19 @@ func (c *cache) save(sn *seen) {
 		}
 	}
 	for k, d := range sn.devices {
-		if !c.cacheable(d) {
+		if !c.cacheable(d, sn.put[k] || c.written["d/"+k] != "") {
 			continue
 		}
-		rec, _, err := c.rec.EncodeDevice(d)
+		rec, sealed, err := c.rec.EncodeDevice(d)
 		if err != nil {
 			continue
 		}
 		memo := hour + string(rec)
 		if c.written["d/"+k] != memo {
 			puts = append(puts, put{bktCacheDevices, k, stamp(now, rec), memo})
+			if sealed != nil {
+				puts = append(puts, put{bktCacheSealed, k, sealed, ""})
+			}
 		}
 	}
 	c.mu.Unlock()
@@ -173,8 +197,8 @@ func (c *cache) save(sn *seen) {
 		// host deleted goes here too.
 		for name := range sn.listed {
 			others := uint32(0)
-			for _, d := range sn.devices {
-				if d.Account == name && !c.cacheable(d) {
+			for k, d := range sn.devices {
+				if d.Account == name && !c.cacheable(d, sn.put[k] || c.written["d/"+k] != "") {
 					others++
 				}
 			}
@@ -185,6 +209,9 @@ func (c *cache) save(sn *seen) {
 			prefix := []byte(name + "\x00")
 			for k, _ := cur.Seek(prefix); k != nil && strings.HasPrefix(string(k), string(prefix)); k, _ = cur.Next() {
 				if _, ok := sn.devices[string(k)]; !ok {
+					if err := tx.Bucket(bktCacheSealed).Delete(k); err != nil {
+						return err
+					}
 					if err := cur.Delete(); err != nil {
 						return err
 					}
@@ -201,6 +228,9 @@ func (c *cache) save(sn *seen) {
 				if err := devs.Delete([]byte(k)); err != nil {
 					return err
 				}
+				if err := tx.Bucket(bktCacheSealed).Delete([]byte(k)); err != nil {
+					return err
+				}
 				continue
 			}
 			if err := accts.Delete([]byte(k)); err != nil {
@@ -208,6 +238,9 @@ func (c *cache) save(sn *seen) {
 			}
 			cur := devs.Cursor()
 			for dk, _ := cur.Seek([]byte(k + "\x00")); dk != nil && strings.HasPrefix(string(dk), k+"\x00"); dk, _ = cur.Next() {
+				if err := tx.Bucket(bktCacheSealed).Delete(dk); err != nil {
+					return err
+				}
 				if err := cur.Delete(); err != nil {
 					return err
 				}
@@ -225,11 +258,12 @@ func (c *cache) save(sn *seen) {
 	}
 	c.mu.Lock()
 	for _, p := range puts {
-		prefix := "a/"
-		if string(p.bkt) == string(bktCacheDevices) {
-			prefix = "d/"
+		switch string(p.bkt) {
+		case string(bktCacheAccounts):
+			c.written["a/"+p.key] = p.memo
+		case string(bktCacheDevices):
+			c.written["d/"+p.key] = p.memo
 		}
-		c.written[prefix+p.key] = p.memo
 	}
 	for k := range sn.gone {
 		delete(c.written, "a/"+k)
@@ -247,6 +281,10 @@ type queued struct {
 	LastUsedAt     time.Time              `json:"last_used_at,omitzero"`
 	PossiblyCloned bool                   `json:"possibly_cloned,omitempty"`
 	LastAssertion  *authn.SignedAssertion `json:"last_assertion,omitempty"`
+	// Or a TOTP/HOTP device's counter state.
+	OTP         bool   `json:"otp,omitempty"`
+	LastCounter uint64 `json:"last_counter,omitempty"`
+	Drift       int64  `json:"drift,omitempty"`
 	// Or an audit entry, with its original time.
 	Audit *authn.AuditEvent `json:"audit,omitempty"`
 }
@@ -306,7 +344,7 @@ func (t *offlineTx) Devices(account string) ([]authn.Device, error) {
 		if !ok {
 			continue
 		}
-		d, err := t.c.rec.DecodeDevice(rec, nil)
+		d, err := t.decode(k, rec)
 		if err != nil {
 			return nil, err
 		}
@@ -320,11 +358,26 @@ func (t *offlineTx) Device(account, id string) (*authn.Device, error) {
 		cp := *d
 		return &cp, nil
 	}
-	rec, ok := t.fresh(t.btx.Bucket(bktCacheDevices).Get([]byte(floorKey(account, id))))
+	key := []byte(floorKey(account, id))
+	rec, ok := t.fresh(t.btx.Bucket(bktCacheDevices).Get(key))
 	if !ok {
 		return nil, t.refuse("a device not cached on this host")
 	}
-	return t.c.rec.DecodeDevice(rec, nil)
+	return t.decode(key, rec)
+}
+
+// decode opens a cached device (with its sealed secret, if any) and
+// raises it to the host's floor.
+func (t *offlineTx) decode(key, rec []byte) (*authn.Device, error) {
+	var sealed []byte
+	if v := t.btx.Bucket(bktCacheSealed).Get(key); v != nil {
+		sealed = append([]byte(nil), v...)
+	}
+	d, err := t.c.rec.DecodeDevice(rec, sealed)
+	if err == nil {
+		t.c.floor.apply(d)
+	}
+	return d, err
 }
 
 func (t *offlineTx) PutAccount(a *authn.Account) error {
@@ -340,13 +393,19 @@ func (t *offlineTx) PutAccount(a *authn.Account) error {
 	return nil
 }
 
-// signInOnly clears what a security key's sign-in may change.
+// signInOnly clears what a sign-in may change: a security key's count
+// and last assertion, an OTP device's counter and drift, the last use.
 func signInOnly(d authn.Device) authn.Device {
 	d.LastUsedAt, d.Secret = time.Time{}, nil
 	if d.FIDO != nil {
 		f := *d.FIDO
 		f.SignCount, f.PossiblyCloned, f.LastAssertion = 0, false, nil
 		d.FIDO = &f
+	}
+	if d.OTP != nil {
+		o := *d.OTP
+		o.LastCounter, o.Used, o.Drift = 0, false, 0
+		d.OTP = &o
 	}
 	return d
 }
@@ -359,7 +418,7 @@ func (t *offlineTx) PutDevice(d *authn.Device) error {
 	if err != nil {
 		return err
 	}
-	if d.FIDO == nil || !reflect.DeepEqual(signInOnly(*d), signInOnly(*cur)) {
+	if !reflect.DeepEqual(signInOnly(*d), signInOnly(*cur)) {
 		return t.refuse("changing a device")
 	}
 	if t.devs == nil {
@@ -423,8 +482,14 @@ func (c *cache) run(fn func(authn.Tx) error, write bool, fl *floor) error {
 			if err := btx.Bucket(bktCacheDevices).Put([]byte(k), stamp(now, rec)); err != nil {
 				return err
 			}
-			if err := enqueue(q, queued{Account: d.Account, Device: d.ID, SignCount: d.FIDO.SignCount, LastUsedAt: d.LastUsedAt,
-				PossiblyCloned: d.FIDO.PossiblyCloned, LastAssertion: d.FIDO.LastAssertion}); err != nil {
+			item := queued{Account: d.Account, Device: d.ID, LastUsedAt: d.LastUsedAt}
+			if f := d.FIDO; f != nil {
+				item.SignCount, item.PossiblyCloned, item.LastAssertion = f.SignCount, f.PossiblyCloned, f.LastAssertion
+			}
+			if o := d.OTP; o != nil {
+				item.OTP, item.LastCounter, item.Drift = true, o.LastCounter, o.Drift
+			}
+			if err := enqueue(q, item); err != nil {
 				return err
 			}
 		}
@@ -524,6 +589,12 @@ func (s *Store) Reconcile(ctx context.Context) error {
 			if err != nil {
 				return err
 			}
+			if q.OTP {
+				if err := mergeOTP(t, d, q); err != nil {
+					return err
+				}
+				continue
+			}
 			if d.FIDO == nil {
 				continue
 			}
@@ -560,6 +631,32 @@ func (s *Store) Reconcile(ctx context.Context) error {
 		}
 		return nil
 	})
+}
+
+// mergeOTP brings an OTP device's offline counter into the fleet's: the
+// higher counter wins (with its drift). A fleet counter already at or past
+// the one used offline before that use means the code may have been
+// accepted twice: the audit log says so.
+func mergeOTP(t authn.Tx, d *authn.Device, q queued) error {
+	o := d.OTP
+	if o == nil {
+		return nil
+	}
+	if o.Used && o.LastCounter >= q.LastCounter && !d.LastUsedAt.After(q.LastUsedAt) &&
+		!d.LastUsedAt.Truncate(time.Microsecond).Equal(q.LastUsedAt.Truncate(time.Microsecond)) {
+		if err := t.AppendAudit(&authn.AuditEvent{Time: q.LastUsedAt, Action: authn.ActAuthenticate, Outcome: "fail",
+			Account: q.Account, Device: q.Device,
+			Detail: fmt.Sprintf("counter %d used offline was already spent by the fleet (up to %d): a code may have been accepted twice", q.LastCounter, o.LastCounter)}); err != nil {
+			return err
+		}
+	}
+	if !o.Used || q.LastCounter > o.LastCounter {
+		o.LastCounter, o.Used, o.Drift = q.LastCounter, true, q.Drift
+	}
+	if q.LastUsedAt.After(d.LastUsedAt) {
+		d.LastUsedAt = q.LastUsedAt
+	}
+	return t.PutDevice(d)
 }
 
 // clonedAcrossHosts: the fleet saw a signature count at or above the one

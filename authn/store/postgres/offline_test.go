@@ -10,7 +10,24 @@ import (
 	"github.com/mfad/mfad/authn"
 	"github.com/mfad/mfad/authn/store/postgres/pgtest"
 	"github.com/mfad/mfad/authn/store/storetest"
+	"github.com/mfad/mfad/authn/totp"
 )
+
+// ownCluster starts a cluster of the test's own (it will be stopped and
+// started) with one database.
+func ownCluster(t *testing.T) (*pgtest.Server, string) {
+	t.Helper()
+	srv, err := pgtest.Start(pgtest.Need(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Close)
+	dsn, err := srv.CreateDB()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return srv, dsn
+}
 
 func wantOffline(t *testing.T, err error, what string) {
 	t.Helper()
@@ -52,15 +69,7 @@ func signIn(s authn.Store, account, id string, count uint32, at time.Time) error
 // database (counters as maxima, audit entries with their original time and
 // host), and a counter that went backwards across hosts flags the key.
 func TestOfflineFIDOSignInsAndReconcile(t *testing.T) {
-	srv, err := pgtest.Start(pgtest.Need(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Close()
-	dsn, err := srv.CreateDB()
-	if err != nil {
-		t.Fatal(err)
-	}
+	srv, dsn := ownCluster(t)
 	ctx := context.Background()
 	clk := &fakeClock{t: time.Unix(1_800_000_000, 0).UTC()}
 	a, err := openOpts(dsn, storetest.Key(), Options{Host: "ws-a", Now: clk.Now, ProbeEvery: time.Hour,
@@ -205,4 +214,63 @@ func TestOfflineFIDOSignInsAndReconcile(t *testing.T) {
 	srv.Stop()
 	clk.Add(2 * time.Hour)
 	wantOffline(t, signIn(a, "alice", "k1", 20, clk.Now()), "an account seen too long ago")
+}
+
+// TestOfflineOTP: with offline codes turned on, a TOTP device that signed
+// in on this host signs in offline with its next code (once), and the
+// counter reaches the fleet on reconnect; a host with offline codes off
+// refuses the code with store_offline.
+func TestOfflineOTP(t *testing.T) {
+	srv, dsn := ownCluster(t)
+	ctx := context.Background()
+	clk := &fakeClock{t: time.Unix(1_800_000_000, 0).UTC()}
+	open := func(name string, off OfflineOptions) *host {
+		st, err := openOpts(dsn, storetest.Key(), Options{Host: name, Now: clk.Now, ProbeEvery: time.Hour,
+			LocalPath: filepath.Join(t.TempDir(), "local.db"), Offline: off})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { st.Close() })
+		return &host{st: st, svc: authn.NewService(st, authn.Config{Now: clk.Now, Policy: authn.Policy{MaxFailures: 100, LockoutAfter: 100}})}
+	}
+	a := open("ws-a", OfflineOptions{FIDO: true, OTP: true, MaxAge: time.Hour})
+	b := open("ws-b", OfflineOptions{FIDO: true, MaxAge: time.Hour})
+	d, secret := enroll(t, a, clk)
+	clk.Add(30 * time.Second)
+	if _, err := b.svc.Authenticate(ctx, alice, authn.AuthRequest{Account: "alice", Code: code(clk, secret, 0)}, nil); err != nil {
+		t.Fatal(err)
+	}
+
+	srv.Stop()
+	clk.Add(30 * time.Second)
+	c := code(clk, secret, 0)
+	wantOffline(t, func() error {
+		_, err := b.svc.Authenticate(ctx, alice, authn.AuthRequest{Account: "alice", Code: c}, nil)
+		return err
+	}(), "a code on a host with offline codes off")
+	if _, err := a.svc.Authenticate(ctx, alice, authn.AuthRequest{Account: "alice", Code: c}, nil); err != nil {
+		t.Fatalf("a code offline on the host the device signed in on: %v", err)
+	}
+	if _, err := a.svc.Authenticate(ctx, alice, authn.AuthRequest{Account: "alice", Code: c}, nil); err == nil {
+		t.Fatal("the same code accepted twice offline")
+	}
+
+	srv.Restart()
+	if err := a.st.Ping(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.st.Reconcile(ctx); err != nil {
+		t.Fatal(err)
+	}
+	b.st.Pool().Reset()
+	b.st.View(func(tx authn.Tx) error {
+		got, err := tx.Device("alice", d.ID)
+		if err != nil || got.OTP.LastCounter != uint64(totp.StepAt(clk.Now(), 30*time.Second)) {
+			t.Errorf("device after reconciling: %+v %v, want the counter of the offline code", got.OTP, err)
+		}
+		return nil
+	})
+	if _, err := b.svc.Authenticate(ctx, alice, authn.AuthRequest{Account: "alice", Code: c}, nil); err == nil {
+		t.Fatal("the code used offline on A was accepted on B after reconciling")
+	}
 }

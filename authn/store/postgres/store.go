@@ -154,8 +154,8 @@ func Open(ctx context.Context, dsn string, key []byte, opts Options) (*Store, er
 			pool.Close()
 			return nil, err
 		}
-		if opts.Offline.FIDO {
-			if s.cache, err = newCache(s.floor.db, rec, opts.Offline, opts.Now); err != nil {
+		if opts.Offline.FIDO || opts.Offline.OTP {
+			if s.cache, err = newCache(s.floor, rec, opts.Offline, opts.Now); err != nil {
 				s.Close()
 				return nil, err
 			}

@@ -186,7 +186,7 @@ func (t *tx) PutDevice(d *authn.Device) error {
 		return err
 	}
 	if t.seen != nil {
-		t.seen.device(d)
+		t.seen.wrote(d)
 	}
 	if v, ok := floorOf(d); ok && t.s.floor != nil {
 		if t.floors == nil {
