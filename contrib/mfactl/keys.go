@@ -32,7 +32,12 @@ func readSecret(prompt string) (string, error) {
 }
 
 // showProgress prints what a key is waiting for.
+// Under --json each event is a JSON line on stdout, before the result's.
 func (a *app) showProgress(e api.Event) {
+	if a.json {
+		a.printJSON(e)
+		return
+	}
 	switch {
 	case e.Event == "touch_required":
 		fmt.Fprintln(a.errOut, "Touch your security key.")

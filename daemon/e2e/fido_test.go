@@ -61,11 +61,13 @@ func TestFIDOEndToEnd(t *testing.T) {
 		c.EmulatorAction(ctx, pair[1], "unplug", nil)
 		c.EmulatorAction(ctx, pair[0], "plug", nil)
 		out, errs, code = mfactl(t, d.sock, "--json", "authenticate", "--key", "vera")
-		if code != 0 || !strings.Contains(errs, "Touch your security key") {
+		// JSON lines: the stream's events, then the result.
+		lines := strings.Split(strings.TrimSpace(out), "\n")
+		if code != 0 || len(lines) < 2 || lines[0] != `{"event":"touch_required"}` {
 			t.Fatalf("sign in with %s: %d %s %s", pair[0], code, out, errs)
 		}
 		var res api.AuthResult
-		json.Unmarshal([]byte(out), &res)
+		json.Unmarshal([]byte(lines[len(lines)-1]), &res)
 		if res.Device == nil || res.Device.Type != "fido" || !strings.Contains(res.Device.Label, pair[0]) {
 			t.Errorf("signed in with %+v, want the %s key", res.Device, pair[0])
 		}
