@@ -205,8 +205,12 @@ func (a *app) writeCheckReport(reports []api.KeyCheckReport, format, output stri
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	for _, r := range reports {
 		k := r.Key
-		fmt.Fprintf(tw, "key %s\t%s %s, serial %s, %04x:%04x, aaguid %s %s, firmware %d, device %s\n", k.ID,
-			k.Manufacturer, k.Product, dash(k.Serial), k.VendorID, k.ProductID, k.AAGUID, k.AAGUIDDescription, k.Firmware, k.DeviceVersion)
+		aaguid := k.AAGUID
+		if k.AAGUIDDescription != "" {
+			aaguid += " (" + k.AAGUIDDescription + ")"
+		}
+		fmt.Fprintf(tw, "key %s\t%s %s, serial %s, %04x:%04x, aaguid %s, firmware %d, device %s\n", k.ID,
+			k.Manufacturer, k.Product, dash(k.Serial), k.VendorID, k.ProductID, aaguid, k.Firmware, k.DeviceVersion)
 		for _, c := range r.Results {
 			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\n", c.ID, strings.ToUpper(c.Result), c.Section, c.Reason)
 		}

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/csv"
+	"encoding/json"
 	"encoding/xml"
 	"strings"
 	"testing"
@@ -146,5 +147,30 @@ func TestInventoryCSV(t *testing.T) {
 	}
 	if r := rows[2]; r[10] != "" || r[11] != "" || r[12] != "failing" || r[13] != "a" {
 		t.Errorf("row %q", r)
+	}
+}
+
+// The table names the key with its identity and each check with its
+// verdict, section and reason; JSON is the documented report file.
+func TestCheckReportTableAndJSON(t *testing.T) {
+	var out bytes.Buffer
+	a := &app{out: &out, errOut: &bytes.Buffer{}}
+	if err := a.writeCheckReport(sampleReports(), "", ""); err != nil {
+		t.Fatal(err)
+	}
+	table := out.String()
+	for _, want := range []string{"key hidraw3", "serial 12345678", "1050:0407", "(YubiKey 5 Series)", "cred.counter", "FAIL", "§6.2.2",
+		"the counter did not increase <&>", "reset", "SKIP", "1 passed, 1 failed, 1 skipped"} {
+		if !strings.Contains(table, want) {
+			t.Errorf("table lacks %q:\n%s", want, table)
+		}
+	}
+	out.Reset()
+	if err := a.writeCheckReport(sampleReports(), "json", ""); err != nil {
+		t.Fatal(err)
+	}
+	var file checkReportFile
+	if err := json.Unmarshal(out.Bytes(), &file); err != nil || file.Version != 1 || len(file.Reports) != 1 || file.Reports[0].Results[1].Reason != "the counter did not increase <&>" {
+		t.Errorf("json report (%v): %s", err, out.String())
 	}
 }
