@@ -155,6 +155,9 @@ func (st dbKeyState) probe() *keyProbe {
 
 // readKeyState opens the database at path read-only, when it exists.
 func readKeyState(path string) (dbKeyState, error) {
+	if fi, err := os.Stat(path); err == nil && fi.Size() == 0 {
+		return dbKeyState{}, nil // an empty file, which Open makes a database of
+	}
 	db, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true, Timeout: 3 * time.Second, OpenFile: openExisting})
 	if errors.Is(err, bolterrors.ErrTimeout) {
 		return dbKeyState{}, fmt.Errorf("%w: %s is held by another mfad", ErrLocked, path)

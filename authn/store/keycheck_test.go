@@ -181,3 +181,23 @@ func TestCheckValueIsBoundToItsPath(t *testing.T) {
 		return nil
 	})
 }
+
+// An empty database file (a first start cut short) is no database with
+// secrets: mfad makes its key and the database as on a first start.
+func TestEmptyDatabaseFileStartsFresh(t *testing.T) {
+	t.Setenv("CREDENTIALS_DIRECTORY", "")
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, DBFileName), nil, 0o600)
+	k, _, err := LoadKey(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := Open(dir, k, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	if !hasKeyCheck(t, dir) {
+		t.Fatal("no key-check value")
+	}
+}
