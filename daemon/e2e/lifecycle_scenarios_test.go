@@ -27,6 +27,12 @@ type world struct {
 
 func newWorld(t *testing.T) *world {
 	t.Helper()
+	return newWorldWith(t, "")
+}
+
+// newWorldWith is newWorld with more settings in [recovery].
+func newWorldWith(t *testing.T, recovery string) *world {
+	t.Helper()
 	needRoot(t)
 	smtp := notifytest.StartSMTP(t)
 	dir := t.TempDir()
@@ -34,12 +40,14 @@ func newWorld(t *testing.T) *world {
 	cfg := fmt.Sprintf(`admin_group = %q
 [emulator]
 enabled = true
+[recovery]
+%s
 [recovery.email]
 smtp = %q
 from = "mfad@e2e.test"
 [recovery.phone]
 command = %q
-`, adminGroup, smtp.Addr, phonePath)
+`, adminGroup, recovery, smtp.Addr, phonePath)
 	return &world{t: t, d: startDaemon(t, "", cfg), smtp: smtp, phone: read}
 }
 

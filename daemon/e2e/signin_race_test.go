@@ -147,7 +147,7 @@ func TestConcurrentGuessesOnTheRealDaemon(t *testing.T) {
 // carry wrong e-mail codes at once, 20 times: at most the recovery's five
 // attempts are compared, then the recovery is over.
 func TestConcurrentRecoveryCodesOnTheRealDaemon(t *testing.T) {
-	w := newWorld(t)
+	w := newWorldWith(t, "sends_per_hour = 100\nsends_per_hour_per_user = 100") // 20 recoveries in a minute
 	me := userSelf
 	w.must(w.as("", "POST", "/v1/accounts", fmt.Sprintf(`{"name":%q,"kind":"owner","email":"self@e2e.test","email_verified":true,"phone":"+1 555 0142","phone_verified":true}`, me), nil), 201)
 	for round := range 20 {
@@ -178,5 +178,26 @@ func TestConcurrentRecoveryCodesOnTheRealDaemon(t *testing.T) {
 		if a := w.as(me, "POST", "/v1/recovery/"+r.ID+"/email", fmt.Sprintf(`{"code":%q}`, right), nil); a.Status == 200 {
 			t.Fatalf("round %d: the right code was accepted after %d wrong ones", round, compared)
 		}
+	}
+}
+
+// TestSendLimitOnTheRealDaemon: a user asking for contact codes again and
+// again gets five sent in the hour, then retry_later with retry_after.
+func TestSendLimitOnTheRealDaemon(t *testing.T) {
+	w := newWorld(t)
+	me := userSelf
+	w.must(w.as("", "POST", "/v1/accounts", fmt.Sprintf(`{"name":%q}`, me), nil), 201)
+	for i := range 5 {
+		w.must(w.as(me, "POST", "/v1/accounts/"+me+"/contact", fmt.Sprintf(`{"email":"self%d@e2e.test"}`, i), nil), 202)
+	}
+	sent := len(w.smtp.Messages())
+	a := w.as(me, "POST", "/v1/accounts/"+me+"/contact", `{"email":"self9@e2e.test"}`, nil)
+	var p api.Problem
+	json.Unmarshal(a.Body, &p)
+	if a.Status != 429 || a.Code != api.CodeRetryLater || p.RetryAfter <= 0 {
+		t.Fatalf("sixth contact code: %d %s %+v", a.Status, a.Code, p)
+	}
+	if len(w.smtp.Messages()) != sent {
+		t.Fatal("a refused code was sent")
 	}
 }
