@@ -271,12 +271,21 @@ func TestMigrateJSONRecordsToCBOR(t *testing.T) {
 			Sealed []byte `json:"sealed_secret,omitempty"`
 		}{&dev, s.keys.Load().cur.seal(secret, deviceAD("jo", "d1"))})
 		put(root.Bucket(bktAudit), "\x00\x00\x00\x00\x00\x00\x00\x01", &authn.AuditEvent{Seq: 1, Action: "account.create", Account: "jo"})
+		// A v2 database had no key-check value.
+		root.Bucket(bktMeta).Delete(metaKeyCheck)
 		return root.Put(keySchema, []byte{0, 0, 0, 2})
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	s.Close()
+	// Before migrating, the key is told by a JSON record's sealed secret.
+	if err := VerifyKey(filepath.Join(dir, DBFileName), testKey()); err != nil {
+		t.Fatal(err)
+	}
+	if err := VerifyKey(filepath.Join(dir, DBFileName), bytes.Repeat([]byte{8}, KeySize)); !errors.Is(err, ErrWrongKey) {
+		t.Fatalf("another key on a v2 database: %v", err)
+	}
 	s2 := openTest(t, dir, Options{})
 	s2.View(func(tx authn.Tx) error {
 		a, err := tx.Account("jo")
