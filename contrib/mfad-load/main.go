@@ -134,14 +134,8 @@ func main() {
 			continue
 		}
 		for _, n := range counts {
-			res := make([][]result, len(ts))
+			res := interleave(*rounds, ts, func(tg *target) result { return measure(tg, n, *duration) })
 			for r := range *rounds {
-				// Each round starts with the next target, so that the
-				// machine's changing speed falls on all of them alike.
-				for k := range ts {
-					i := (r + k) % len(ts)
-					res[i] = append(res[i], measure(ts[i], n, *duration))
-				}
 				for i, tg := range ts {
 					res[i][r].print(fmt.Sprintf("%s %s r%d", label, tg.name, r+1), n)
 				}
@@ -169,6 +163,20 @@ func main() {
 			fmt.Println(row)
 		}
 	}
+}
+
+// interleave measures every target in each round, each round starting
+// with the next target, so that the machine's changing speed falls on all
+// of them alike; it returns each target's results by round.
+func interleave(rounds int, ts []*target, measure func(*target) result) [][]result {
+	res := make([][]result, len(ts))
+	for r := range rounds {
+		for k := range ts {
+			i := (r + k) % len(ts)
+			res[i] = append(res[i], measure(ts[i]))
+		}
+	}
+	return res
 }
 
 // compareRow is the summary of one point measured on both builds.

@@ -1,0 +1,44 @@
+package main
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestInterleave(t *testing.T) {
+	ts := []*target{{name: "a"}, {name: "b"}, {name: "c"}}
+	var order []string
+	n := 0
+	res := interleave(3, ts, func(tg *target) result {
+		order = append(order, tg.name)
+		n++
+		return result{rate: float64(n)}
+	})
+	if got := strings.Join(order, ""); got != "abcbcacab" {
+		t.Errorf("order %s, want abcbcacab", got)
+	}
+	// Each target's results, by round, whatever ran first.
+	for i, want := range [][]float64{{1, 6, 8}, {2, 4, 9}, {3, 5, 7}} {
+		for r, w := range want {
+			if res[i][r].rate != w {
+				t.Errorf("%s round %d: %v, want %v", ts[i].name, r, res[i][r].rate, w)
+			}
+		}
+	}
+}
+
+func TestCompareRow(t *testing.T) {
+	r := func(rate float64, p50, cpu time.Duration) result { return result{rate: rate, p50: p50, srvCPU: cpu} }
+	a := []result{r(900, 2*time.Millisecond, 100*time.Microsecond), r(1000, 3*time.Millisecond, 90*time.Microsecond),
+		r(5000, time.Millisecond, 80*time.Microsecond)}
+	b := []result{r(500, 4*time.Millisecond, 200*time.Microsecond), r(400, 4*time.Millisecond, 220*time.Microsecond)}
+	// Medians: A 1000/s, 2 ms, 90 µs; B (an even count: the mean of the middle two) 450/s, 4 ms, 210 µs.
+	want := "| otp/group | 32 | B | 1000 | 450 | **2.22** | 2ms | 4ms | **0.50** | 90 µs | 210 µs | **0.43** |"
+	if got := compareRow("otp/group", 32, "B", a, b); got != want {
+		t.Errorf("row\n got %s\nwant %s", got, want)
+	}
+	if row := compareRow("x", 1, "B", a, []result{{}}); !strings.Contains(row, "| - |") {
+		t.Errorf("a zero baseline gives no ratio: %s", row)
+	}
+}
