@@ -4,7 +4,7 @@ and pam_oath, measured as docs/research PERF-BASELINE §4 does.
 
 Whole process, timed here: fork/exec of `pamtester SVC USER authenticate`, the
 code written to its stdin, wait4. RUNS runs of each module per repetition, in
-round-robin (one run of each module in turn, the order turning by one each
+round-robin (one run of each module in turn, in a new random order each
 time); the figure is the median of the
 REPS repetition medians. Child CPU from wait4.
 Codes come from oathtool (not timed). State is restored before each run for
@@ -21,7 +21,7 @@ against the same mfad, its own accounts), e.g. the build before a change.
 --sink binds a reader on /dev/log for the run (this VM has none, so glibc's
 syslog() writes to /dev/console, which is slow), and removes it afterwards.
 """
-import argparse, json, os, shutil, signal, socket, statistics, subprocess, sys, tempfile, threading, time
+import argparse, json, os, random, shutil, signal, socket, statistics, subprocess, sys, tempfile, threading, time
 
 SECRET = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP"  # 20 bytes, as PERF-BASELINE §4
 
@@ -206,10 +206,14 @@ def main():
             cpus = {k: [] for k in only}
             fails = {k: 0 for k in only}
             cache = {}
+            shuffle = random.Random(r)
             for i in range(a.runs):
-                # The order turns with every run: no module always follows
-                # the same one (e.g. another's fsync still in the journal).
-                for k in only[i % len(only):] + only[:i % len(only)]:
+                # A new order for every run: no module always follows the same
+                # one (another's fsync still in the journal, or mfad kept
+                # warm by the other pam_mfad build just before).
+                order = list(only)
+                shuffle.shuffle(order)
+                for k in order:
                     restore(k)
                     if k.startswith("mfad"):
                         user, secret = accounts[mfads.index(k) * a.runs + i]
