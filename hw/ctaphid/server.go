@@ -51,7 +51,8 @@ const (
 // after. Faults may be changed at any time with SetFaults.
 //
 // Serve answers: INIT on the broadcast channel allocates a channel (unique, never zero or
-// broadcast) and echoes the nonce with the versions and capabilities below; INIT on an
+// broadcast) and echoes the nonce with the versions and capabilities below, also while
+// another channel's request runs or its message is still arriving; INIT on an
 // allocated channel aborts its transaction and answers with the same channel; PING echoes;
 // WINK calls Handler.Wink; LOCK reserves the device for one channel (others get
 // ERR_CHANNEL_BUSY until it expires or is released); CBOR and MSG run the Handler while
@@ -214,6 +215,15 @@ func (ss *session) report(ctx context.Context, r []byte) error {
 				return nil // the rest of a message already refused
 			}
 			return ss.sendError(ctx, cid, CodeChannelBusy)
+		}
+		if pending, ok := ss.asm.Pending(); ok && pending != cid && cid == BroadcastCID && r[4] == 0x80|byte(CmdInit) && len(r) == ReportSize {
+			// A new application's INIT is answered while another channel's
+			// message arrives, which goes on undisturbed (§11.2.9.1.3).
+			n := int(binary.BigEndian.Uint16(r[5:]))
+			if n > InitDataSize {
+				return ss.sendError(ctx, cid, CodeInvalidLen)
+			}
+			return ss.init(ctx, &Message{CID: cid, Cmd: CmdInit, Payload: append([]byte{}, r[7:7+n]...)})
 		}
 	}
 	m, err := ss.asm.Add(r)
@@ -378,7 +388,8 @@ func (ss *session) allocate() (uint32, error) {
 }
 
 func (ss *session) inUse(cid uint32) bool {
-	return (ss.txn != nil && ss.txn.cid == cid) || cid == ss.lockCID
+	pending, ok := ss.asm.Pending()
+	return (ss.txn != nil && ss.txn.cid == cid) || cid == ss.lockCID || ok && pending == cid
 }
 
 // start runs the Handler for a CBOR or MSG request.

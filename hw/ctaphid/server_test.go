@@ -619,3 +619,33 @@ func TestChannelRawThenResync(t *testing.T) {
 		t.Fatalf("ping after a raw exchange: %v", err)
 	}
 }
+
+// TestServerInitWhileMessageArrives: INIT on the broadcast channel is
+// answered while another channel's message is half sent (a new
+// application must be able to find the key at any time,
+// §11.2.9.1.3), and that message still completes; the pending channel is
+// not reused for the new one.
+func TestServerInitWhileMessageArrives(t *testing.T) {
+	s := newServer(newTestHandler())
+	s.MaxChannels = 2
+	host := rawHost{t, serve(t, s)}
+	a := host.open()
+	data := payloadOf(InitDataSize + 10)
+	frames, err := Frames(a, CmdPing, data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := testCtx(t)
+	if err := host.c.WriteReport(ctx, frames[0]); err != nil {
+		t.Fatal(err)
+	}
+	b := host.open()
+	c := host.open() // the table is full: b, not a, is reused
+	if b == a || c == a {
+		t.Fatalf("channel %08x of the pending message was reallocated (%08x, %08x)", a, b, c)
+	}
+	if err := host.c.WriteReport(ctx, frames[1]); err != nil {
+		t.Fatal(err)
+	}
+	host.expect(a, CmdPing, data)
+}

@@ -169,6 +169,7 @@ var battery = []def{
 	{Check{ID: "ctaphid.ping", Name: "PING echoes 0, 1, 57, 58 and 7609 bytes", Section: "CTAP 2.1 §11.2.9.1.4, §11.2.4"}, checkPing},
 	{Check{ID: "ctaphid.invalid-channel", Name: "Requests on unallocated channels get ERR_INVALID_CHANNEL", Section: "CTAP 2.1 §11.2.3, §11.2.9.1.6"}, checkInvalidChannel},
 	{Check{ID: "ctaphid.busy", Name: "Another channel gets ERR_CHANNEL_BUSY while a message arrives", Section: "CTAP 2.1 §11.2.5.1"}, checkBusy},
+	{Check{ID: "ctaphid.init-while-busy", Name: "INIT on the broadcast channel is answered while another channel's message arrives", Section: "CTAP 2.1 §11.2.9.1.3"}, checkInitWhileBusy},
 	{Check{ID: "ctaphid.sequence", Name: "A continuation packet out of sequence gets ERR_INVALID_SEQ", Section: "CTAP 2.1 §11.2.5.4"}, checkSequence},
 	{Check{ID: "ctaphid.timeout", Name: "An unfinished message gets ERR_MSG_TIMEOUT", Section: "CTAP 2.1 §11.2.5.2"}, checkTimeout},
 	{Check{ID: "getinfo.fields", Name: "GetInfo answers with well-formed members", Section: "CTAP 2.1 §6.4"}, checkInfoFields},

@@ -297,6 +297,38 @@ func checkBusy(r *runner) outcome {
 	})
 }
 
+func checkInitWhileBusy(r *runner) outcome {
+	return r.fresh(func(w wire, a uint32) outcome {
+		frames, _ := ctaphid.Frames(a, ctaphid.CmdPing, twoFramePing)
+		ctx, cancel := r.op(false)
+		defer cancel()
+		if err := w.c.WriteReport(ctx, frames[0]); err != nil {
+			return errOutcome("first packet on channel A", err)
+		}
+		b, _, err := w.init(ctx, ctaphid.BroadcastCID)
+		if err != nil {
+			r.note("INIT on the broadcast channel while %08x's message arrives: %v", a, err)
+			return failf("INIT on the broadcast channel while another channel's message arrives: %v", err)
+		}
+		r.note("INIT on the broadcast channel while %08x's message arrives: channel %08x", a, b)
+		if b == a {
+			return failf("INIT allocated channel %08x, whose message is still arriving", a)
+		}
+		if err := w.c.WriteReport(ctx, frames[1]); err != nil {
+			return errOutcome("continuation on channel A", err)
+		}
+		m, err := w.read(ctx, a)
+		if err != nil {
+			return errOutcome("channel A's PING after the INIT", err)
+		}
+		if m.Cmd != ctaphid.CmdPing || !bytes.Equal(m.Payload, twoFramePing) {
+			return failf("channel A's PING was not echoed after another application's INIT (got %s)", errorCode(m))
+		}
+		r.note("channel %08x's PING completed and echoed", a)
+		return pass()
+	})
+}
+
 func checkSequence(r *runner) outcome {
 	return r.fresh(func(w wire, cid uint32) outcome {
 		frames, _ := ctaphid.Frames(cid, ctaphid.CmdPing, twoFramePing)
