@@ -85,9 +85,14 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		}
 	}
 	// The admin group's members are looked up at each connection; this
-	// only tells the operator what to expect now.
-	if _, err := user.LookupGroup(cfg.AdminGroup); cfg.AdminGroup != "" && err != nil {
-		log.Info("admin group does not exist; only uid 0 is an admin until it does", "group", cfg.AdminGroup)
+	// only tells the operator what to expect now, off the way to ready (a
+	// group database lookup can take milliseconds).
+	if cfg.AdminGroup != "" {
+		go func() {
+			if _, err := user.LookupGroup(cfg.AdminGroup); err != nil {
+				log.Info("admin group does not exist; only uid 0 is an admin until it does", "group", cfg.AdminGroup)
+			}
+		}()
 	}
 	started := time.Now().UTC()
 	info := infoFunc(func() api.Info {

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -143,14 +144,18 @@ func Open(stateDir string, key []byte, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("store: open %s: %w", path, err)
 	}
-	var check []byte
-	err = db.Update(func(tx *bolt.Tx) error {
-		if err := migrate(tx, opts.Now()); err != nil {
+	// A database of this schema whose key-check value the key opens needs
+	// no write (and no flush) to start; anything else takes the writing way.
+	check := current(db, s)
+	if check == nil {
+		err = db.Update(func(tx *bolt.Tx) error {
+			if err := migrate(tx, opts.Now()); err != nil {
+				return err
+			}
+			check, err = checkKey(tx.Bucket(bktRoot), s)
 			return err
-		}
-		check, err = checkKey(tx.Bucket(bktRoot), s)
-		return err
-	})
+		})
+	}
 	if err != nil {
 		db.Close()
 		if errors.Is(err, ErrWrongKey) {
@@ -162,6 +167,30 @@ func Open(stateDir string, key []byte, opts Options) (*Store, error) {
 	st.keys.Store(&keySet{cur: s, known: []keyed{{s, check}}})
 	go st.committer()
 	return st, nil
+}
+
+// current returns the key-check value of a database that is at this
+// schema, has its creation time and a key-check value that s opens, and
+// nil for any other database.
+func current(db *bolt.DB, s *sealer) []byte {
+	var check []byte
+	db.View(func(tx *bolt.Tx) error {
+		root := tx.Bucket(bktRoot)
+		if root == nil {
+			return nil
+		}
+		meta := root.Bucket(bktMeta)
+		if b := root.Get(keySchema); len(b) != 4 || binary.BigEndian.Uint32(b) != SchemaVersion || meta == nil || meta.Get([]byte("created_at")) == nil {
+			return nil
+		}
+		if v := meta.Get(metaKeyCheck); v != nil {
+			if p := (&keyProbe{sealed: bytes.Clone(v), ad: keyCheckAD}); p.opens(s) {
+				check = p.sealed
+			}
+		}
+		return nil
+	})
+	return check
 }
 
 func migrate(tx *bolt.Tx, now time.Time) error {
@@ -330,6 +359,10 @@ func (s *Store) Meta(key string) (string, error) {
 // SetMetaOnce stores value under key unless a value is already there, and
 // returns the stored value (used to fix the relying party id at first start).
 func (s *Store) SetMetaOnce(key, value string) (string, error) {
+	// Set once, it is only read again at every start: no write for that.
+	if v, err := s.Meta(key); err != nil || v != "" {
+		return v, err
+	}
 	var v string
 	err := s.update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bktRoot).Bucket(bktMeta)
