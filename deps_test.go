@@ -28,7 +28,7 @@ var allowedImports = map[string][]string{
 	"authn/store/storetest":       {"authn"},
 	"authn/totp":                  {"github.com/pquerna/otp", "github.com/pquerna/otp/totp"},
 	"contrib/mfactl":              {"github.com/spf13/cobra", "golang.org/x/term", "ipc/api", "ipc/client"},
-	"contrib/mfad-load":           {"authn/totp", "go.etcd.io/bbolt", "ipc/api", "ipc/client"},
+	"contrib/mfad-load":           {"authn", "authn/store", "authn/totp", "go.etcd.io/bbolt", "ipc/api", "ipc/client"},
 	"contrib/vmtest":              {},
 	"contrib/vmtest/probe":        {"daemon/emulator", "github.com/karalabe/hid", "hw/ctap2", "hw/fidokey", "hw/hidraw", "hw/libfido2", "hw/usbhid"},
 	"daemon":                      {"authn", "authn/fido2", "authn/store", "authn/store/postgres", "daemon/notify", "github.com/BurntSushi/toml", "github.com/coreos/go-systemd/v22/activation", "github.com/coreos/go-systemd/v22/daemon", "github.com/coreos/go-systemd/v22/journal", "golang.org/x/term", "hw/ctap2", "hw/ctaphid", "hw/emu", "hw/fidocheck", "hw/fidokey", "hw/hidraw", "hw/libfido2", "hw/usbhid", "ipc/api", "ipc/server"},

@@ -66,6 +66,8 @@ func main() {
 	ceilingFlag := flag.Bool("ceiling", false, "also measure the minimal server of the same durable work (the machine's ceiling), interleaved, reporting mfad's ratio to it")
 	serve := flag.String("serve-ceiling", "", "run as the ceiling server in this directory (mfad-load starts it so)")
 	batch := flag.Int("ceiling-batch", 256, "with --serve-ceiling: updates per commit at most")
+	startup := flag.Int("startup", 0, "instead of load: fill a store with this many accounts of 3 active TOTP devices each, then time mfad's starts on it to READY=1 (NOTIFY_SOCKET) and report its idle RSS")
+	starts := flag.Int("starts", 11, "with --startup: starts to time")
 	rssMarks := flag.String("rss", "", "instead of timed points: drive the first --clients count until the total verifications reach each of these counts (e.g. 10000,1000000) and report mfad's RSS at start and at each")
 	flag.Parse()
 	if *serve != "" {
@@ -96,6 +98,14 @@ func main() {
 	kind := "otp"
 	if *fido {
 		setup, kind = setupFIDO, "fido"
+	}
+	if *startup > 0 {
+		builds := []string{*mfad}
+		if *compare != "" {
+			builds = append(builds, *compare)
+		}
+		startupRun(builds, *startup, *starts)
+		return
 	}
 	if *rssMarks != "" {
 		var marks []int
@@ -218,6 +228,14 @@ type target struct {
 
 // startMfad starts mfad with a configuration for load and waits for it.
 func startMfad(mfad, mode string, maxClients int, extra string) *target {
+	command, sock, dir := mfadCommand(mfad, mode, maxClients, extra)
+	return start(command(), sock, dir)
+}
+
+// mfadCommand writes a configuration for load into a new directory and
+// returns how to start mfad on it (as often as wanted), its socket and
+// the directory.
+func mfadCommand(mfad, mode string, maxClients int, extra string) (command func() *exec.Cmd, sock, dir string) {
 	dir, err := os.MkdirTemp("", "mfad-load-")
 	if err != nil {
 		fail("%v", err)
@@ -245,15 +263,17 @@ driver = "none"
 %s`, g.Name, batch, maxClients+64, maxClients+32, maxClients+64, maxClients+32, extra)
 	cfgPath := filepath.Join(dir, "mfad.toml")
 	os.WriteFile(cfgPath, []byte(cfg), 0o600)
-	sock := filepath.Join(dir, "mfad.sock")
+	sock = filepath.Join(dir, "mfad.sock")
 	args := []string{"--config", cfgPath, "--socket", sock, "--state-dir", filepath.Join(dir, "state"), "--log-level", "warn"}
 	if profileDir != "" {
 		// One profile per build and mode (with --compare, two builds run).
 		args = append(args, "--cpuprofile", filepath.Join(profileDir, fmt.Sprintf("%s-%s.prof", mode, filepath.Base(mfad))))
 	}
-	cmd := exec.Command(mfad, args...)
-	cmd.Stderr = os.Stderr
-	return start(cmd, sock, dir)
+	return func() *exec.Cmd {
+		cmd := exec.Command(mfad, args...)
+		cmd.Stderr = os.Stderr
+		return cmd
+	}, sock, dir
 }
 
 // start starts cmd and waits until it answers on sock; stopping it
