@@ -58,7 +58,8 @@ func main() {
 	mfad := flag.String("mfad", "bin/mfad", "mfad binary to start")
 	clientsFlag := flag.String("clients", "1,32,256", "concurrent client counts to measure")
 	duration := flag.Duration("duration", 5*time.Second, "measuring time per client count")
-	modes := flag.String("modes", "group,single", "commit modes: group (default config) and single (max_batch = 1)")
+	modes := flag.String("modes", "group,single", "commit modes: group (default config) and single (max_batch = 1); with --dsn also postgres (one mfad on the database), postgres2 and postgres4 (two or four mfad sharing it, clients spread over them)")
+	flag.StringVar(&pgDSN, "dsn", "", "PostgreSQL DSN for the postgres modes (each mode's accounts have names of their own, so one database serves every run)")
 	flag.StringVar(&profileDir, "cpuprofile-dir", "", "have mfad write a CPU profile per commit mode into this directory")
 	fido := flag.Bool("fido", false, "sign in with security keys (one in-process software key answering at once) instead of codes")
 	compare := flag.String("compare", "", "a second mfad binary to measure in the same run, interleaved, reporting the ratio")
@@ -219,15 +220,32 @@ func compareRow(label string, n int, other string, a, b []result) string {
 
 // target is one running mfad and the sign-in that loads it.
 type target struct {
-	name string // in tables: A, B, ceiling
-	sock string
-	pid  int
-	stop func()
-	op   func(w int, cl *client.Client) error
+	name  string // in tables: A, B, ceiling
+	sock  string
+	pid   int
+	socks []string // every mfad of the target (a fleet on one database): clients spread over them
+	pids  []int
+	stop  func()
+	op    func(w int, cl *client.Client) error
 }
 
 // startMfad starts mfad with a configuration for load and waits for it.
 func startMfad(mfad, mode string, maxClients int, extra string) *target {
+	var tg *target
+	for range fleetSize(mode) {
+		one := startOneMfad(mfad, mode, maxClients, extra)
+		if tg == nil {
+			tg = one
+			continue
+		}
+		stop := tg.stop
+		tg.socks, tg.pids = append(tg.socks, one.sock), append(tg.pids, one.pid)
+		tg.stop = func() { stop(); one.stop() }
+	}
+	return tg
+}
+
+func startOneMfad(mfad, mode string, maxClients int, extra string) *target {
 	command, sock, dir := mfadCommand(mfad, mode, maxClients, extra)
 	return start(command(), sock, dir)
 }
@@ -245,9 +263,20 @@ func mfadCommand(mfad, mode string, maxClients int, extra string) (command func(
 	if mode == "single" {
 		batch = 1
 	}
+	store := fmt.Sprintf("max_batch = %d", batch)
+	if strings.HasPrefix(mode, "postgres") {
+		if pgDSN == "" {
+			fail("mode %s needs --dsn", mode)
+		}
+		os.Mkdir(filepath.Join(dir, "state"), 0o700)
+		if err := os.WriteFile(filepath.Join(dir, "state", "mfad.key"), fleetKey, 0o600); err != nil {
+			fail("%v", err)
+		}
+		store += fmt.Sprintf("\nbackend = \"postgres\"\ndsn = %q\nauto_migrate = true\nmax_conns = %d", pgDSN, min(maxClients, 16))
+	}
 	cfg := fmt.Sprintf(`admin_group = %q
 [store]
-max_batch = %d
+%s
 [limits]
 connections = %d
 connections_per_uid = %d
@@ -260,7 +289,7 @@ max_failures = 1000000
 lockout_after = 1000001
 [keys]
 driver = "none"
-%s`, g.Name, batch, maxClients+64, maxClients+32, maxClients+64, maxClients+32, extra)
+%s`, g.Name, store, maxClients+64, maxClients+32, maxClients+64, maxClients+32, extra)
 	cfgPath := filepath.Join(dir, "mfad.toml")
 	os.WriteFile(cfgPath, []byte(cfg), 0o600)
 	sock = filepath.Join(dir, "mfad.sock")
@@ -292,15 +321,46 @@ func start(cmd *exec.Cmd, sock, dir string) *target {
 		}
 		time.Sleep(25 * time.Millisecond)
 	}
-	return &target{sock: sock, pid: cmd.Process.Pid,
+	return &target{sock: sock, pid: cmd.Process.Pid, socks: []string{sock}, pids: []int{cmd.Process.Pid},
 		stop: func() { cmd.Process.Signal(syscall.SIGTERM); cmd.Wait(); os.RemoveAll(dir) }}
 }
 
 // profileDir, when set, receives mfad's CPU profiles.
 var profileDir string
 
+// pgDSN is the database of the postgres modes; fleetKey the master key
+// every mfad on it shares.
+var (
+	pgDSN    string
+	fleetKey = func() []byte { k := make([]byte, 32); rand.Read(k); return k }()
+)
+
+// fleetSize is how many mfad a mode runs: postgresN runs N, the others 1.
+func fleetSize(mode string) int {
+	switch mode {
+	case "postgres2":
+		return 2
+	case "postgres4":
+		return 4
+	}
+	return 1
+}
+
 // reported bounds how many errors are printed.
 var reported atomic.Int32
+
+// cpu is the CPU time of the target's mfad processes (PostgreSQL's own is
+// not counted).
+func (tg *target) cpu() time.Duration {
+	if len(tg.pids) == 0 {
+		return cpuTime(tg.pid)
+	}
+	var t time.Duration
+	for _, p := range tg.pids {
+		t += cpuTime(p)
+	}
+	return t
+}
 
 // cpuTime is a process's user+system CPU time from /proc (Linux).
 func cpuTime(pid int) time.Duration {
@@ -378,7 +438,11 @@ func drive(tg *target, n int, more func() bool, done func(w int, dt time.Duratio
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			cl := &client.Client{Socket: tg.sock}
+			sock := tg.sock
+			if len(tg.socks) > 0 {
+				sock = tg.socks[w%len(tg.socks)]
+			}
+			cl := &client.Client{Socket: sock}
 			defer cl.Close()
 			for more() {
 				t0 := time.Now()
@@ -407,7 +471,7 @@ func (r result) print(label string, n int) {
 func measure(tg *target, n int, dur time.Duration) result {
 	lat := make([][]time.Duration, n)
 	errs := make([]int, n)
-	srv0, cli0 := cpuTime(tg.pid), cpuTime(os.Getpid())
+	srv0, cli0 := tg.cpu(), cpuTime(os.Getpid())
 	deadline := time.Now().Add(dur)
 	start := time.Now()
 	drive(tg, n, func() bool { return time.Now().Before(deadline) }, func(w int, dt time.Duration, err error) {
@@ -426,7 +490,7 @@ func measure(tg *target, n int, dur time.Duration) result {
 		all = append(all, lat[w]...)
 		nerr += errs[w]
 	}
-	srv, cli := cpuTime(tg.pid)-srv0, cpuTime(os.Getpid())-cli0
+	srv, cli := tg.cpu()-srv0, cpuTime(os.Getpid())-cli0
 	slices.Sort(all)
 	if len(all) == 0 {
 		return result{}
@@ -518,10 +582,12 @@ var params = totp.Params{Algorithm: totp.SHA1, Digits: 8, Period: 30 * time.Seco
 // newSeeds makes n event-based tokens, one per client.
 func newSeeds(n int) []tokenSeed {
 	seeds := make([]tokenSeed, n)
+	run := make([]byte, 3)
+	rand.Read(run) // names of this setup's own: a shared database outlives a run
 	for i := range seeds {
 		secret := make([]byte, 20)
 		rand.Read(secret)
-		seeds[i] = tokenSeed{serial: fmt.Sprintf("LOAD-%05d", i), account: fmt.Sprintf("load%d", i), secret: secret}
+		seeds[i] = tokenSeed{serial: fmt.Sprintf("LOAD-%x-%05d", run, i), account: fmt.Sprintf("load%x-%d", run, i), secret: secret}
 	}
 	return seeds
 }

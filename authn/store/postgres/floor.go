@@ -36,6 +36,9 @@ func openFloor(path string) (*floor, error) {
 	if err != nil {
 		return nil, fmt.Errorf("store: counter floor %s: %w", path, err)
 	}
+	// Sign-ins wait for the floor's commit: batch what arrives together,
+	// without waiting for more (bbolt's default waits 10 ms).
+	db.MaxBatchDelay = 0
 	f := &floor{db: db, m: map[string]floorVal{}}
 	err = db.Update(func(tx *bolt.Tx) error {
 		b, err := tx.CreateBucketIfNotExists(bktFloor)

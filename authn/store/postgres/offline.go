@@ -93,6 +93,13 @@ func (c *cache) cacheable(d *authn.Device, signedHere bool) bool {
 	return c.opts.OTP && d.OTP != nil && d.Secret != nil && signedHere
 }
 
+// isWritten says whether this process cached device k.
+func (c *cache) isWritten(k string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.written["d/"+k] != ""
+}
+
 // seen is what one online transaction read or wrote that the cache keeps.
 type seen struct {
 	accounts map[string]*authn.Account
@@ -188,20 +195,37 @@ func (c *cache) save(sn *seen) {
 		}
 	}
 	c.mu.Unlock()
-	if len(puts) == 0 && len(sn.gone) == 0 && len(sn.listed) == 0 {
+	// A device list read whole replaces the cached one (what another host
+	// deleted goes here too): only where it differs, found without writing.
+	dirty := map[string]uint32{}
+	c.db.View(func(tx *bolt.Tx) error {
+		for name := range sn.listed {
+			others := uint32(0)
+			for k, d := range sn.devices {
+				if d.Account == name && !c.cacheable(d, sn.put[k] || c.isWritten(k)) {
+					others++
+				}
+			}
+			v := tx.Bucket(bktCacheOthers).Get([]byte(name))
+			stale := len(v) != 4 || binary.BigEndian.Uint32(v) != others
+			cur := tx.Bucket(bktCacheDevices).Cursor()
+			prefix := name + "\x00"
+			for k, _ := cur.Seek([]byte(prefix)); !stale && k != nil && strings.HasPrefix(string(k), prefix); k, _ = cur.Next() {
+				_, stale = sn.devices[string(k)]
+				stale = !stale
+			}
+			if stale {
+				dirty[name] = others
+			}
+		}
+		return nil
+	})
+	if len(puts) == 0 && len(sn.gone) == 0 && len(dirty) == 0 {
 		return
 	}
 	err := c.db.Batch(func(tx *bolt.Tx) error {
 		accts, devs := tx.Bucket(bktCacheAccounts), tx.Bucket(bktCacheDevices)
-		// A device list read whole replaces the cached one: what another
-		// host deleted goes here too.
-		for name := range sn.listed {
-			others := uint32(0)
-			for k, d := range sn.devices {
-				if d.Account == name && !c.cacheable(d, sn.put[k] || c.written["d/"+k] != "") {
-					others++
-				}
-			}
+		for name, others := range dirty {
 			if err := tx.Bucket(bktCacheOthers).Put([]byte(name), binary.BigEndian.AppendUint32(nil, others)); err != nil {
 				return err
 			}
