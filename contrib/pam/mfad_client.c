@@ -718,11 +718,15 @@ static int exchange(struct mfad_client *c, const char *method, const char *path,
 		return MFAD_EIO;
 	int rc = MFAD_EIO, reusable = 0;
 	for (int attempt = 0; attempt < 2; attempt++) {
-		if (c->fd >= 0 && !still_open(c->fd))
+		/* A connection opened before this request (kept alive, or
+		 * opened before a prompt) may have been dropped by mfad as idle. */
+		int reused = c->fd >= 0;
+		if (reused && !still_open(c->fd)) {
 			mfad_close(c);
+			reused = 0;
+		}
 		if (c->fd < 0 && (rc = open_connection(c)) != MFAD_OK)
 			break;
-		int reused = c->requests > 0;
 		c->requests++;
 		s->received = 0;
 		rc = send_request(c, method, path, body, stream, deadline);
@@ -740,8 +744,8 @@ static int exchange(struct mfad_client *c, const char *method, const char *path,
 			reusable = 0;
 		if (!reusable)
 			mfad_close(c); /* closing is what cancels a pending operation */
-		/* A kept-alive connection that mfad closed as idle just as the
-		 * request went out (not a byte of answer): once more, on a new
+		/* An idle connection that mfad closed just as the request went
+		 * out (not a byte of answer): once more, on a new
 		 * connection, as HTTP clients do. mfad answers every request it
 		 * reads, so the first one was not processed, unless mfad died
 		 * while processing it: then a replayed code is refused. */

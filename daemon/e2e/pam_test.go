@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -84,10 +85,16 @@ func pamService(t *testing.T, name string, lines ...string) string {
 // the prompts, one per line), and returns what it printed and its exit code.
 func pamtester(t *testing.T, svc, user, stdin string, ops ...string) (string, int) {
 	t.Helper()
+	return pamtesterFrom(t, svc, user, strings.NewReader(stdin), ops...)
+}
+
+// pamtesterFrom is pamtester with the answers read from stdin as it gives them.
+func pamtesterFrom(t *testing.T, svc, user string, stdin io.Reader, ops ...string) (string, int) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "pamtester", append([]string{svc, user}, ops...)...)
-	cmd.Stdin = strings.NewReader(stdin)
+	cmd.Stdin = stdin
 	cmd.Env = []string{"PATH=/usr/bin:/bin", "LANG=C"}
 	out, err := cmd.CombinedOutput()
 	code := 0

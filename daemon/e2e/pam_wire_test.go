@@ -3,12 +3,14 @@ package e2e
 import (
 	"bufio"
 	"encoding/json"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 )
 
 // The tests here put a scripted stand-in for mfad on the socket (a small
@@ -290,4 +292,41 @@ func TestPAMPeerCredentials(t *testing.T) {
 		t.Errorf("server_user=%s: exit %d\n%s", userOther, code, out)
 	}
 	requestsAre(t, requests(), "POST /v1/authenticate")
+}
+
+// slowAnswers gives each answer after a pause, as a person typing does.
+type slowAnswers struct {
+	lines []string
+	pause time.Duration
+}
+
+func (s *slowAnswers) Read(p []byte) (int, error) {
+	if len(s.lines) == 0 {
+		return 0, io.EOF
+	}
+	time.Sleep(s.pause)
+	n := copy(p, s.lines[0]+"\n")
+	s.lines = s.lines[1:]
+	return n, nil
+}
+
+// TestPAMSlowTyping: mfad drops a connection that stays idle (here after
+// 1 s); a user who types slowly still signs in: the connection opened
+// before the prompt (nodaemonok) and the one kept alive between two
+// prompts are replaced.
+func TestPAMSlowTyping(t *testing.T) {
+	needRoot(t)
+	needTool(t, "pamtester")
+	t.Parallel()
+	d := startDaemon(t, "", "[limits]\nread_header_timeout = \"1s\"\nidle_timeout = \"1s\"\n")
+	_, secret := enrollTOTP(t, d, userSelf, "member")
+	svc := pamService(t, "slow", "auth required MODULE socket="+d.sock+" nodaemonok")
+	// The activation spent the current step: its code is "already used",
+	// and the next one signs in after a second prompt.
+	now := time.Now()
+	used, good := oathtool(t, secret, now), oathtool(t, secret, now.Add(30*time.Second))
+	out, code := pamtesterFrom(t, svc, userSelf, &slowAnswers{lines: []string{used, good}, pause: 2500 * time.Millisecond}, "authenticate")
+	if code != 0 || !strings.Contains(out, "already used") {
+		t.Fatalf("slow typing: exit %d\n%s", code, out)
+	}
 }
