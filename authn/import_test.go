@@ -1,6 +1,9 @@
 package authn_test
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"testing"
@@ -67,5 +70,46 @@ func TestImportOTP(t *testing.T) {
 	}
 	if _, err := f.svc.ImportOTP(f.ctx, f.admin, "alice", authn.OTPImport{Secret: totp.EncodeSecret([]byte("one-too-many-secret!"))}); !errors.Is(err, &authn.Error{Code: authn.CodeDeviceLimitReached}) {
 		t.Errorf("ninth device: %v", err)
+	}
+}
+
+func TestImportFIDORefusals(t *testing.T) {
+	f := newFixture(t)
+	if _, err := f.svc.CreateAccount(f.ctx, f.admin, authn.NewAccount{Name: "alice", Kind: authn.KindMember}); err != nil {
+		t.Fatal(err)
+	}
+	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	point, _ := k.PublicKey.Bytes()
+	good := authn.FIDOImport{CredentialID: []byte("credential-1"), PublicKey: point[1:], Alg: "es256", Origin: "pam://localhost", Source: "pam-u2f"}
+	// The fixture's relying party is the default, pam://localhost.
+	d, err := f.svc.ImportFIDO(f.ctx, f.admin, "alice", good)
+	if err != nil || d.FIDO == nil || d.State != authn.StateActive || d.FIDO.Format != "none" {
+		t.Fatalf("import: %+v %v", d, err)
+	}
+	full := good
+	full.CredentialID, full.PublicKey = []byte("credential-2"), point
+	if _, err := f.svc.ImportFIDO(f.ctx, f.admin, "alice", full); err != nil {
+		t.Errorf("65-byte point: %v", err)
+	}
+	for name, bad := range map[string]authn.FIDOImport{
+		"duplicate":     good,
+		"other origin":  {CredentialID: []byte("c3"), PublicKey: point[1:], Alg: "es256", Origin: "pam://elsewhere"},
+		"rs256":         {CredentialID: []byte("c4"), PublicKey: point[1:], Alg: "rs256", Origin: "pam://localhost"},
+		"short key":     {CredentialID: []byte("c5"), PublicKey: point[:20], Alg: "es256", Origin: "pam://localhost"},
+		"not on curve":  {CredentialID: []byte("c6"), PublicKey: make([]byte, 64), Alg: "es256", Origin: "pam://localhost"},
+		"eddsa size":    {CredentialID: []byte("c7"), PublicKey: point, Alg: "eddsa", Origin: "pam://localhost"},
+		"no credential": {PublicKey: point[1:], Alg: "es256", Origin: "pam://localhost"},
+	} {
+		_, err := f.svc.ImportFIDO(f.ctx, f.admin, "alice", bad)
+		want := authn.CodeInvalidRequest
+		if name == "duplicate" {
+			want = authn.CodeDeviceStateConflict
+		}
+		if !errors.Is(err, &authn.Error{Code: want}) {
+			t.Errorf("%s: %v, want %s", name, err, want)
+		}
 	}
 }

@@ -21,7 +21,7 @@ import (
 type importItem struct {
 	where   string // FILE or FILE:LINE
 	account string
-	req     api.ImportOTP
+	req     api.ImportDevice
 	notes   []string // what mfad does not carry over, said to the admin
 }
 
@@ -30,7 +30,7 @@ const maxImportFile = 1 << 20
 
 // gaFile is what a ~/.google_authenticator file holds.
 type gaFile struct {
-	req     api.ImportOTP
+	req     api.ImportDevice
 	scratch int
 	notes   []string
 }
@@ -43,7 +43,7 @@ func parseGoogleAuthenticator(r io.Reader) (*gaFile, error) {
 	if !sc.Scan() {
 		return nil, errors.New("empty file")
 	}
-	f := &gaFile{req: api.ImportOTP{Kind: "totp", Source: "google-authenticator"}}
+	f := &gaFile{req: api.ImportDevice{Kind: "totp", Source: "google-authenticator"}}
 	secret := strings.TrimSpace(sc.Text())
 	if secret == "" || strings.ContainsAny(secret, " \"") {
 		return nil, errors.New("the first line is not a base32 secret")
@@ -120,8 +120,8 @@ func parseGoogleAuthenticator(r io.Reader) (*gaFile, error) {
 
 // parseOTPAuth reads one otpauth:// URI (Key Uri Format) as authenticator
 // apps export them. Errors never quote the secret.
-func parseOTPAuth(s string) (api.ImportOTP, error) {
-	req := api.ImportOTP{Source: "otpauth"}
+func parseOTPAuth(s string) (api.ImportDevice, error) {
+	req := api.ImportDevice{Source: "otpauth"}
 	u, err := url.Parse(s)
 	if err != nil || u.Scheme != "otpauth" {
 		return req, errors.New("not an otpauth:// URI")
@@ -211,7 +211,7 @@ func (a *app) runImport(cmd *cobra.Command, items []importItem, apply bool) erro
 		res := importResult{Where: it.where, Account: it.account, Kind: it.req.Kind, Notes: it.notes}
 		req := it.req
 		req.DryRun = !apply
-		d, err := a.client().ImportOTP(cmd.Context(), it.account, req)
+		d, err := a.client().ImportDevice(cmd.Context(), it.account, req)
 		switch {
 		case err != nil:
 			var p *api.Problem
@@ -237,7 +237,11 @@ func (a *app) runImport(cmd *cobra.Command, items []importItem, apply bool) erro
 		case "imported":
 			fmt.Fprintf(a.out, "%s: %s: imported as %s device %s\n", res.Where, res.Account, res.Kind, d.ID)
 		default:
-			fmt.Fprintf(a.out, "%s: %s: would import a %s device (%s, %d digits)\n", res.Where, res.Account, res.Kind, d.OTP.Algorithm, d.OTP.Digits)
+			if d.OTP != nil {
+				fmt.Fprintf(a.out, "%s: %s: would import a %s device (%s, %d digits)\n", res.Where, res.Account, res.Kind, d.OTP.Algorithm, d.OTP.Digits)
+			} else {
+				fmt.Fprintf(a.out, "%s: %s: would import a %s device (security key, no attestation)\n", res.Where, res.Account, res.Kind)
+			}
 		}
 		for _, n := range res.Notes {
 			fmt.Fprintf(a.out, "  note: %s\n", n)
@@ -255,14 +259,15 @@ func (a *app) runImport(cmd *cobra.Command, items []importItem, apply bool) erro
 func importCmd(a *app) *cobra.Command {
 	var apply bool
 	var account, label string
-	cmd := &cobra.Command{Use: "import", Short: "Bring over the authenticators users already have (admin): google-authenticator files, otpauth URIs",
+	cmd := &cobra.Command{Use: "import", Short: "Bring over the authenticators users already have (admin): google-authenticator, otpauth URIs, pam-u2f",
 		Long: `Import OTP secrets that users already have, so that they go on using the
 same authenticator app with mfad. Every importer reports what it would do,
 per file or line, and changes nothing until run again with --apply. Secrets
 are sent to mfad only; they are never printed.`,
 		Example: `  mfactl import google-authenticator /home/alice/.google_authenticator
   mfactl import google-authenticator /home/*/.google_authenticator --apply
-  mfactl import otpauth exported.txt --account alice --apply`}
+  mfactl import otpauth exported.txt --account alice --apply
+  mfactl import pam-u2f /etc/u2f_mappings`}
 	ga := &cobra.Command{Use: "google-authenticator FILE...", Short: "Import ~/.google_authenticator files (each into its owner's account)",
 		Long: `Import google-authenticator's files: each becomes a TOTP (or HOTP) device of
 the account named like the file's owner (or --account), active at once, with
@@ -354,6 +359,6 @@ window and rate limit give way to mfad's own; scratch codes are not imported.`,
 			return a.completeAccounts(cmd, nil, "")
 		})
 	}
-	cmd.AddCommand(ga, uri)
+	cmd.AddCommand(ga, uri, importPamU2FCmd(a))
 	return cmd
 }

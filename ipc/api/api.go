@@ -340,15 +340,16 @@ type Enrollment struct {
 	Next       string `json:"next"`
 }
 
-// ImportOTP is the body of POST /v1/accounts/{name}/devices/import: an
-// OTP secret the account's user already has in an authenticator (from
-// google-authenticator's ~/.google_authenticator, an otpauth:// URI),
-// brought over as an active device. The answer is the Device (201), or,
-// with DryRun, the device it would be (200), nothing written.
-type ImportOTP struct {
+// ImportDevice is the body of POST /v1/accounts/{name}/devices/import: a
+// device the account's user already has, registered by another tool,
+// brought over active: an OTP secret (google-authenticator's file, an
+// otpauth:// URI) or a security key credential (pam-u2f's u2f_keys). The
+// answer is the Device (201), or, with DryRun, the device it would be
+// (200), nothing written.
+type ImportDevice struct {
 	Label  string `json:"label,omitempty"`
-	Kind   string `json:"kind"`   // totp or hotp
-	Secret string `json:"secret"` // base32
+	Kind   string `json:"kind"`             // totp, hotp or fido
+	Secret string `json:"secret,omitempty"` // totp, hotp: base32
 	// Algorithm (SHA1, SHA256, SHA512), Digits and Period (seconds, TOTP):
 	// zero for the defaults.
 	Algorithm string `json:"algorithm,omitempty"`
@@ -359,7 +360,15 @@ type ImportOTP struct {
 	// UsedSteps (totp) are time steps already used: nothing at or below
 	// the highest signs in again.
 	UsedSteps []uint64 `json:"used_steps,omitempty"`
-	// Source names the tool the secret comes from, for the audit log.
+	// CredentialID (fido) is the credential's id; PublicKey its raw key
+	// as pam-u2f keeps it (es256: X||Y or 0x04||X||Y; eddsa: 32 bytes);
+	// Alg es256 or eddsa; Origin the relying party it was made for, which
+	// must be mfad's.
+	CredentialID []byte `json:"credential_id,omitempty"`
+	PublicKey    []byte `json:"public_key,omitempty"`
+	Alg          string `json:"alg,omitempty"`
+	Origin       string `json:"origin,omitempty"`
+	// Source names the tool the device comes from, for the audit log.
 	Source string `json:"source,omitempty"`
 	DryRun bool   `json:"dry_run,omitempty"`
 }

@@ -250,9 +250,9 @@ func (c *Client) AddDevice(ctx context.Context, account string, req api.CreateDe
 }
 
 // ActivateDevice calls POST /v1/accounts/{name}/devices/{id}/activate.
-// ImportOTP brings over an OTP secret the account's user already holds
+// ImportDevice brings over a device the account's user already has
 // (admin); with DryRun it answers the device it would add, writing nothing.
-func (c *Client) ImportOTP(ctx context.Context, account string, req api.ImportOTP) (*api.Device, error) {
+func (c *Client) ImportDevice(ctx context.Context, account string, req api.ImportDevice) (*api.Device, error) {
 	var out api.Device
 	return &out, c.Do(ctx, "POST", devicePath(api.PathDeviceImport, account, ""), req, &out, nil)
 }

@@ -67,7 +67,7 @@ func TestOneMethodPerRoute(t *testing.T) {
 		func() error { _, err := c.Device(ctx, "a", "d"); return err },
 		func() error { _, err := c.AddDevice(ctx, "a", api.CreateDevice{Type: "totp"}); return err },
 		func() error { _, err := c.ActivateDevice(ctx, "a", "d", api.CodePair{}); return err },
-		func() error { _, err := c.ImportOTP(ctx, "a", api.ImportOTP{}); return err },
+		func() error { _, err := c.ImportDevice(ctx, "a", api.ImportDevice{}); return err },
 		func() error { _, err := c.ResyncDevice(ctx, "a", "d", api.CodePair{}); return err },
 		func() error { _, err := c.Authenticate(ctx, api.Authenticate{Account: "a"}); return err },
 		func() error { _, err := c.ImportTokens(ctx, api.TokenImport{}); return err },

@@ -111,20 +111,29 @@ func (s *Server) createDevice(c *call) error {
 	return nil
 }
 
-// importDevice brings over an OTP secret the user already has.
+// importDevice brings over a device the user already has.
 func (s *Server) importDevice(c *call) error {
-	var req api.ImportOTP
+	var req api.ImportDevice
 	if err := c.decode(&req); err != nil {
 		return err
 	}
-	if req.Kind != "totp" && req.Kind != "hotp" {
-		return authn.Errorf(authn.ClassInvalid, authn.CodeInvalidRequest, "kind must be totp or hotp")
+	var d *authn.Device
+	var err error
+	switch req.Kind {
+	case "totp", "hotp":
+		d, err = s.b.Devices.ImportOTP(c.ctx(), c.actor(), c.account, authn.OTPImport{
+			Label: req.Label, Secret: req.Secret, HOTP: req.Kind == "hotp",
+			Algorithm: req.Algorithm, Digits: req.Digits, Period: req.Period,
+			Counter: req.Counter, UsedSteps: req.UsedSteps, Source: req.Source, DryRun: req.DryRun,
+		})
+	case "fido":
+		d, err = s.b.Devices.ImportFIDO(c.ctx(), c.actor(), c.account, authn.FIDOImport{
+			Label: req.Label, CredentialID: req.CredentialID, PublicKey: req.PublicKey, Alg: req.Alg,
+			Origin: req.Origin, Source: req.Source, DryRun: req.DryRun,
+		})
+	default:
+		return authn.Errorf(authn.ClassInvalid, authn.CodeInvalidRequest, "kind must be totp, hotp or fido")
 	}
-	d, err := s.b.Devices.ImportOTP(c.ctx(), c.actor(), c.account, authn.OTPImport{
-		Label: req.Label, Secret: req.Secret, HOTP: req.Kind == "hotp",
-		Algorithm: req.Algorithm, Digits: req.Digits, Period: req.Period,
-		Counter: req.Counter, UsedSteps: req.UsedSteps, Source: req.Source, DryRun: req.DryRun,
-	})
 	if err != nil {
 		return err
 	}

@@ -93,6 +93,7 @@ type DeviceBackend interface {
 	Device(account, id string) (*authn.Device, error)
 	Enroll(ctx context.Context, actor authn.Actor, account string, req authn.EnrollRequest) (*authn.Enrollment, error)
 	ImportOTP(ctx context.Context, actor authn.Actor, account string, req authn.OTPImport) (*authn.Device, error)
+	ImportFIDO(ctx context.Context, actor authn.Actor, account string, req authn.FIDOImport) (*authn.Device, error)
 	Activate(ctx context.Context, actor authn.Actor, account, id string, codes authn.CodePair) (*authn.Device, error)
 	Resync(ctx context.Context, actor authn.Actor, account, id string, codes authn.CodePair) (*authn.Device, error)
 	Authenticate(ctx context.Context, actor authn.Actor, req authn.AuthRequest, progress authn.Progress) (*authn.AuthResult, error)
