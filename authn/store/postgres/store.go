@@ -346,18 +346,22 @@ func (s *Store) run(ctx context.Context, opts pgx.TxOptions, fn func(authn.Tx) e
 			err = nil
 		}
 		beforeCommit := t.ptx == nil || t.err != nil
-		if err != nil && isConnError(err) && beforeCommit && !reconnected && !strings.Contains(err.Error(), "failed to connect") {
+		// The caller's context ending says nothing about the database.
+		down := err != nil && ctx.Err() == nil && isConnError(err)
+		if down && beforeCommit && !reconnected && !strings.Contains(err.Error(), "failed to connect") {
 			// A pooled connection the server dropped (a restart): every
 			// other one is likely gone too. Start afresh, once.
 			s.pool.Reset()
 			reconnected = true
 			continue
 		}
-		s.observe(err)
+		if ctx.Err() == nil {
+			s.observe(err)
+		}
 		// Out of reach before anything could commit (at BEGIN or at a
 		// statement, never at COMMIT, whose outcome is unknown): this
 		// host goes on alone with what it may verify.
-		if err != nil && s.cache != nil && isConnError(err) && beforeCommit {
+		if down && s.cache != nil && beforeCommit {
 			return s.cache.run(fn, write, s.floor)
 		}
 		switch {
