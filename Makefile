@@ -17,7 +17,7 @@ DEB_PKGS := gcc pkg-config libfido2-dev libpam0g-dev libjson-c-dev \
             oathtool fido2-tools python3-fido2 pamtester curl \
             libpam-google-authenticator libpam-oath systemd postgresql
 
-.PHONY: all deps build pam pam-fuzz install run test unit fuzz lint vmtest clean
+.PHONY: all deps build pam pam-fuzz install run test unit fuzz lint vmtest soak clean
 
 all: build
 
@@ -122,6 +122,14 @@ fuzz: pam-fuzz
 	    $(GO) test -run '^$$' -fuzz "^$$f\$$" -fuzztime $(FUZZTIME) $$pkg >/tmp/mfad-fuzz.log 2>&1 || { cat /tmp/mfad-fuzz.log; exit 1; }; \
 	  done; \
 	done
+
+# soak: SOAK (default 30m) of mixed load on one mfad (codes, a software key,
+# enrollments, event streams), its goroutines, fds and RSS sampled each
+# minute (contrib/mfad-load --soak; not part of `make test`).
+SOAK ?= 30m
+soak: build
+	$(GO) build -o bin/mfad-load ./contrib/mfad-load
+	bin/mfad-load --mfad bin/mfad --soak $(SOAK)
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt wants to change:"; echo "$$out"; exit 1; fi

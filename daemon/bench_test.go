@@ -46,14 +46,14 @@ func BenchmarkAuthenticateSocket(b *testing.B) {
 				}
 				time.Sleep(10 * time.Millisecond)
 			}
-			p := totp.Params{Algorithm: totp.SHA1, Digits: 6, Period: 30 * time.Second}
+			p := totp.Params{Algorithm: totp.SHA1, Digits: 8, Period: 30 * time.Second} // 8 digits: no collision in the look-ahead over long runs
 			secrets := make([][]byte, clients)
 			var pskc strings.Builder
 			pskc.WriteString(`<?xml version="1.0"?><KeyContainer Version="1.0" xmlns="urn:ietf:params:xml:ns:keyprov:pskc">`)
 			for i := range secrets {
 				secrets[i] = bytes.Repeat([]byte{byte(i + 1), 7}, 10)
 				fmt.Fprintf(&pskc, `<KeyPackage><DeviceInfo><SerialNo>S%d</SerialNo></DeviceInfo><Key Id="S%d" Algorithm="urn:ietf:params:xml:ns:keyprov:pskc:hotp">`+
-					`<AlgorithmParameters><ResponseFormat Length="6" Encoding="DECIMAL"/></AlgorithmParameters><Data><Secret><PlainValue>%s</PlainValue></Secret>`+
+					`<AlgorithmParameters><ResponseFormat Length="8" Encoding="DECIMAL"/></AlgorithmParameters><Data><Secret><PlainValue>%s</PlainValue></Secret>`+
 					`<Counter><PlainValue>0</PlainValue></Counter></Data></Key></KeyPackage>`, i, i, base64.StdEncoding.EncodeToString(secrets[i]))
 			}
 			pskc.WriteString(`</KeyContainer>`)

@@ -29,6 +29,11 @@
 //
 // --rss 10000,1000000 drives the first --clients count until the total
 // verifications reach each count and reports mfad's resident memory.
+//
+// --startup 10000 times mfad's starts to READY=1 on a store of 10,000
+// accounts of 3 devices each (startup.go); --soak 30m keeps mixed load on
+// one mfad and samples its goroutines, fds and RSS each minute (soak.go,
+// make soak).
 package main
 
 import (
@@ -69,6 +74,8 @@ func main() {
 	batch := flag.Int("ceiling-batch", 256, "with --serve-ceiling: updates per commit at most")
 	startup := flag.Int("startup", 0, "instead of load: fill a store with this many accounts of 3 active TOTP devices each, then time mfad's starts on it to READY=1 (NOTIFY_SOCKET) and report its idle RSS")
 	starts := flag.Int("starts", 11, "with --startup: starts to time")
+	soak := flag.Duration("soak", 0, "instead of load points: keep mixed load (codes, a software key, enrollments, event streams) for this long, sampling mfad's goroutines, fds and RSS")
+	soakEvery := flag.Duration("soak-every", time.Minute, "with --soak: time between samples")
 	rssMarks := flag.String("rss", "", "instead of timed points: drive the first --clients count until the total verifications reach each of these counts (e.g. 10000,1000000) and report mfad's RSS at start and at each")
 	flag.Parse()
 	if *serve != "" {
@@ -95,10 +102,14 @@ func main() {
 		fmt.Printf("A = %s, B = %s, %d interleaved rounds per point\n", *mfad, *compare, *rounds)
 	}
 	fmt.Println()
-	setup := setupOTP
+	setup := func(mfad, mode string, maxClients int) *target { return setupOTP(mfad, mode, maxClients, "") }
 	kind := "otp"
 	if *fido {
 		setup, kind = setupFIDO, "fido"
+	}
+	if *soak > 0 {
+		soakRun(*mfad, *soak, *soakEvery)
+		return
 	}
 	if *startup > 0 {
 		builds := []string{*mfad}
@@ -221,6 +232,7 @@ func compareRow(label string, n int, other string, a, b []result) string {
 // target is one running mfad and the sign-in that loads it.
 type target struct {
 	name  string // in tables: A, B, ceiling
+	dir   string // its state lives under it
 	sock  string
 	pid   int
 	socks []string // every mfad of the target (a fleet on one database): clients spread over them
@@ -321,7 +333,7 @@ func start(cmd *exec.Cmd, sock, dir string) *target {
 		}
 		time.Sleep(25 * time.Millisecond)
 	}
-	return &target{sock: sock, pid: cmd.Process.Pid, socks: []string{sock}, pids: []int{cmd.Process.Pid},
+	return &target{sock: sock, pid: cmd.Process.Pid, dir: dir, socks: []string{sock}, pids: []int{cmd.Process.Pid},
 		stop: func() { cmd.Process.Signal(syscall.SIGTERM); cmd.Wait(); os.RemoveAll(dir) }}
 }
 
@@ -410,8 +422,15 @@ func (m memory) String() string {
 // reports the target's resident memory at start and at each mark (the
 // load paused for a second first, so that what is measured is what stays).
 func rssRun(tg *target, n int, marks []int) {
-	fmt.Printf("| verifications | mfad RSS | verifications/s since the last mark | errors |\n|---|---|---|---|\n")
-	fmt.Printf("| 0 (idle, after setup) | %s | | |\n", memoryOf(tg.pid))
+	dbSize := func() string {
+		fi, err := os.Stat(filepath.Join(tg.dir, "state", "mfad.db"))
+		if err != nil {
+			return "-"
+		}
+		return fmt.Sprintf("%.1f MB", float64(fi.Size())/(1<<20))
+	}
+	fmt.Printf("| verifications | mfad RSS | database file | verifications/s since the last mark | errors |\n|---|---|---|---|---|\n")
+	fmt.Printf("| 0 (idle, after setup) | %s | %s | | |\n", memoryOf(tg.pid), dbSize())
 	var done, errs atomic.Int64
 	prev := 0
 	for _, mark := range marks {
@@ -425,7 +444,7 @@ func rssRun(tg *target, n int, marks []int) {
 		rate := float64(mark-prev) / time.Since(start).Seconds()
 		prev = mark
 		time.Sleep(time.Second)
-		fmt.Printf("| %d | %s | %.0f | %d |\n", mark, memoryOf(tg.pid), rate, errs.Load())
+		fmt.Printf("| %d | %s | %s | %.0f | %d |\n", mark, memoryOf(tg.pid), dbSize(), rate, errs.Load())
 	}
 }
 
@@ -530,8 +549,8 @@ type tokenSeed struct {
 }
 
 // setupOTP starts mfad and gives every client an event-based token.
-func setupOTP(mfad, mode string, maxClients int) *target {
-	tg := startMfad(mfad, mode, maxClients, "")
+func setupOTP(mfad, mode string, maxClients int, extra string) *target {
+	tg := startMfad(mfad, mode, maxClients, extra)
 	c := &client.Client{Socket: tg.sock}
 	ctx := context.Background()
 
