@@ -2,17 +2,24 @@ package e2e
 
 import (
 	"bytes"
+	"context"
 	"crypto/rand"
+	"encoding/base64"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/mfad/mfad/authn/store/postgres/pgtest"
+	"github.com/mfad/mfad/authn/totp"
 	"github.com/mfad/mfad/ipc/api"
+	"github.com/mfad/mfad/ipc/client"
 )
 
 // fleet is two daemons ("workstations") on one PostgreSQL database, with
@@ -276,4 +283,70 @@ func TestFleetOfflineSecurityKey(t *testing.T) {
 	// Online again, the key signs in (its counter merged, not taken for a
 	// clone).
 	f.a.must(signInKey(f.a), 200)
+}
+
+// TestFleetRaceSameCode: 2 x 32 clients, half on A and half on B, send the
+// same valid HOTP code at once; the fleet accepts it exactly once, and
+// every other answer is a spent code. Twenty rounds, each with the token's
+// next code.
+func TestFleetRaceSameCode(t *testing.T) {
+	f := newFleet(t, "[lockout]\nmax_failures = 1000000\nlockout_after = 1000001")
+	ctx := context.Background()
+	secret := make([]byte, 20)
+	rand.Read(secret)
+	pskc := fmt.Sprintf(`<?xml version="1.0" encoding="UTF-8"?><KeyContainer Version="1.0" xmlns="urn:ietf:params:xml:ns:keyprov:pskc">`+
+		`<KeyPackage><DeviceInfo><Manufacturer>e2e</Manufacturer><SerialNo>RACE-1</SerialNo></DeviceInfo>`+
+		`<Key Id="RACE-1" Algorithm="urn:ietf:params:xml:ns:keyprov:pskc:hotp"><AlgorithmParameters><ResponseFormat Length="6" Encoding="DECIMAL"/></AlgorithmParameters>`+
+		`<Data><Secret><PlainValue>%s</PlainValue></Secret><Counter><PlainValue>0</PlainValue></Counter></Data></Key></KeyPackage></KeyContainer>`,
+		base64.StdEncoding.EncodeToString(secret))
+	ca, cb := f.a.d.client(), f.b.d.client()
+	defer ca.Close()
+	defer cb.Close()
+	if _, err := ca.ImportTokens(ctx, api.TokenImport{PSKC: pskc}); err != nil {
+		t.Fatal(err)
+	}
+	me := userSelf
+	if _, err := ca.CreateAccount(ctx, api.CreateAccount{Name: me, Kind: "member"}); err != nil {
+		t.Fatal(err)
+	}
+	e, err := ca.AddDevice(ctx, me, api.CreateDevice{Type: "hardware-otp", Serial: "RACE-1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hotp := func(c uint64) string { return totp.Code(secret, totp.Params{Algorithm: totp.SHA1, Digits: 6}, c) }
+	if _, err := cb.ActivateDevice(ctx, me, e.Device.ID, api.CodePair{Code1: hotp(0), Code2: hotp(1)}); err != nil {
+		t.Fatal(err)
+	}
+	for round := range 20 {
+		code := hotp(uint64(2 + round))
+		var ok atomic.Int32
+		var wg sync.WaitGroup
+		odd := make(chan string, 64)
+		for i := range 64 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				sock := []*daemon{f.a.d, f.b.d}[i%2].sock
+				c := &client.Client{Socket: sock}
+				defer c.Close()
+				_, err := c.Authenticate(ctx, api.Authenticate{Account: me, Code: code})
+				var p *api.Problem
+				switch {
+				case err == nil:
+					ok.Add(1)
+				case errors.As(err, &p) && (p.Code == api.CodeCodeAlreadyUsed || p.Code == api.CodeInvalidCode):
+				default:
+					odd <- fmt.Sprint(err)
+				}
+			}()
+		}
+		wg.Wait()
+		close(odd)
+		for e := range odd {
+			t.Errorf("round %d: %s", round, e)
+		}
+		if n := ok.Load(); n != 1 {
+			t.Fatalf("round %d: the code was accepted %d times by two daemons on one database, want once", round, n)
+		}
+	}
 }
