@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"os"
+	"strings"
 	"testing"
 
 	"github.com/mfad/mfad/authn"
@@ -34,4 +35,19 @@ func TestContract(t *testing.T) {
 			return s, s, err
 		}
 	}})
+}
+
+// TestBadDSNRefused: a DSN that does not parse, and one naming no server,
+// are each an error naming the setting to fix, without the password.
+func TestBadDSNRefused(t *testing.T) {
+	ctx := context.Background()
+	for _, dsn := range []string{
+		"host=/nonexistent/socket/dir dbname=mfad user=mfad password=s3cret connect_timeout=2",
+		"postgres://mfad:s3cret@[::1:5432/mfad",
+	} {
+		_, err := Open(ctx, dsn, storetest.Key(), Options{Host: "h"})
+		if err == nil || !strings.Contains(err.Error(), "dsn") || strings.Contains(err.Error(), "s3cret") {
+			t.Errorf("Open(%q): %v, want a refusal naming the dsn, without the password", dsn, err)
+		}
+	}
 }
