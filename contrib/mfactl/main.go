@@ -176,6 +176,9 @@ func describe(err error) string {
 		if hint, ok := hints[p.Code]; ok {
 			s += "\n  " + hint
 		}
+		if p.Hint == api.HintResync {
+			s += "\n  the device's clock may be off: sign in with this code and the next one (`mfactl authenticate ACCOUNT --next-code NEXT`), or resync it (`mfactl device resync ACCOUNT DEVICE`)"
+		}
 		return s
 	}
 	return err.Error()

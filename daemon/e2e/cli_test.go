@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/mfad/mfad/ipc/api"
 )
@@ -14,18 +15,7 @@ import (
 // mfactl runs the CLI against d and returns stdout, stderr and the exit code.
 func mfactl(t *testing.T, sock string, args ...string) (string, string, int) {
 	t.Helper()
-	cmd := exec.Command(filepath.Join(binDir, "mfactl"), args...)
-	cmd.Env = append(os.Environ(), "MFAD_SOCKET="+sock)
-	var out, errb strings.Builder
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
-	code := 0
-	if ee, ok := err.(*exec.ExitError); ok {
-		code = ee.ExitCode()
-	} else if err != nil {
-		t.Fatal(err)
-	}
-	return out.String(), errb.String(), code
+	return mfactlIn(t, sock, "", args...)
 }
 
 func TestCLIAccountsAuditBackupRestore(t *testing.T) {
@@ -118,4 +108,51 @@ func TestCLIPermissionHint(t *testing.T) {
 	if !strings.Contains(string(out), "[permission_denied]") || !strings.Contains(string(out), "admin group") {
 		t.Errorf("user listing accounts: %q", out)
 	}
+}
+
+// TestCLIResyncAtSignIn: a TOTP device that drifted before runs 15
+// minutes fast; its code alone is refused with the resync hint, which
+// mfactl turns into the command to run; with --next-code it signs in.
+func TestCLIResyncAtSignIn(t *testing.T) {
+	needRoot(t)
+	d := startDaemon(t, "", "")
+	id, secret := enrollTOTP(t, d, userSelf, "member")
+	awayFromStepEdge()
+	at := time.Now().Add(5 * time.Minute)
+	in := oathtool(t, secret, at.Add(-30*time.Second)) + " " + oathtool(t, secret, at) + "\n"
+	if out, errs, code := mfactlIn(t, d.sock, in, "device", "resync", userSelf, id[:6]); code != 0 {
+		t.Fatalf("resync (codes on stdin, the device by id prefix): %d %s %s", code, out, errs)
+	}
+	awayFromStepEdge()
+	at = time.Now().Add(15 * time.Minute)
+	c1, c2 := oathtool(t, secret, at), oathtool(t, secret, at.Add(30*time.Second))
+	_, errs, code := mfactlIn(t, d.sock, c1+"\n", "authenticate", userSelf)
+	if code != 1 || !strings.Contains(errs, "--next-code") {
+		t.Fatalf("a drifted code alone: %d %s", code, errs)
+	}
+	out, errs, code := mfactlIn(t, d.sock, c1+"\n", "authenticate", userSelf, "--next-code", c2, "--token-only")
+	if code != 0 || len(strings.TrimSpace(out)) < 20 {
+		t.Fatalf("with --next-code: %d %q %s", code, out, errs)
+	}
+	if strings.Contains(out+errs, c1) {
+		t.Error("mfactl printed the code")
+	}
+}
+
+// mfactlIn runs mfactl as root with stdin.
+func mfactlIn(t *testing.T, sock, stdin string, args ...string) (string, string, int) {
+	t.Helper()
+	cmd := exec.Command(filepath.Join(binDir, "mfactl"), args...)
+	cmd.Env = append(os.Environ(), "MFAD_SOCKET="+sock)
+	cmd.Stdin = strings.NewReader(stdin)
+	var out, errb strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	return out.String(), errb.String(), code
 }
