@@ -303,3 +303,31 @@ func TestMigrateJSONRecordsToCBOR(t *testing.T) {
 		return nil
 	})
 }
+
+// The audit log only appends: its pages are written full, not split in
+// half as for random inserts (which would double its size on disk and
+// in memory).
+func TestAuditPagesAreFilled(t *testing.T) {
+	s := openTest(t, t.TempDir(), Options{})
+	defer s.Close()
+	for range 100 {
+		err := s.Update(context.Background(), func(tx authn.Tx) error {
+			for range 50 {
+				if err := tx.AppendAudit(&authn.AuditEvent{Action: authn.ActAuthenticate, Account: "alice", Device: "0123456789abcdef", Outcome: "ok"}); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	s.db.View(func(btx *bolt.Tx) error {
+		st := btx.Bucket(bktRoot).Bucket(bktAudit).Stats()
+		if fill := float64(st.LeafInuse) / float64(st.LeafAlloc); st.LeafPageN < 10 || fill < 0.8 {
+			t.Errorf("audit log: %d leaf pages %.0f%% full, want them nearly full", st.LeafPageN, 100*fill)
+		}
+		return nil
+	})
+}
