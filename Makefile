@@ -70,7 +70,8 @@ install: $(if $(INSTALL_NOBUILD),,build)
 	  $(DESTDIR)$(UNITDIR) $(DESTDIR)$(UDEVDIR)/rules.d $(DESTDIR)$(SYSUSERSDIR) $(DESTDIR)$(TMPFILESDIR) \
 	  $(DESTDIR)$(SYSCONFDIR)/mfad $(DESTDIR)$(PREFIX)/share/man/man8 $(DESTDIR)$(PREFIX)/share/man/man1 $(DESTDIR)$(PREFIX)/share/man/man5 \
 	  $(DESTDIR)$(PREFIX)/share/bash-completion/completions $(DESTDIR)$(PREFIX)/share/zsh/vendor-completions \
-	  $(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d $(DESTDIR)$(PREFIX)/share/doc/mfad
+	  $(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d $(DESTDIR)$(PREFIX)/share/doc/mfad \
+	  $(DESTDIR)$(PREFIX)/share/pam-configs
 	install -m 0755 $(BIN)/mfad $(DESTDIR)$(PREFIX)/sbin/mfad
 	install -m 0755 $(BIN)/mfactl $(DESTDIR)$(PREFIX)/bin/mfactl
 	install -m 0644 $(BIN)/pam_mfad.so $(DESTDIR)$(PAMDIR)/pam_mfad.so
@@ -82,7 +83,9 @@ install: $(if $(INSTALL_NOBUILD),,build)
 	@if [ -e $(DESTDIR)$(SYSCONFDIR)/mfad/mfad.toml ]; then \
 	  echo "install: keeping $(DESTDIR)$(SYSCONFDIR)/mfad/mfad.toml; the example is in $(PREFIX)/share/doc/mfad"; \
 	else install -m 0644 contrib/mfad.toml $(DESTDIR)$(SYSCONFDIR)/mfad/mfad.toml; fi
-	install -m 0644 contrib/mfad.toml docs/pam.md docs/systemd.md docs/masterkey.md $(DESTDIR)$(PREFIX)/share/doc/mfad/
+	install -m 0644 contrib/mfad.toml docs/pam.md docs/systemd.md docs/masterkey.md docs/hardware.md docs/architecture.md $(DESTDIR)$(PREFIX)/share/doc/mfad/
+	@# pam-auth-update's profile (Default: no: an admin turns it on with pam-auth-update).
+	install -m 0644 contrib/pam-configs/mfad $(DESTDIR)$(PREFIX)/share/pam-configs/mfad
 	install -m 0644 contrib/man/mfad.8 $(DESTDIR)$(PREFIX)/share/man/man8/mfad.8
 	install -m 0644 contrib/man/mfad.toml.5 $(DESTDIR)$(PREFIX)/share/man/man5/mfad.toml.5
 	install -m 0644 contrib/man/mfactl.1 $(DESTDIR)$(PREFIX)/share/man/man1/mfactl.1

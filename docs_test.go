@@ -40,3 +40,19 @@ func TestDocsCiteExistingFiles(t *testing.T) {
 		}
 	}
 }
+
+// TestPamConfigsProfileIsDocumented: the pam-auth-update profile that make
+// install ships is the one docs/pam.md shows.
+func TestPamConfigsProfileIsDocumented(t *testing.T) {
+	profile, err := os.ReadFile("contrib/pam-configs/mfad")
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc, err := os.ReadFile("docs/pam.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(doc), "```\n"+string(profile)+"```\n") {
+		t.Errorf("docs/pam.md does not show contrib/pam-configs/mfad as it is:\n%s", profile)
+	}
+}
