@@ -13,20 +13,31 @@ import (
 	"github.com/mfad/mfad/authn/totp"
 )
 
-// ownCluster starts a cluster of the test's own (it will be stopped and
-// started) with one database.
+// stoppable is the package's second cluster, for the tests that stop and
+// start their server (the shared one serves the rest); TestMain closes it.
+var stoppable *pgtest.Server
+
+// ownCluster returns the stoppable cluster, running, with a fresh database.
 func ownCluster(t *testing.T) (*pgtest.Server, string) {
 	t.Helper()
-	srv, err := pgtest.Start(pgtest.Need(t))
+	bin := pgtest.Need(t)
+	if stoppable == nil {
+		srv, err := pgtest.Start(bin)
+		if err != nil {
+			t.Fatal(err)
+		}
+		stoppable = srv
+	}
+	if !stoppable.Running() {
+		if err := stoppable.Restart(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dsn, err := stoppable.CreateDB()
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(srv.Close)
-	dsn, err := srv.CreateDB()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return srv, dsn
+	return stoppable, dsn
 }
 
 func wantOffline(t *testing.T, err error, what string) {

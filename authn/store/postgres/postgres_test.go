@@ -15,6 +15,9 @@ import (
 func TestMain(m *testing.M) {
 	code := m.Run()
 	pgtest.CloseShared()
+	if stoppable != nil {
+		stoppable.Close()
+	}
 	os.Exit(code)
 }
 

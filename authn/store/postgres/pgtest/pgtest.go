@@ -133,6 +133,12 @@ func (s *Server) Restart() error {
 	return nil
 }
 
+// Running reports whether the server is up (started and not stopped).
+func (s *Server) Running() bool {
+	_, err := os.Stat(filepath.Join(s.data, "postmaster.pid"))
+	return err == nil
+}
+
 // Stop stops the server at once (in-flight transactions are lost, as in a crash).
 func (s *Server) Stop() error {
 	out, err := s.cmd("pg_ctl", "-D", s.data, "-w", "-m", "immediate", "stop").CombinedOutput()
@@ -144,7 +150,7 @@ func (s *Server) Stop() error {
 
 // Close stops the server and removes its directory.
 func (s *Server) Close() {
-	if _, err := os.Stat(filepath.Join(s.data, "postmaster.pid")); err == nil {
+	if s.Running() {
 		s.Stop()
 	}
 	os.RemoveAll(s.dir)
