@@ -137,6 +137,13 @@ func TestCLIResyncAtSignIn(t *testing.T) {
 	if strings.Contains(out+errs, c1) {
 		t.Error("mfactl printed the code")
 	}
+	// Completion offers the account's devices by id, with their labels.
+	if out, _, code = mfactl(t, d.sock, "__complete", "device", "resync", userSelf, ""); code != 0 || !strings.Contains(out, id+"\tphone, totp active") {
+		t.Errorf("device completion: %d %q", code, out)
+	}
+	if out, _, _ = mfactl(t, d.sock, "__complete", "device", "list", ""); !strings.Contains(out, userSelf) {
+		t.Errorf("account completion: %q", out)
+	}
 }
 
 // mfactlIn runs mfactl as root with stdin.
