@@ -440,6 +440,9 @@ func (c *Client) Events(ctx context.Context, fn func(api.Event) bool) error {
 	for sc.Scan() {
 		var e api.Event
 		if err := json.Unmarshal(sc.Bytes(), &e); err != nil {
+			if ctx.Err() != nil {
+				return nil // the caller ended the stream while a line was half read
+			}
 			return err
 		}
 		if !fn(e) {

@@ -132,3 +132,28 @@ func TestNotRunningSaysHowToStart(t *testing.T) {
 		t.Fatalf("err = %v, want ErrNotRunning", err)
 	}
 }
+
+// A caller that ends the event stream while a line is half read gets no
+// error: the cut line is not an event.
+func TestEventsEndedMidLine(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "s")
+	ln, _ := net.Listen("unix", sock)
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", api.ContentNDJSON)
+		io.WriteString(w, "{\"event\":\"subscribed\"}\n{\"event\":\"au")
+		w.(http.Flusher).Flush()
+		<-r.Context().Done()
+	})}
+	go srv.Serve(ln)
+	defer srv.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	var got []string
+	err := (&Client{Socket: sock}).Events(ctx, func(e api.Event) bool {
+		got = append(got, e.Event)
+		cancel() // the second line is cut: end the stream while it waits
+		return true
+	})
+	if err != nil || len(got) != 1 {
+		t.Fatalf("events %v, err %v; want one event and no error", got, err)
+	}
+}
