@@ -16,10 +16,22 @@ import (
 // database are raised to it, so a database restored to an older point
 // (or otherwise set back) does not make this host accept a code, or a
 // security key's signature count, it had already seen.
+//
+// A raise takes effect in memory at once (this host's next reads see it)
+// and reaches the file in the background, in one commit for whatever
+// accumulated meanwhile, so that no sign-in waits for the file's fsync:
+// the database already holds the counter durably, and the floor matters
+// only once the database has lost it. A host crashing within that moment
+// and a database restored to before it is a double failure the floor does
+// not cover. Close writes what is pending.
 type floor struct {
-	db *bolt.DB
-	mu sync.RWMutex
-	m  map[string]floorVal
+	db    *bolt.DB
+	mu    sync.RWMutex
+	m     map[string]floorVal
+	dirty map[string]bool
+	kick  chan struct{}
+	quit  chan struct{}
+	done  chan struct{}
 }
 
 type floorVal struct {
@@ -36,10 +48,11 @@ func openFloor(path string) (*floor, error) {
 	if err != nil {
 		return nil, fmt.Errorf("store: counter floor %s: %w", path, err)
 	}
-	// Sign-ins wait for the floor's commit: batch what arrives together,
-	// without waiting for more (bbolt's default waits 10 ms).
+	// The offline cache's writes batch what arrives together without
+	// waiting for more (bbolt's default waits 10 ms).
 	db.MaxBatchDelay = 0
-	f := &floor{db: db, m: map[string]floorVal{}}
+	f := &floor{db: db, m: map[string]floorVal{}, dirty: map[string]bool{},
+		kick: make(chan struct{}, 1), quit: make(chan struct{}), done: make(chan struct{})}
 	err = db.Update(func(tx *bolt.Tx) error {
 		b, err := tx.CreateBucketIfNotExists(bktFloor)
 		if err != nil {
@@ -56,10 +69,61 @@ func openFloor(path string) (*floor, error) {
 		db.Close()
 		return nil, fmt.Errorf("store: counter floor %s: %w", path, err)
 	}
+	go f.flusher()
 	return f, nil
 }
 
-func (f *floor) close() error { return f.db.Close() }
+func (f *floor) close() error {
+	close(f.quit)
+	<-f.done
+	return f.db.Close()
+}
+
+// flusher writes raised values to the file, batching what accumulates
+// while a commit runs.
+func (f *floor) flusher() {
+	defer close(f.done)
+	for {
+		select {
+		case <-f.kick:
+			f.flush()
+		case <-f.quit:
+			f.flush()
+			return
+		}
+	}
+}
+
+func (f *floor) flush() {
+	f.mu.Lock()
+	vals := make(map[string]floorVal, len(f.dirty))
+	for k := range f.dirty {
+		vals[k] = f.m[k]
+	}
+	clear(f.dirty)
+	f.mu.Unlock()
+	if len(vals) == 0 {
+		return
+	}
+	err := f.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bktFloor)
+		for k, v := range vals {
+			buf := binary.BigEndian.AppendUint64(nil, v.counter)
+			if err := b.Put([]byte(k), binary.BigEndian.AppendUint32(buf, v.signCount)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		// Kept in memory; written with the next raise or at close.
+		f.mu.Lock()
+		for k := range vals {
+			f.dirty[k] = true
+		}
+		f.mu.Unlock()
+	}
+}
 
 // apply raises d's counters to the floor.
 func (f *floor) apply(d *authn.Device) {
@@ -92,36 +156,27 @@ func floorOf(d *authn.Device) (floorVal, bool) {
 	return v, v.counter > 0 || v.signCount > 0
 }
 
-// raise records committed counters durably (maxima; never lowers).
+// raise records committed counters (maxima; never lowers): in memory at
+// once, in the file soon after.
 func (f *floor) raise(vals map[string]floorVal) error {
 	if f == nil || len(vals) == 0 {
 		return nil
 	}
 	f.mu.Lock()
-	changed := map[string]floorVal{}
+	changed := false
 	for k, v := range vals {
 		cur := f.m[k]
 		n := floorVal{max(cur.counter, v.counter), max(cur.signCount, v.signCount)}
 		if n != cur {
-			f.m[k], changed[k] = n, n
+			f.m[k], f.dirty[k], changed = n, true, true
 		}
 	}
 	f.mu.Unlock()
-	if len(changed) == 0 {
-		return nil
-	}
-	// Batch: concurrent sign-ins share one fsync.
-	return f.db.Batch(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bktFloor)
-		for k := range changed {
-			f.mu.RLock()
-			v := f.m[k]
-			f.mu.RUnlock()
-			buf := binary.BigEndian.AppendUint64(nil, v.counter)
-			if err := b.Put([]byte(k), binary.BigEndian.AppendUint32(buf, v.signCount)); err != nil {
-				return err
-			}
+	if changed {
+		select {
+		case f.kick <- struct{}{}:
+		default: // a flush is due already
 		}
-		return nil
-	})
+	}
+	return nil
 }

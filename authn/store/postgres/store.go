@@ -66,6 +66,8 @@ type Store struct {
 	quit  chan struct{}
 	done  chan struct{}
 
+	closeOnce sync.Once
+
 	mu           sync.Mutex
 	offlineSince time.Time // zero while the database answers
 	lastTrim     uint64
@@ -196,17 +198,20 @@ func (s *Store) prepare(ctx context.Context) error {
 }
 
 // Close closes the pool and the local file.
+// It may be called more than once.
 func (s *Store) Close() error {
-	if s.quit != nil {
-		close(s.quit)
-		<-s.done
-		s.quit = nil
-	}
-	s.pool.Close()
-	if s.floor != nil {
-		return s.floor.close()
-	}
-	return nil
+	var err error
+	s.closeOnce.Do(func() {
+		if s.quit != nil {
+			close(s.quit)
+			<-s.done
+		}
+		s.pool.Close()
+		if s.floor != nil {
+			err = s.floor.close()
+		}
+	})
+	return err
 }
 
 // Path names the database (without a password).
@@ -378,7 +383,7 @@ func (s *Store) run(ctx context.Context, opts pgx.TxOptions, fn func(authn.Tx) e
 		if appended != nil {
 			*appended = t.lastSeq
 		}
-		// The sign-in is acknowledged only once this host remembers it.
+		// This host remembers the counters before it answers.
 		if err := s.floor.raise(t.floors); err != nil {
 			return fmt.Errorf("store: counter floor: %w", err)
 		}
