@@ -18,6 +18,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 )
 
@@ -62,10 +63,43 @@ func Need(t testing.TB) string {
 	return bin
 }
 
+// ownerFile names, in a cluster's directory, the process that started it.
+const ownerFile = "owner.pid"
+
+// reapOrphans stops and removes the clusters of test processes that died
+// without closing them (a panicking test skips its cleanup).
+func reapOrphans(bin string) {
+	dirs, _ := filepath.Glob(filepath.Join(os.TempDir(), "mfad-pg-*"))
+	for _, dir := range dirs {
+		b, err := os.ReadFile(filepath.Join(dir, ownerFile))
+		if err != nil {
+			continue
+		}
+		pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+		if err != nil || pid == os.Getpid() {
+			continue
+		}
+		if _, err := os.Stat(fmt.Sprintf("/proc/%d", pid)); err == nil {
+			continue // its owner still runs
+		}
+		s := &Server{bin: bin, dir: dir, data: filepath.Join(dir, "data")}
+		if st, err := os.Stat(s.data); err == nil && os.Geteuid() == 0 {
+			if u, err := user.LookupId(fmt.Sprint(st.Sys().(*syscall.Stat_t).Uid)); err == nil && u.Uid != "0" {
+				s.user = u.Username
+			}
+		}
+		s.Close()
+	}
+}
+
 // Start creates and starts a cluster. The caller stops it with Close.
 func Start(bin string) (*Server, error) {
+	reapOrphans(bin)
 	dir, err := os.MkdirTemp("", "mfad-pg-")
 	if err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(filepath.Join(dir, ownerFile), []byte(strconv.Itoa(os.Getpid())), 0o644); err != nil {
 		return nil, err
 	}
 	if err := os.Chmod(dir, 0o755); err != nil {
