@@ -214,6 +214,37 @@ func TestFleetBadDatabaseRefusedAtStart(t *testing.T) {
 	if err == nil {
 		t.Errorf("migrate without a config: %s", out)
 	}
+
+	// A fresh database without auto_migrate: refused, naming mfad migrate;
+	// mfad migrate brings it up (once), and the daemon then starts.
+	fresh, err := f.pg.CreateDB()
+	if err != nil {
+		t.Fatal(err)
+	}
+	manual := fmt.Sprintf("admin_group = %q\n[store]\nbackend = \"postgres\"\ndsn = %q\n", adminGroup, fresh)
+	dir := f.stateDir(t, f.key)
+	cfg := filepath.Join(dir, "mfad.toml")
+	os.WriteFile(cfg, []byte(manual), 0o644)
+	var stderr bytes.Buffer
+	cmd := exec.Command(filepath.Join(binDir, "mfad"), "--config", cfg, "--state-dir", dir, "--socket", filepath.Join(dir, "s.sock"))
+	cmd.Stderr = &stderr
+	if err := cmd.Run(); err == nil || !strings.Contains(stderr.String(), "mfad migrate") {
+		t.Errorf("a database never migrated, without auto_migrate: %v\n%s", err, stderr.String())
+	}
+	for i, want := range []string{"migrated schema v0 to v1", "schema v1 is current"} {
+		out, err := exec.Command(filepath.Join(binDir, "mfad"), "migrate", "--config", cfg).CombinedOutput()
+		if err != nil || !strings.Contains(string(out), want) || strings.Contains(string(out), f.pg.Password) {
+			t.Errorf("mfad migrate #%d: %v %s, want %q", i+1, err, out, want)
+		}
+	}
+	d := startDaemon(t, dir, manual)
+	var info api.Info
+	(&world{t: t, d: d}).must((&world{t: t, d: d}).as("", "GET", "/v1/info", "", &info), 200)
+	if info.Store.Schema != 1 || info.Store.State != "online" {
+		t.Errorf("after mfad migrate: %+v", info.Store)
+	}
+	d.stop()
+
 	psql := exec.Command(filepath.Join(pgtest.Bin(), "psql"), "-X", "-q", f.dsn, "-c", "UPDATE mfad_meta SET value = '99' WHERE key = 'schema'")
 	if out, err := psql.CombinedOutput(); err != nil {
 		t.Fatalf("psql: %v %s", err, out)
