@@ -195,6 +195,7 @@ var hints = map[string]string{
 	api.CodeInvalidCode:         "type the code your device shows now; for activate and resync, two consecutive codes (`oathtool --totp -b SECRET -w 1` prints the current one and the next)",
 	api.CodeCodeAlreadyUsed:     "a code works once: wait for the next one (up to 30 s)",
 	api.CodeStoreOffline:        "the fleet's database is out of reach: sign in with a security key, or try again when `mfactl info` says online",
+	api.CodeBackupElsewhere:     "back the PostgreSQL database up with pg_dump (or its own backups), and keep the master key with it",
 	api.CodeAccountDisabled:     "an admin can enable it: `mfactl account update ACCOUNT --flags ''`",
 	api.CodeResyncNotApplicable: "security keys never drift; to change one use `mfactl device replace ACCOUNT DEVICE fido`",
 	api.CodeDeviceNotPending:    "the device is already active: `mfactl device list ACCOUNT`",

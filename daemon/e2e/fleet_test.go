@@ -131,6 +131,10 @@ func TestFleetTwoDaemonsOnePostgres(t *testing.T) {
 			t.Errorf("%s: mfactl info: %d %s %s", name, code, out, errs)
 		}
 	}
+	// The fleet's database is backed up with PostgreSQL's tools: mfad says
+	// so before streaming anything.
+	f.a.refused(f.a.as("", "GET", "/v1/admin/backup", "", nil), api.CodeBackupElsewhere)
+
 	// The audit entries of both hosts are in the one log.
 	var page api.AuditPage
 	f.b.must(f.b.as("", "GET", "/v1/audit?limit=1000", "", &page), 200)

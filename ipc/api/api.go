@@ -110,6 +110,7 @@ const (
 	CodeRecoveryPending      = "recovery_pending"
 	CodeStoreBusy            = "store_busy"
 	CodeStoreOffline         = "store_offline"
+	CodeBackupElsewhere      = "backup_elsewhere"
 	CodeAccountHasDevices    = "account_has_devices"
 	CodeDeviceStateConflict  = "device_state_conflict"
 	CodeUnsupportedType      = "unsupported_device_type"

@@ -132,6 +132,11 @@ func parseUint(s string, def uint64) (uint64, error) {
 }
 
 func (s *Server) backup(c *call) error {
+	if r, ok := s.b.Backup.(BackupRefuser); ok {
+		if err := r.BackupRefusal(); err != nil {
+			return err
+		}
+	}
 	if err := s.b.Accounts.RecordAudit(c.ctx(), c.p.Actor(), authn.AuditEvent{Action: authn.ActBackup}); err != nil {
 		return err
 	}

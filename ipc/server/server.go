@@ -133,6 +133,12 @@ type BackupBackend interface {
 	WriteBackup(w io.Writer) (int64, error)
 }
 
+// BackupRefuser is a BackupBackend that may say, before anything is
+// streamed, that its database is backed up otherwise (PostgreSQL).
+type BackupRefuser interface {
+	BackupRefusal() error
+}
+
 // MasterKeyBackend rotates the master key and writes backups that carry it.
 type MasterKeyBackend interface {
 	RotateKey() (api.KeyRotation, error)

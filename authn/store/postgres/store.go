@@ -514,3 +514,9 @@ var ErrNoBackup = errors.New("store: the store is PostgreSQL: back it up with pg
 
 // WriteBackup refuses: see ErrNoBackup.
 func (s *Store) WriteBackup(io.Writer) (int64, error) { return 0, ErrNoBackup }
+
+// BackupRefusal is the API's answer to a backup request: before anything
+// is streamed, a conflict naming PostgreSQL's tools.
+func (s *Store) BackupRefusal() error {
+	return &authn.Error{Class: authn.ClassConflict, Code: "backup_elsewhere", Detail: ErrNoBackup.Error()}
+}
