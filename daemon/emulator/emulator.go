@@ -20,6 +20,7 @@ import (
 
 	"github.com/mfad/mfad/hw/ctaphid"
 	"github.com/mfad/mfad/hw/emu"
+	"github.com/mfad/mfad/hw/emu/udp"
 )
 
 // Port exposes the key to a host: Plug makes the device appear and returns
@@ -374,6 +375,9 @@ func Main(args []string) int {
 	fs := flag.NewFlagSet("mfad emulator", flag.ContinueOnError)
 	useGadget := fs.Bool("gadget", false, "expose the key as a USB device (configfs HID gadget on a UDC)")
 	useUHID := fs.Bool("uhid", false, "expose the key as a HID device through /dev/uhid")
+	var udpAddr udpFlag
+	fs.Var(&udpAddr, "udp", "expose the key over UDP, one 64-byte report per datagram (--udp alone: "+udp.DefaultAddr+")")
+	controller := fs.String("controller", "", "HTTP touch/power controller on a loopback HOST:PORT or a Unix socket path")
 	state := fs.String("state", "", "file keeping the key's state (created 0600)")
 	presence := fs.String("presence", "auto", "auto (every test approved) or manual (wait for the touch command)")
 	control := fs.String("control", "", "Unix socket for control commands (touch, plug, unplug, fault, status)")
@@ -384,8 +388,23 @@ func Main(args []string) int {
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
-	if *useGadget == *useUHID || *state == "" || fs.NArg() != 0 {
-		fmt.Fprintln(os.Stderr, "usage: mfad emulator --gadget|--uhid --state FILE [--presence auto|manual] [--control SOCKET]")
+	rest := fs.Args()
+	if udpAddr.bare && len(rest) > 0 && strings.Contains(rest[0], ":") {
+		// --udp HOST:PORT, the address as a separate argument
+		udpAddr.addr, udpAddr.bare = rest[0], false
+		if err := fs.Parse(rest[1:]); err != nil {
+			return 2
+		}
+		rest = fs.Args()
+	}
+	transports := 0
+	for _, on := range []bool{*useGadget, *useUHID, udpAddr.addr != ""} {
+		if on {
+			transports++
+		}
+	}
+	if transports != 1 || *state == "" || len(rest) != 0 {
+		fmt.Fprintln(os.Stderr, "usage: mfad emulator --gadget|--uhid|--udp [HOST:PORT] --state FILE [--presence auto|manual] [--control SOCKET] [--controller HOST:PORT|SOCKET]")
 		return 2
 	}
 	pres, err := parsePresence(*presence)
@@ -404,10 +423,23 @@ func Main(args []string) int {
 	defer cancel()
 
 	var port Port
-	if *useGadget {
+	usbN := 0
+	switch {
+	case *useGadget:
 		port, err = NewGadgetPort(GadgetOptions{Name: *name, Serial: *serial, UDC: *udc})
-	} else {
+	case *useUHID:
 		port = NewUHIDPort(*serial)
+	default:
+		if err := loopback(udpAddr.addr); err != nil {
+			// Anyone who reaches the socket uses the key: keep it on this machine.
+			fmt.Fprintf(os.Stderr, "mfad emulator: --udp %s: %v\n", udpAddr.addr, err)
+			return 2
+		}
+		var up *udp.Port
+		if up, err = udp.Listen(udpAddr.addr); err == nil {
+			port, usbN = up, up.Addr().Port
+			log.Info("listening for HID reports over UDP", "addr", up.Addr().String())
+		}
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "mfad emulator:", err)
@@ -428,6 +460,18 @@ func Main(args []string) int {
 		}
 		defer os.Remove(*control)
 		go e.ServeControl(ctx, l)
+	}
+	if *controller != "" {
+		l, err := ListenController(*controller)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "mfad emulator:", err)
+			return 1
+		}
+		if strings.HasPrefix(*controller, "/") {
+			defer os.Remove(*controller)
+		}
+		log.Info("touch and power controller", "addr", l.Addr().String(), "path", fmt.Sprintf("/usb%d/", usbN))
+		go e.ServeController(ctx, l, usbN)
 	}
 	if err := e.Plug(); err != nil {
 		fmt.Fprintln(os.Stderr, "mfad emulator:", err)
@@ -471,4 +515,26 @@ func ctl(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	return 0
+}
+
+// udpFlag is --udp: alone it means udp.DefaultAddr, --udp=HOST:PORT (or
+// --udp HOST:PORT, see Main) another address.
+type udpFlag struct {
+	addr string
+	bare bool
+}
+
+func (f *udpFlag) String() string   { return f.addr }
+func (f *udpFlag) IsBoolFlag() bool { return true }
+
+func (f *udpFlag) Set(v string) error {
+	switch v {
+	case "true":
+		f.addr, f.bare = udp.DefaultAddr, true
+	case "false", "":
+		f.addr, f.bare = "", false
+	default:
+		f.addr, f.bare = v, false
+	}
+	return nil
 }

@@ -250,7 +250,8 @@ func TestControlSocket(t *testing.T) {
 }
 
 func TestMainUsage(t *testing.T) {
-	for _, args := range [][]string{{}, {"--gadget", "--uhid", "--state", "x"}, {"--uhid"}, {"--uhid", "--state", "x", "--presence", "maybe"}} {
+	for _, args := range [][]string{{}, {"--gadget", "--uhid", "--state", "x"}, {"--uhid"}, {"--uhid", "--state", "x", "--presence", "maybe"},
+		{"--udp", "--uhid", "--state", "x"}, {"--udp", "127.0.0.1:0", "--gadget", "--state", "x"}, {"--udp=127.0.0.1:0"}, {"--udp", "0.0.0.0:0", "--state", "x"}, {"--udp=[::]:0", "--state", "x"}, {"--udp", "127.0.0.1:0", "extra", "--state", "x"}} {
 		if code := Main(args); code != 2 {
 			t.Errorf("Main(%q) = %d, want 2", args, code)
 		}

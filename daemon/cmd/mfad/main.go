@@ -203,10 +203,11 @@ fleet may then run this mfad.`,
 // emulatorCmd hands its arguments to daemon/emulator, which parses them.
 func emulatorCmd() *cobra.Command {
 	return &cobra.Command{
-		Use:   "emulator --gadget|--uhid --state FILE [--presence auto|manual] [--control SOCKET] | ctl ...",
-		Short: "Run a software FIDO2 key that the kernel sees as a real one (uhid or a USB gadget)",
+		Use:   "emulator --gadget|--uhid|--udp [HOST:PORT] --state FILE [--presence auto|manual] [--control SOCKET] [--controller HOST:PORT|SOCKET] | ctl ...",
+		Short: "Run a software FIDO2 key that the kernel sees as a real one (uhid or a USB gadget), or over UDP",
 		Example: `  mfad emulator --uhid --state /var/lib/mfad-emu/key.state --control /run/mfad-emu.sock
   mfad emulator --gadget --state key.state --presence manual
+  mfad emulator --udp 127.0.0.1:8111 --state key.state --controller 127.0.0.1:8112
   mfad emulator ctl --control /run/mfad-emu.sock touch`,
 		DisableFlagParsing: true,
 		RunE: func(_ *cobra.Command, args []string) error {
