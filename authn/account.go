@@ -49,6 +49,10 @@ type Account struct {
 
 	// TempCode is an admin-issued single-use access code, hashed.
 	TempCode *TempCodeState `json:"temp_code,omitempty"`
+	// ScratchCodes are single-use emergency codes brought over from
+	// google-authenticator (SHA-256 of each): temporary codes that do not
+	// expire, each spent by its one sign-in.
+	ScratchCodes [][]byte `json:"scratch_codes,omitempty"`
 	// PendingContact is an e-mail or phone change waiting for its code.
 	PendingContact *PendingContact `json:"pending_contact,omitempty"`
 }

@@ -35,11 +35,18 @@ type OTPImport struct {
 	// UsedSteps (TOTP) are time steps whose codes were already used (the
 	// tool's replay list): nothing at or below the highest is accepted.
 	UsedSteps []uint64
+	// ScratchCodes (google-authenticator's emergency codes, 8 digits)
+	// become single-use temporary codes of the account that do not expire.
+	ScratchCodes []string
 	// Source names the tool, for the audit log.
 	Source string
 	// DryRun checks everything and writes nothing.
 	DryRun bool
 }
+
+// maxScratchCodes bounds the emergency codes an account may hold
+// (google-authenticator makes 5, at most 10).
+const maxScratchCodes = 10
 
 // errDryRun ends a dry run's transaction without committing it.
 var errDryRun = errors.New("authn: dry run")
@@ -76,7 +83,17 @@ func (s *Service) ImportOTP(ctx context.Context, actor Actor, account string, re
 	if !req.HOTP && req.Counter != 0 {
 		return nil, Errorf(ClassInvalid, CodeInvalidRequest, "a counter applies to HOTP devices")
 	}
-	return s.addImported(ctx, actor, account, req.DryRun, func(d *Device) string {
+	if len(req.ScratchCodes) > maxScratchCodes {
+		return nil, Errorf(ClassInvalid, CodeInvalidRequest, "at most %d scratch codes", maxScratchCodes)
+	}
+	var scratch [][]byte
+	for _, c := range req.ScratchCodes {
+		if n := normalizeDigits(c); len(n) != 8 || len(c) != 8 {
+			return nil, Errorf(ClassInvalid, CodeInvalidRequest, "a scratch code is 8 digits")
+		}
+		scratch = append(scratch, hashCode(c))
+	}
+	return s.addImported(ctx, actor, account, req.DryRun, scratch, func(d *Device) string {
 		if len(d.Secret) > 0 && subtle.ConstantTimeCompare(d.Secret, secret) == 1 {
 			return "this secret"
 		}
@@ -102,10 +119,11 @@ func (s *Service) ImportOTP(ctx context.Context, actor Actor, account string, re
 }
 
 // addImported writes the device build makes as an active device of
-// account, in one change: the account must exist, no device of it may be
-// the same (dup names what they share), and a slot must be free. A dry
-// run checks the same and writes nothing.
-func (s *Service) addImported(ctx context.Context, actor Actor, account string, dryRun bool,
+// account, in one change, with the scratch codes (hashed) that come with
+// it: the account must exist, no device of it may be the same (dup names
+// what they share), and a slot must be free. A dry run checks the same
+// and writes nothing.
+func (s *Service) addImported(ctx context.Context, actor Actor, account string, dryRun bool, scratch [][]byte,
 	dup func(*Device) string, build func(now time.Time) (*Device, string)) (*Device, error) {
 	var out *Device
 	err := s.write(ctx, actor, func(c *change) error {
@@ -140,6 +158,13 @@ func (s *Service) addImported(ctx context.Context, actor Actor, account string, 
 			return errDryRun
 		}
 		a.EverEnrolled = true
+		if len(scratch) > 0 {
+			if len(a.ScratchCodes)+len(scratch) > maxScratchCodes {
+				return Errorf(ClassConflict, CodeDeviceLimitReached, "%s would hold more than %d scratch codes", account, maxScratchCodes)
+			}
+			a.ScratchCodes = append(a.ScratchCodes, scratch...)
+			detail += fmt.Sprintf(" scratch_codes=%d (single use, no expiry)", len(scratch))
+		}
 		if err := c.putAccountIf(true, a); err != nil {
 			return err
 		}
@@ -190,7 +215,7 @@ func (s *Service) ImportFIDO(ctx context.Context, actor Actor, account string, r
 	if err != nil {
 		return nil, Errorf(ClassInvalid, CodeInvalidRequest, "public key: %v", err)
 	}
-	return s.addImported(ctx, actor, account, req.DryRun, func(d *Device) string {
+	return s.addImported(ctx, actor, account, req.DryRun, nil, func(d *Device) string {
 		if d.FIDO != nil && subtle.ConstantTimeCompare(d.FIDO.CredentialID, req.CredentialID) == 1 {
 			return "this credential"
 		}

@@ -77,6 +77,27 @@ type attempt struct {
 	devs []Device
 	// accountChanged says the verifier changed a (a spent code).
 	accountChanged bool
+	// spent is set when the proof was one of the account's scratch codes
+	// rather than what the verifier looks for: the audit action, source
+	// and detail are a temporary code's.
+	spent string
+}
+
+// spendScratch spends code when it is one of the account's scratch codes.
+func (at *attempt) spendScratch(code string) bool {
+	if len(code) != 8 || normalizeDigits(code) != code {
+		return false
+	}
+	h := hashCode(code)
+	for i, sc := range at.a.ScratchCodes {
+		if sameHash(h, sc) {
+			at.a.ScratchCodes = append(at.a.ScratchCodes[:i:i], at.a.ScratchCodes[i+1:]...)
+			at.accountChanged = true
+			at.spent = fmt.Sprintf("scratch code (%d left)", len(at.a.ScratchCodes))
+			return true
+		}
+	}
+	return false
 }
 
 // refused is a proof that did not match.
@@ -159,6 +180,9 @@ func (s *Service) signIn(ctx context.Context, actor Actor, account string, v ver
 		}
 		ev := AuditEvent{Action: v.action(), Account: a.Name}
 		res = &AuthResult{Method: v.source()}
+		if at.spent != "" {
+			ev.Action, ev.Detail, res.Method = ActTempCodeUsed, at.spent, SourceTemporaryCode
+		}
 		if dev != nil {
 			dev.LastUsedAt = c.now
 			if err := c.PutDevice(dev); err != nil {
@@ -238,6 +262,9 @@ func (v *codeVerifier) verify(at *attempt) (*Device, error) {
 	now := at.c.now
 	otps, err := activeOTP(at.devs)
 	if err != nil {
+		if at.spendScratch(v.code) {
+			return nil, nil
+		}
 		return nil, err
 	}
 	var replayed *Device
@@ -284,6 +311,9 @@ func (v *codeVerifier) verify(at *attempt) (*Device, error) {
 	if replayed != nil {
 		return nil, &refused{replay: true, device: replayed.ID, detail: "replay: code already used",
 			err: Errorf(ClassForbidden, CodeCodeAlreadyUsed, "this code was used already: wait for the next code")}
+	}
+	if at.spendScratch(v.code) {
+		return nil, nil
 	}
 	e := Errorf(ClassForbidden, CodeInvalidCode, "the code matches no active device of %s", at.a.Name)
 	if v.s.mayHaveDrifted(otps) {

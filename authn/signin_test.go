@@ -436,3 +436,44 @@ func TestDisabledAccountEverywhere(t *testing.T) {
 		t.Fatal("errors.Is does not match the code")
 	}
 }
+
+// TestScratchCodesSignInOnce: google-authenticator's scratch codes come
+// with the imported device; each signs in once, as a temporary code that
+// does not expire, also once the device is gone.
+func TestScratchCodesSignInOnce(t *testing.T) {
+	f := newPipelineFixture(t, authn.Policy{})
+	if _, err := f.svc.CreateAccount(f.ctx, f.admin, authn.NewAccount{Name: "alice"}); err != nil {
+		t.Fatal(err)
+	}
+	secret := "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP"
+	_, err := f.svc.ImportOTP(f.ctx, f.admin, "alice", authn.OTPImport{Secret: secret, ScratchCodes: []string{"12345678", "87654321", "1234"}})
+	wantCode(t, err, authn.CodeInvalidRequest)
+	d, err := f.svc.ImportOTP(f.ctx, f.admin, "alice", authn.OTPImport{Secret: secret, ScratchCodes: []string{"12345678", "87654321"}, Source: "google-authenticator"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.clk.Add(400 * 24 * time.Hour) // no expiry
+	res, err := f.svc.Authenticate(f.ctx, f.alice, authn.AuthRequest{Account: "alice", Code: "12345678"}, nil)
+	if err != nil || res.Method != authn.SourceTemporaryCode || res.StepUpToken == "" {
+		t.Fatalf("scratch code: %+v %v", res, err)
+	}
+	_, err = f.svc.Authenticate(f.ctx, f.alice, authn.AuthRequest{Account: "alice", Code: "12345678"}, nil)
+	wantCode(t, err, authn.CodeInvalidCode)
+	// With the device gone, the other one still signs in once.
+	if _, err := f.svc.Deactivate(f.ctx, f.admin, "alice", d.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.svc.Authenticate(f.ctx, f.alice, authn.AuthRequest{Account: "alice", Code: "87654321"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	_, err = f.svc.Authenticate(f.ctx, f.alice, authn.AuthRequest{Account: "alice", Code: "87654321"}, nil)
+	wantCode(t, err, authn.CodeNoActiveDevice)
+	for _, e := range f.audits(t, "alice", authn.ActTempCodeUsed) {
+		if strings.Contains(e.Detail, "12345678") || strings.Contains(e.Detail, "87654321") {
+			t.Errorf("the audit log holds a scratch code: %+v", e)
+		}
+	}
+	if n := len(f.audits(t, "alice", authn.ActTempCodeUsed)); n != 2 {
+		t.Errorf("%d scratch code sign-ins audited, want 2", n)
+	}
+}

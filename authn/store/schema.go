@@ -30,6 +30,7 @@ type accountRec struct {
 	LastFailureAt  time.Time       `cbor:"last_failure_at,omitzero" json:"last_failure_at,omitzero"`
 	LockedUntil    time.Time       `cbor:"locked_until,omitzero" json:"locked_until,omitzero"`
 	TempCode       *tempCodeRec    `cbor:"temp_code,omitempty" json:"temp_code,omitempty"`
+	ScratchCodes   [][]byte        `cbor:"scratch_codes,omitempty" json:"scratch_codes,omitempty"`
 	PendingContact *pendingContact `cbor:"pending_contact,omitempty" json:"pending_contact,omitempty"`
 }
 
@@ -130,6 +131,7 @@ func accountToRec(a *authn.Account) *accountRec {
 		Name: a.Name, Kind: string(a.Kind), Email: a.Email, EmailVerified: a.EmailVerified,
 		Phone: a.Phone, PhoneVerified: a.PhoneVerified, Flags: a.Flags, CreatedAt: a.CreatedAt, UpdatedAt: a.UpdatedAt,
 		EverEnrolled: a.EverEnrolled, FailedAttempts: a.FailedAttempts, LastFailureAt: a.LastFailureAt, LockedUntil: a.LockedUntil,
+		ScratchCodes: a.ScratchCodes,
 	}
 	if tc := a.TempCode; tc != nil {
 		r.TempCode = &tempCodeRec{Hash: tc.Hash, ExpiresAt: tc.ExpiresAt, IssuedBy: tc.IssuedBy}
@@ -145,6 +147,7 @@ func (r *accountRec) account() *authn.Account {
 		Name: r.Name, Kind: authn.Kind(r.Kind), Email: r.Email, EmailVerified: r.EmailVerified,
 		Phone: r.Phone, PhoneVerified: r.PhoneVerified, Flags: r.Flags, CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt,
 		EverEnrolled: r.EverEnrolled, FailedAttempts: r.FailedAttempts, LastFailureAt: r.LastFailureAt, LockedUntil: r.LockedUntil,
+		ScratchCodes: r.ScratchCodes,
 	}
 	if tc := r.TempCode; tc != nil {
 		a.TempCode = &authn.TempCodeState{Hash: tc.Hash, ExpiresAt: tc.ExpiresAt, IssuedBy: tc.IssuedBy}

@@ -67,6 +67,7 @@ func parseGoogleAuthenticator(r io.Reader) (*gaFile, error) {
 				return nil, fmt.Errorf("line %d is neither an option nor a scratch code", line)
 			}
 			f.scratch++
+			f.req.ScratchCodes = append(f.req.ScratchCodes, l)
 			continue
 		}
 		fields := strings.Fields(opt)
@@ -113,7 +114,7 @@ func parseGoogleAuthenticator(r io.Reader) (*gaFile, error) {
 		f.req.UsedSteps = nil
 	}
 	if f.scratch > 0 {
-		f.notes = append(f.notes, fmt.Sprintf("its %d scratch codes are not imported: an admin issues a temporary code when one is needed (mfactl admin temp-code)", f.scratch))
+		f.notes = append(f.notes, fmt.Sprintf("its %d scratch codes become single-use temporary codes of the account, with no expiry", f.scratch))
 	}
 	return f, nil
 }
@@ -272,7 +273,8 @@ are sent to mfad only; they are never printed.`,
 		Long: `Import google-authenticator's files: each becomes a TOTP (or HOTP) device of
 the account named like the file's owner (or --account), active at once, with
 the time steps the file lists as used (DISALLOW_REUSE) refused again. Its
-window and rate limit give way to mfad's own; scratch codes are not imported.`,
+window and rate limit give way to mfad's own; scratch codes become single-use
+temporary codes of the account (no expiry).`,
 		Example: `  mfactl import google-authenticator /home/alice/.google_authenticator
   mfactl import google-authenticator /home/*/.google_authenticator --apply`,
 		Args: cobra.MinimumNArgs(1),

@@ -72,7 +72,7 @@ func TestImportGoogleAuthenticator(t *testing.T) {
 
 	// A dry run says what it would do and changes nothing.
 	out, errs, rc := mfactl(t, d.sock, "import", "google-authenticator", path)
-	if rc != 0 || !strings.Contains(out, userSelf+": would import a totp device") || !strings.Contains(out, "scratch codes are not imported") || !strings.Contains(errs, "--apply") {
+	if rc != 0 || !strings.Contains(out, userSelf+": would import a totp device") || !strings.Contains(out, "scratch codes become single-use temporary codes") || !strings.Contains(errs, "--apply") {
 		t.Fatalf("dry run: exit %d\n%s%s", rc, out, errs)
 	}
 	if strings.Contains(out+errs, secret) {
@@ -97,14 +97,30 @@ func TestImportGoogleAuthenticator(t *testing.T) {
 	if out, rc := pamtester(t, svc, userSelf, next+"\n", "authenticate"); rc != 0 {
 		t.Errorf("the next code through pam_mfad: exit %d\n%s", rc, out)
 	}
+	// Its scratch codes came along: each signs in once, through pam_mfad.
+	var scratch []string
+	for _, l := range strings.Split(string(b), "\n")[1:] {
+		if l = strings.TrimSpace(l); len(l) == 8 && strings.Trim(l, "0123456789") == "" {
+			scratch = append(scratch, l)
+		}
+	}
+	if len(scratch) == 0 {
+		t.Fatalf("google-authenticator wrote no scratch code")
+	}
+	if out, rc := pamtester(t, svc, userSelf, scratch[0]+"\n", "authenticate"); rc != 0 {
+		t.Errorf("a scratch code through pam_mfad: exit %d\n%s", rc, out)
+	}
+	if out, rc := pamtester(t, svc, userSelf, scratch[0]+"\n", "authenticate"); rc == 0 {
+		t.Errorf("a scratch code signed in twice:\n%s", out)
+	}
 	page, err := d.client().Audit(ctx, 0, 100)
 	if err != nil {
 		t.Fatal(err)
 	}
 	found := false
 	for _, e := range page.Events {
-		if strings.Contains(e.Detail, secret) {
-			t.Errorf("the audit log holds the secret: %+v", e)
+		if strings.Contains(e.Detail, secret) || strings.Contains(e.Detail, scratch[0]) {
+			t.Errorf("the audit log holds the secret or a scratch code: %+v", e)
 		}
 		if e.Action == "device.import" && strings.Contains(e.Detail, "from=google-authenticator") {
 			found = true

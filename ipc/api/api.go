@@ -361,6 +361,9 @@ type ImportDevice struct {
 	// UsedSteps (totp) are time steps already used: nothing at or below
 	// the highest signs in again.
 	UsedSteps []uint64 `json:"used_steps,omitempty"`
+	// ScratchCodes (totp, hotp) are google-authenticator's emergency codes
+	// (8 digits): single-use temporary codes of the account, no expiry.
+	ScratchCodes []string `json:"scratch_codes,omitempty"`
 	// CredentialID (fido) is the credential's id; PublicKey its raw key
 	// as pam-u2f keeps it (es256: X||Y or 0x04||X||Y; eddsa: 32 bytes);
 	// Alg es256 or eddsa; Origin the relying party it was made for, which

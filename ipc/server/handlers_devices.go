@@ -124,7 +124,7 @@ func (s *Server) importDevice(c *call) error {
 		d, err = s.b.Devices.ImportOTP(c.ctx(), c.actor(), c.account, authn.OTPImport{
 			Label: req.Label, Secret: req.Secret, HOTP: req.Kind == "hotp",
 			Algorithm: req.Algorithm, Digits: req.Digits, Period: req.Period,
-			Counter: req.Counter, UsedSteps: req.UsedSteps, Source: req.Source, DryRun: req.DryRun,
+			Counter: req.Counter, UsedSteps: req.UsedSteps, ScratchCodes: req.ScratchCodes, Source: req.Source, DryRun: req.DryRun,
 		})
 	case "fido":
 		d, err = s.b.Devices.ImportFIDO(c.ctx(), c.actor(), c.account, authn.FIDOImport{
