@@ -78,6 +78,12 @@ func (a *app) addKeyDevice(ctx context.Context, account, label string, wait bool
 	})
 }
 
+// resetRule is what a reset needs of the person at the key.
+const resetRule = `A reset erases every credential on the key and its PIN, and cannot be undone.
+Keys accept it only within about 10 seconds of being plugged in (CTAP 2.1
+§6.6), and with a touch: unplug the key, plug it back in, answer at once and
+touch the key when it blinks.`
+
 func keyCmd(a *app) *cobra.Command {
 	cmd := &cobra.Command{Use: "key", Short: "Connected security keys: list, info, wink, PIN, reset",
 		Example: `  mfactl key list
@@ -114,36 +120,61 @@ func keyCmd(a *app) *cobra.Command {
 			}
 		})
 	}
+	// setPIN reads the PINs (never from the command line: a no-echo prompt
+	// on a terminal, else lines of stdin) and sets or changes the key's PIN.
+	setPIN := func(cmd *cobra.Command, key string, change bool) error {
+		var req api.KeyPIN
+		if change {
+			cur, err := readSecret("Current PIN: ")
+			if err != nil {
+				return err
+			}
+			req.CurrentPIN = cur
+		}
+		p1, err := readSecret("New PIN: ")
+		if err != nil {
+			return err
+		}
+		p2, err := readSecret("New PIN again: ")
+		if err != nil {
+			return err
+		}
+		if p1 != p2 {
+			return errors.New("the PINs differ")
+		}
+		if p1 == "" {
+			return usagef("the new PIN is empty")
+		}
+		req.PIN = p1
+		if err := a.client().SetKeyPIN(cmd.Context(), key, req); err != nil {
+			return err
+		}
+		fmt.Fprintf(a.errOut, "The PIN of key %s is %s.\n", key, map[bool]string{false: "set", true: "changed"}[change])
+		return nil
+	}
 	pin := &cobra.Command{
-		Use: "pin KEY", Short: "Set a key's PIN, or change it (asks for the current one with --change)", Args: cobra.ExactArgs(1),
-		Example: `  mfactl key pin KEY             # set the first PIN
-  mfactl key pin KEY --change`,
+		Use: "pin set|change KEY", Short: "Set a key's first PIN, or change it (admin; PINs are asked for, never arguments)", Args: cobra.ExactArgs(1),
+		Long: `Sets the first PIN of a key (pin set) or changes it (pin change, which asks
+for the current PIN first). The PINs are read from a prompt without echo on a
+terminal, else one per line from stdin; they are never command-line arguments.`,
+		Example: `  mfactl key pin set KEY
+  mfactl key pin change KEY
+  printf '%s\n%s\n' "$PIN" "$PIN" | mfactl key pin set KEY`,
 		ValidArgsFunction: a.completeKeys,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			var req api.KeyPIN
-			if change, _ := cmd.Flags().GetBool("change"); change {
-				cur, err := readSecret("Current PIN: ")
-				if err != nil {
-					return err
-				}
-				req.CurrentPIN = cur
-			}
-			p1, err := readSecret("New PIN: ")
-			if err != nil {
-				return err
-			}
-			p2, err := readSecret("New PIN again: ")
-			if err != nil {
-				return err
-			}
-			if p1 != p2 {
-				return errors.New("the PINs differ")
-			}
-			req.PIN = p1
-			return a.client().SetKeyPIN(cmd.Context(), args[0], req)
+			change, _ := cmd.Flags().GetBool("change")
+			return setPIN(cmd, args[0], change)
 		},
 	}
-	pin.Flags().Bool("change", false, "change an existing PIN")
+	pin.AddCommand(
+		&cobra.Command{Use: "set KEY", Short: "Set the first PIN of a key (admin)", Args: cobra.ExactArgs(1),
+			Example: "  mfactl key pin set KEY", ValidArgsFunction: a.completeKeys,
+			RunE: func(cmd *cobra.Command, args []string) error { return setPIN(cmd, args[0], false) }},
+		&cobra.Command{Use: "change KEY", Short: "Change a key's PIN, asking for the current one (admin)", Args: cobra.ExactArgs(1),
+			Example: "  mfactl key pin change KEY", ValidArgsFunction: a.completeKeys,
+			RunE: func(cmd *cobra.Command, args []string) error { return setPIN(cmd, args[0], true) }},
+	)
+	pin.Flags().Bool("change", false, "change an existing PIN (the same as pin change KEY)")
 	cmd.AddCommand(
 		&cobra.Command{Use: "list", Short: "List connected keys", Args: cobra.NoArgs, RunE: list,
 			Example: `  mfactl key list
@@ -155,14 +186,25 @@ func keyCmd(a *app) *cobra.Command {
 			RunE: func(cmd *cobra.Command, args []string) error { return a.client().WinkKey(cmd.Context(), args[0]) }},
 		pin,
 		a.yesFlag(&cobra.Command{Use: "reset KEY", Short: "Erase a key (admin; within ~10 s of plugging it in, with a touch)", Args: cobra.ExactArgs(1),
+			Long: resetRule + `
+
+The key must be named; on a terminal mfactl asks for confirmation, elsewhere
+--yes is required.`,
 			Example: `  mfactl key reset KEY          # asks first, then touch the key
   mfactl key reset KEY --yes`, ValidArgsFunction: a.completeKeys,
 			RunE: func(cmd *cobra.Command, args []string) error {
-				if err := a.confirm("erase every credential on key " + args[0]); err != nil {
+				if !a.yes && isTerminal() {
+					fmt.Fprintln(a.errOut, resetRule)
+				}
+				if err := a.confirm("erase every credential and the PIN of key " + args[0]); err != nil {
 					return err
 				}
 				fmt.Fprintln(a.errOut, "Touch the key to confirm the reset.")
-				return a.client().ResetKey(cmd.Context(), args[0])
+				if err := a.client().ResetKey(cmd.Context(), args[0]); err != nil {
+					return err
+				}
+				fmt.Fprintf(a.errOut, "Key %s is reset: its credentials and its PIN are gone.\n", args[0])
+				return nil
 			}}),
 	)
 	cmd.AddCommand(labCmds(a)...)
