@@ -280,12 +280,15 @@ func pythonFido2(t *testing.T) string {
 }
 
 // pyClient is a python-fido2 CtapHidDevice over a UDP connection class, the
-// way suites written for the open-source simulators reach a device.
+// way suites written for the open-source simulators reach a device: PING,
+// GetInfo, ClientPIN (set, retries, pinUvAuthToken), MakeCredential and
+// GetAssertion with the token, the assertion's signature checked by
+// python-fido2 against the credential's public key.
 const pyClient = `
-import json, socket, sys
+import hashlib, json, socket, sys
 from fido2.hid import CtapHidDevice
 from fido2.hid.base import CtapHidConnection, HidDescriptor
-from fido2.ctap2 import Ctap2
+from fido2.ctap2 import Ctap2, ClientPin
 
 class UdpConnection(CtapHidConnection):
     def __init__(self, host, port):
@@ -304,13 +307,33 @@ class UdpConnection(CtapHidConnection):
 host, port = sys.argv[1], int(sys.argv[2])
 dev = CtapHidDevice(HidDescriptor("udp", 0x1209, 0x0001, 64, 64), UdpConnection(host, port))
 assert dev.ping(b"x" * 100) == b"x" * 100
-info = Ctap2(dev).get_info()
+ctap = Ctap2(dev)
+info = ctap.get_info()
+
+cp = ClientPin(ctap)
+cp.set_pin("2468")
+retries = cp.get_pin_retries()[0]
+rp = "py.example"
+perms = ClientPin.PERMISSION.MAKE_CREDENTIAL | ClientPin.PERMISSION.GET_ASSERTION
+token = cp.get_pin_token("2468", perms, rp)
+cdh = hashlib.sha256(b"mc").digest()
+att = ctap.make_credential(cdh, {"id": rp, "name": rp}, {"id": b"u1", "name": "alice"},
+                           [{"type": "public-key", "alg": -7}],
+                           pin_uv_param=cp.protocol.authenticate(token, cdh), pin_uv_protocol=cp.protocol.VERSION)
+cred = att.auth_data.credential_data
+q = hashlib.sha256(b"ga").digest()
+token = cp.get_pin_token("2468", ClientPin.PERMISSION.GET_ASSERTION, rp)
+a = ctap.get_assertion(rp, q, [{"type": "public-key", "id": cred.credential_id}],
+                       pin_uv_param=cp.protocol.authenticate(token, q), pin_uv_protocol=cp.protocol.VERSION)
+a.verify(q, cred.public_key)
 print(json.dumps({"versions": list(info.versions), "aaguid": bytes(info.aaguid).hex(),
-                  "max_msg_size": info.max_msg_size, "options": info.options}))
+                  "max_msg_size": info.max_msg_size, "options": info.options,
+                  "pin_retries": retries, "credential_aaguid": bytes(cred.aaguid).hex(),
+                  "uv": bool(a.auth_data.flags & 0x04), "counter": a.auth_data.counter}))
 `
 
-// TestUDPPythonFido2 reads GetInfo with python-fido2, an independent host
-// stack, over the UDP transport.
+// TestUDPPythonFido2 drives the key over the UDP transport with
+// python-fido2, an independent host stack.
 func TestUDPPythonFido2(t *testing.T) {
 	py := pythonFido2(t)
 	_, port := newUDPEmulator(t, emu.PresenceAuto)
@@ -325,10 +348,14 @@ func TestUDPPythonFido2(t *testing.T) {
 		t.Fatalf("python-fido2 client: %v\n%s", err, out)
 	}
 	var info struct {
-		Versions   []string        `json:"versions"`
-		AAGUID     string          `json:"aaguid"`
-		MaxMsgSize int             `json:"max_msg_size"`
-		Options    map[string]bool `json:"options"`
+		Versions         []string        `json:"versions"`
+		AAGUID           string          `json:"aaguid"`
+		MaxMsgSize       int             `json:"max_msg_size"`
+		Options          map[string]bool `json:"options"`
+		PINRetries       int             `json:"pin_retries"`
+		CredentialAAGUID string          `json:"credential_aaguid"`
+		UV               bool            `json:"uv"`
+		Counter          uint32          `json:"counter"`
 	}
 	if err := json.Unmarshal(out, &info); err != nil {
 		t.Fatalf("%v: %s", err, out)
@@ -338,5 +365,8 @@ func TestUDPPythonFido2(t *testing.T) {
 	}
 	if !strings.Contains(strings.Join(info.Versions, ","), "FIDO_2_0") || info.MaxMsgSize != emu.MaxMsgSize || !info.Options["rk"] {
 		t.Errorf("python-fido2 read GetInfo %+v", info)
+	}
+	if info.PINRetries != emu.MaxPINRetries || info.CredentialAAGUID != info.AAGUID || !info.UV || info.Counter == 0 {
+		t.Errorf("python-fido2 PIN, MakeCredential, GetAssertion: %+v", info)
 	}
 }
