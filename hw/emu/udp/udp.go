@@ -73,11 +73,11 @@ func (p *Port) read() {
 
 // Deliver handles one datagram from a peer: a 64-byte report goes to the
 // plugged-in key (whose answers then go to from); anything else, or
-// anything while unplugged, is dropped.
+// anything while unplugged, is dropped and changes nothing.
 func (p *Port) Deliver(datagram []byte, from netip.AddrPort) {
 	p.mu.Lock()
 	c := p.cur
-	if c != nil {
+	if c != nil && len(datagram) == ctaphid.ReportSize {
 		p.peer = from
 	}
 	p.mu.Unlock()

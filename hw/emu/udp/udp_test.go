@@ -58,10 +58,16 @@ func TestReportsBothWays(t *testing.T) {
 		t.Fatalf("ReadReport = % x, %v", got, err)
 	}
 	if p.Dropped() != 2 {
-		t.Errorf("dropped %d datagrams, want 2", p.Dropped())
+		t.Fatalf("dropped %d datagrams, want 2", p.Dropped())
 	}
 
-	// The answer goes to the sender's address.
+	// The answer goes to the sender's address; a malformed datagram from
+	// elsewhere does not take the answers away.
+	other := client(t)
+	other.WriteToUDP([]byte{0xff}, p.Addr())
+	for p.Dropped() != 3 {
+		time.Sleep(time.Millisecond)
+	}
 	answer := bytes.Repeat([]byte{0x5a}, ctaphid.ReportSize)
 	if err := conn.WriteReport(ctx(t), answer); err != nil {
 		t.Fatal(err)
