@@ -29,7 +29,7 @@ import (
 // 64-byte reports to the emulator and reading its answers.
 type udpHost struct{ c *net.UDPConn }
 
-func dialUDP(t *testing.T, to *net.UDPAddr) *udpHost {
+func dialUDP(t testing.TB, to *net.UDPAddr) *udpHost {
 	t.Helper()
 	c, err := net.DialUDP("udp", nil, to)
 	if err != nil {
@@ -62,7 +62,7 @@ func (h *udpHost) WriteReport(_ context.Context, r []byte) error {
 	return err
 }
 
-func newUDPEmulator(t *testing.T, pres emu.Presence) (*Emulator, *udp.Port) {
+func newUDPEmulator(t testing.TB, pres emu.Presence) (*Emulator, *udp.Port) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	port, err := udp.Listen("127.0.0.1:0")

@@ -16,8 +16,8 @@ import (
 const DefaultAddr = "127.0.0.1:8111"
 
 // queueDepth is how many reports wait for the CTAPHID server, like the
-// hidraw driver's per-reader queue; a report arriving at a full queue is
-// dropped, as a HID report would be.
+// hidraw driver's per-reader queue; a report arriving at a full queue
+// waits in the socket's receive buffer until the server reads on.
 const queueDepth = 64
 
 // Port is a UDP socket that a key can be plugged into.
@@ -52,8 +52,7 @@ func Listen(addr string) (*Port, error) {
 // Addr is the address the port listens on.
 func (p *Port) Addr() *net.UDPAddr { return p.pc.LocalAddr().(*net.UDPAddr) }
 
-// Dropped is how many datagrams were not 64 bytes long or found the
-// queue full.
+// Dropped is how many datagrams were not 64 bytes long.
 func (p *Port) Dropped() uint64 { return p.dropped.Load() }
 
 func (p *Port) read() {
@@ -88,12 +87,13 @@ func (p *Port) Deliver(datagram []byte, from netip.AddrPort) {
 		p.dropped.Add(1)
 		return
 	}
+	// A full queue waits for the key, as a USB host waits for the device
+	// to poll: meanwhile datagrams wait in the socket's receive buffer. A
+	// report dropped here would break a long message mid-sequence.
 	r := append([]byte(nil), datagram...)
 	select {
 	case c.in <- r:
 	case <-c.gone:
-	default:
-		p.dropped.Add(1)
 	}
 }
 
