@@ -139,6 +139,8 @@ step_mfad_drivers() {
 		if ! mfad_start $d $d >$T/start-$d.out 2>&1; then fail mfad_${d}_enroll "$(cat $T/start-$d.out)"; continue; fi
 		run mfad_${d}_enroll $M device add fido vm-$d --label "vm key"
 		run mfad_${d}_signin /bin/probe time mfad_${d}_signin_ms $M authenticate --key vm-$d
+		# The conformance battery through mfad, over the kernel's hidraw.
+		[ $d = native ] && run mfad_native_key_check $M key check --all --report json --output $T/check-native.json
 		mfad_stop
 	done
 	# With software keys off, the same key is known by its AAGUID and refused.
@@ -193,6 +195,7 @@ step_uhid() {
 	if mfad_start native uhid >$T/start-uhid.out 2>&1; then
 		run mfad_uhid_enroll $M device add fido vm-uhid
 		run mfad_uhid_signin $M authenticate --key vm-uhid
+		run mfad_uhid_key_check $M key check --all --report json --output $T/check-uhid.json
 		mfad_stop
 	else
 		fail mfad_uhid_enroll "$(cat $T/start-uhid.out)"
