@@ -162,7 +162,20 @@ type Device struct {
 
 	opens   atomic.Int32 // UHID_OPEN minus UHID_CLOSE: hosts holding the hidraw node open
 	started atomic.Bool
+
+	// The kernel keeps at most 32 uhid events and drops output reports
+	// past them, where a USB host would wait for the device: a host
+	// writing a long message (129 reports) faster than the key handles
+	// them would lose reports mid-sequence. pump drains the kernel's queue
+	// as fast as it can into reports, for ReadReport.
+	pumpOnce sync.Once
+	reports  chan []byte
+	pumpErr  error // why pump stopped; set before reports is closed
+	done     chan struct{}
 }
+
+// reportQueue holds more than the longest CTAPHID message (129 reports).
+const reportQueue = 1024
 
 var _ ctaphid.Conn = (*Device)(nil)
 
@@ -198,7 +211,7 @@ func newDevice(fd int) (*Device, error) {
 	if err != nil {
 		return nil, fmt.Errorf("uhid: eventfd: %w", err)
 	}
-	return &Device{fd: fd, wake: wake}, nil
+	return &Device{fd: fd, wake: wake, done: make(chan struct{})}, nil
 }
 
 // Opened reports whether a host program holds the hidraw node open.
@@ -234,17 +247,48 @@ func (d *Device) signal() {
 // node (64 bytes, without the report id). Other events (START, OPEN, ...)
 // are handled on the way; GET_REPORT and SET_REPORT are answered with EIO.
 func (d *Device) ReadReport(ctx context.Context) ([]byte, error) {
+	d.pumpOnce.Do(func() {
+		d.reports = make(chan []byte, reportQueue)
+		go d.pump()
+	})
+	select {
+	case r, ok := <-d.reports:
+		if !ok {
+			return nil, d.pumpErr
+		}
+		return r, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// pump reads the kernel's events until the device closes or fails.
+func (d *Device) pump() {
+	for {
+		r, err := d.readEvent()
+		if err != nil {
+			d.pumpErr = err
+			close(d.reports)
+			return
+		}
+		select {
+		case d.reports <- r:
+		case <-d.done:
+			d.pumpErr = ErrClosed
+			close(d.reports)
+			return
+		}
+	}
+}
+
+// readEvent waits for the next output report, handling other events.
+func (d *Device) readEvent() ([]byte, error) {
 	d.mu.RLock()
 	defer d.mu.RUnlock()
-	stop := context.AfterFunc(ctx, d.signal)
-	defer stop()
 	buf := make([]byte, eventSize)
 	for {
 		if d.closed.Load() {
 			return nil, ErrClosed
-		}
-		if err := ctx.Err(); err != nil {
-			return nil, err
 		}
 		n, err := unix.Read(d.fd, buf)
 		switch {
@@ -329,6 +373,7 @@ func (d *Device) Close() error {
 	if d.closed.Swap(true) {
 		return nil
 	}
+	close(d.done)
 	d.signal()
 	d.mu.Lock()
 	defer d.mu.Unlock()
