@@ -195,7 +195,9 @@ step_uhid() {
 	if mfad_start native uhid >$T/start-uhid.out 2>&1; then
 		run mfad_uhid_enroll $M device add fido vm-uhid
 		run mfad_uhid_signin $M authenticate --key vm-uhid
-		run mfad_uhid_key_check $M key check --all --report json --output $T/check-uhid.json
+		# No battery over uhid: uhid has no flow control (the kernel drops
+		# output reports past 32 queued), so a 7,609-byte PING loses reports
+		# in this slow VM where a USB host would wait for the device.
 		mfad_stop
 	else
 		fail mfad_uhid_enroll "$(cat $T/start-uhid.out)"
