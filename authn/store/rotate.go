@@ -29,6 +29,10 @@ const (
 	rotateDone                     // mfad.key holds the new key
 )
 
+// maxKnownKeys bounds the keys a running store keeps for reads that began
+// before a rotation (the current one and the three before it).
+const maxKnownKeys = 4
+
 // afterRotateStepForTest, when set, runs after each step of RotateKey.
 var afterRotateStepForTest func(step int)
 
@@ -90,7 +94,10 @@ func (s *Store) RotateKey(keyFile string) (Rotated, error) {
 	before := s.keys.Load()
 	check := next.seal(keyCheckPlain, keyCheckAD)
 	oldCheck := before.known[0].check
-	s.keys.Store(&keySet{cur: old, known: []keyed{{old, oldCheck}, {next, check}}})
+	// Earlier keys stay known too: a read whose snapshot predates the
+	// previous rotation may look at its secrets only now.
+	earlier := before.known[1:min(len(before.known), maxKnownKeys-1)]
+	s.keys.Store(&keySet{cur: old, known: append([]keyed{{old, oldCheck}, {next, check}}, earlier...)})
 	err = s.db.Update(func(btx *bolt.Tx) error {
 		var err error
 		n, err = reseal(btx.Bucket(bktRoot), old, next)
@@ -110,7 +117,7 @@ func (s *Store) RotateKey(keyFile string) (Rotated, error) {
 		return Rotated{}, fmt.Errorf("store: key rotation rolled back, the old key stays: %w", err)
 	}
 	rotateStep(rotateCommitted)
-	s.keys.Store(&keySet{cur: next, known: []keyed{{next, check}, {old, oldCheck}}})
+	s.keys.Store(&keySet{cur: next, known: append([]keyed{{next, check}, {old, oldCheck}}, earlier...)})
 	s.wmu.Unlock()
 
 	out := Rotated{KeyFile: keyFile, OldKeyFile: keyFile + oldKeySuffix, Resealed: n}
