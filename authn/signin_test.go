@@ -476,4 +476,22 @@ func TestScratchCodesSignInOnce(t *testing.T) {
 	if n := len(f.audits(t, "alice", authn.ActTempCodeUsed)); n != 2 {
 		t.Errorf("%d scratch code sign-ins audited, want 2", n)
 	}
+
+	// A disabled account's scratch code does not sign in, and is not spent.
+	if _, err := f.svc.CreateAccount(f.ctx, f.admin, authn.NewAccount{Name: "bob"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.svc.ImportOTP(f.ctx, f.admin, "bob", authn.OTPImport{Secret: secret, ScratchCodes: []string{"11223344"}}); err != nil {
+		t.Fatal(err)
+	}
+	flags := []string{authn.FlagDisabled}
+	if _, err := f.svc.PatchAccount(f.ctx, f.admin, "bob", authn.AccountPatch{Flags: &flags}); err != nil {
+		t.Fatal(err)
+	}
+	bob := authn.Actor{UID: 1001, Name: "bob"}
+	_, err = f.svc.Authenticate(f.ctx, bob, authn.AuthRequest{Account: "bob", Code: "11223344"}, nil)
+	wantCode(t, err, authn.CodeAccountDisabled)
+	if a, _ := f.svc.Account("bob"); len(a.ScratchCodes) != 1 {
+		t.Errorf("a refused scratch code was spent: %d left", len(a.ScratchCodes))
+	}
 }
