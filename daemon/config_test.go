@@ -79,3 +79,38 @@ func TestJournalFieldNames(t *testing.T) {
 		}
 	}
 }
+
+// FuzzLoadConfig: a hostile or broken config file is a clear error naming
+// the config, never a panic, and what loads also validates and yields a
+// policy.
+func FuzzLoadConfig(f *testing.F) {
+	for _, p := range []string{"../contrib/mfad.toml", "../contrib/dev.toml"} {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
+	f.Add([]byte("[store]\nbackend = \"postgres\"\ndsn = \"host=/x\"\n[store.offline]\nmax_age = \"1h\"\n"))
+	f.Add([]byte("[lockout]\nmax_failures = 3\nlockout_after = 2\n"))
+	f.Add([]byte("[recovery.phone]\nallowed_prefixes = [\"+81\"]\n"))
+	f.Add([]byte("socket = \n"))
+	dir := f.TempDir()
+	f.Fuzz(func(t *testing.T, body []byte) {
+		p := filepath.Join(dir, "fuzz.toml")
+		if err := os.WriteFile(p, body, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		cfg, err := LoadConfig(p)
+		if err != nil {
+			if !strings.Contains(err.Error(), "config") {
+				t.Fatalf("error does not say it is the config: %v", err)
+			}
+			return
+		}
+		if err := cfg.Validate(); err != nil {
+			t.Fatalf("loaded, then invalid: %v", err)
+		}
+		cfg.Policy()
+	})
+}
