@@ -134,8 +134,9 @@ fuzz: pam-fuzz
 	done
 
 # soak: SOAK (default 30m) of mixed load on one mfad (codes, a software key,
-# enrollments, event streams), its goroutines, fds and RSS sampled each
-# minute (contrib/mfad-load --soak; not part of `make test`).
+# enrollments, recoveries, event streams), its goroutines, fds and RSS
+# sampled each minute; fails when a kind of work never succeeded or they
+# grew (contrib/mfad-load --soak; not part of `make test`).
 SOAK ?= 30m
 soak: build
 	$(GO) build -o bin/mfad-load ./contrib/mfad-load

@@ -74,8 +74,9 @@ func main() {
 	batch := flag.Int("ceiling-batch", 256, "with --serve-ceiling: updates per commit at most")
 	startup := flag.Int("startup", 0, "instead of load: fill a store with this many accounts of 3 active TOTP devices each, then time mfad's starts on it to READY=1 (NOTIFY_SOCKET) and report its idle RSS")
 	starts := flag.Int("starts", 11, "with --startup: starts to time")
-	soak := flag.Duration("soak", 0, "instead of load points: keep mixed load (codes, a software key, enrollments, event streams) for this long, sampling mfad's goroutines, fds and RSS")
+	soak := flag.Duration("soak", 0, "instead of load points: keep mixed load (codes, a software key, enrollments, recoveries, event streams) for this long, sampling mfad's goroutines, fds and RSS; exits non-zero when a kind of work never succeeded or they grew")
 	soakEvery := flag.Duration("soak-every", time.Minute, "with --soak: time between samples")
+	soakPause := flag.Duration("soak-pause", 50*time.Millisecond, "with --soak: each client's pause between its operations (the soak measures flatness, not speed)")
 	rssMarks := flag.String("rss", "", "instead of timed points: drive the first --clients count until the total verifications reach each of these counts (e.g. 10000,1000000) and report mfad's RSS at start and at each")
 	flag.Parse()
 	if *serve != "" {
@@ -108,7 +109,7 @@ func main() {
 		setup, kind = setupFIDO, "fido"
 	}
 	if *soak > 0 {
-		soakRun(*mfad, *soak, *soakEvery)
+		soakRun(*mfad, *soak, *soakEvery, *soakPause)
 		return
 	}
 	if *startup > 0 {
