@@ -202,19 +202,23 @@ func interleave(rounds int, ts []*target, measure func(*target) result) [][]resu
 	return res
 }
 
+// medianOf is the median of f over xs (of an even count, the mean of the
+// middle two).
+func medianOf[T any](xs []T, f func(T) float64) float64 {
+	v := make([]float64, len(xs))
+	for i, x := range xs {
+		v[i] = f(x)
+	}
+	slices.Sort(v)
+	if len(v)%2 == 1 {
+		return v[len(v)/2]
+	}
+	return (v[len(v)/2-1] + v[len(v)/2]) / 2
+}
+
 // compareRow is the summary of one point measured on both builds.
 func compareRow(label string, n int, other string, a, b []result) string {
-	med := func(rs []result, f func(result) float64) float64 {
-		v := make([]float64, len(rs))
-		for i, r := range rs {
-			v[i] = f(r)
-		}
-		slices.Sort(v)
-		if len(v)%2 == 1 {
-			return v[len(v)/2]
-		}
-		return (v[len(v)/2-1] + v[len(v)/2]) / 2
-	}
+	med := medianOf[result]
 	rate := func(r result) float64 { return r.rate }
 	p50 := func(r result) float64 { return float64(r.p50) }
 	cpu := func(r result) float64 { return float64(r.srvCPU) }

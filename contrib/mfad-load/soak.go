@@ -8,7 +8,6 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
-	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -256,17 +255,7 @@ func soakJudge(samples []soakSample, totals map[string]soakTotal) (verdict, fail
 	early, late := steady[:len(steady)/2], steady[(len(steady)+1)/2:]
 	span := fmt.Sprintf("(%s-%s against %s-%s)", late[0].at.Round(time.Second), late[len(late)-1].at.Round(time.Second),
 		early[0].at.Round(time.Second), early[len(early)-1].at.Round(time.Second))
-	median := func(ss []soakSample, f func(soakSample) float64) float64 {
-		v := make([]float64, len(ss))
-		for i, s := range ss {
-			v[i] = f(s)
-		}
-		slices.Sort(v)
-		if len(v)%2 == 1 {
-			return v[len(v)/2]
-		}
-		return (v[len(v)/2-1] + v[len(v)/2]) / 2
-	}
+	median := medianOf[soakSample]
 	for _, m := range []struct {
 		name  string
 		f     func(soakSample) float64
