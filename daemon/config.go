@@ -160,6 +160,9 @@ type StoreConfig struct {
 	AutoMigrate bool `toml:"auto_migrate"`
 	// MaxConns bounds the connection pool (0: pgx's default).
 	MaxConns int32 `toml:"max_conns"`
+	// Host names this host in the fleet's audit log (postgres only;
+	// default: the machine's host name).
+	Host string `toml:"host"`
 	// Offline is what this host verifies alone while the database is out
 	// of reach (postgres only).
 	Offline OfflineConfig `toml:"offline"`
@@ -344,8 +347,8 @@ func (c *Config) Validate() error {
 		errs = append(errs, fmt.Errorf("store: backend must be %q or %q, not %q", BackendBolt, BackendPostgres, st.Backend))
 	case st.Backend == BackendPostgres && (st.DSN == "") == (st.DSNFile == ""):
 		errs = append(errs, errors.New("store: backend \"postgres\" needs exactly one of dsn and dsn_file"))
-	case st.Backend == BackendBolt && (st.DSN != "" || st.DSNFile != ""):
-		errs = append(errs, errors.New("store: dsn and dsn_file are for backend = \"postgres\""))
+	case st.Backend == BackendBolt && (st.DSN != "" || st.DSNFile != "" || st.Host != ""):
+		errs = append(errs, errors.New("store: dsn, dsn_file and host are for backend = \"postgres\""))
 	case st.MaxConns < 0:
 		errs = append(errs, errors.New("store: max_conns must not be negative"))
 	case st.Offline.MaxAge.Duration <= 0:

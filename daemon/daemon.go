@@ -39,13 +39,13 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	st, err := openStore(ctx, cfg, key)
+	st, err := openStore(ctx, cfg, key, log)
 	clear(key)
 	if err != nil {
 		return err
 	}
 	defer st.Close()
-	log.Info("store open", "backend", cfg.Store.Backend, "path", st.Path(), "key", keyPath)
+	log.Info("store open", "backend", cfg.Store.Backend, "path", st.Path(), "key", keyPath, "state", st.info().State)
 
 	fidoPolicy, err := relyingParty(cfg, st, log)
 	if err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -71,7 +72,7 @@ func (b pgBackend) info() api.StoreInfo {
 const LocalFileName = "mfad-local.db"
 
 // openStore opens the configured backend with the master key.
-func openStore(ctx context.Context, cfg Config, key []byte) (backend, error) {
+func openStore(ctx context.Context, cfg Config, key []byte, log *slog.Logger) (backend, error) {
 	if cfg.Store.Backend != BackendPostgres {
 		st, err := store.Open(cfg.StateDir, key, store.Options{
 			LockTimeout:    cfg.Store.LockTimeout.Duration,
@@ -93,6 +94,8 @@ func openStore(ctx context.Context, cfg Config, key []byte) (backend, error) {
 		AutoMigrate:    cfg.Store.AutoMigrate,
 		AuditRetention: cfg.Audit.Retention,
 		MaxConns:       cfg.Store.MaxConns,
+		Host:           cfg.Store.Host,
+		Logger:         log,
 		LocalPath:      filepath.Join(cfg.StateDir, LocalFileName),
 		Offline:        postgres.OfflineOptions{FIDO: cfg.Store.Offline.FIDO, OTP: cfg.Store.Offline.OTP, MaxAge: cfg.Store.Offline.MaxAge.Duration},
 	})

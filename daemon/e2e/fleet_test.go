@@ -51,8 +51,8 @@ func newFleet(t *testing.T, extra ...string) *fleet {
 	if err := os.WriteFile(dsnFile, []byte(dsn+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	f.a = &world{t: t, d: startDaemon(t, f.stateDir(t, f.key), f.config(fmt.Sprintf("dsn_file = %q", dsnFile)))}
-	f.b = &world{t: t, d: startDaemon(t, f.stateDir(t, f.key), f.config(fmt.Sprintf("dsn = %q", dsn)))}
+	f.a = &world{t: t, d: startDaemon(t, f.stateDir(t, f.key), f.config(fmt.Sprintf("dsn_file = %q\nhost = \"ws-a\"", dsnFile)))}
+	f.b = &world{t: t, d: startDaemon(t, f.stateDir(t, f.key), f.config(fmt.Sprintf("dsn = %q\nhost = \"ws-b\"", dsn)))}
 	return f
 }
 
@@ -209,11 +209,14 @@ func TestFleetBadDatabaseRefusedAtStart(t *testing.T) {
 		if err := cmd.Run(); err == nil || !strings.Contains(stderr.String(), want) {
 			t.Errorf("dsn %q: %v, want %q in\n%s", dsn, err, want, stderr.String())
 		}
-		if strings.Contains(stderr.String(), "password=") {
+		if strings.Contains(stderr.String(), "password=") || strings.Contains(stderr.String(), "s3cret") {
 			t.Errorf("the refusal shows the DSN's password: %s", stderr.String())
 		}
 	}
 	run(strings.Replace(f.dsn, "password="+f.pg.Password, "password=wrong", 1), "password authentication failed")
+	run(strings.Replace(f.dsn, "password="+f.pg.Password, "password=wrong", 1), "check [store] dsn or dsn_file")
+	run("postgres://mfad:s3cret@[::1:5432/mfad", "[store] dsn")
+	run(strings.Replace(f.dsn, "dbname=", "dbname=nosuch", 1), "does not exist")
 	out, err := exec.Command(filepath.Join(binDir, "mfad"), "migrate", "--config", "/nonexistent.toml").CombinedOutput()
 	if err == nil {
 		t.Errorf("migrate without a config: %s", out)

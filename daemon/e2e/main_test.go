@@ -196,6 +196,7 @@ type daemon struct {
 	stderr *syncBuffer
 	exited chan error
 	attr   *syscall.SysProcAttr // nil: mfad runs as root
+	args   []string             // of the last start
 }
 
 // startDaemon runs mfad on a fresh socket and state dir under a new
@@ -225,6 +226,7 @@ func startDaemon(t *testing.T, state string, config string) *daemon {
 }
 
 func (d *daemon) start(args ...string) {
+	d.args = args
 	d.stderr = &syncBuffer{}
 	d.cmd = exec.Command(filepath.Join(binDir, "mfad"), args...)
 	d.cmd.Stderr = d.stderr

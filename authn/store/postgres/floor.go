@@ -39,7 +39,10 @@ type floorVal struct {
 	signCount uint32 // FIDO signature count
 }
 
-var bktFloor = []byte("floor")
+var (
+	bktFloor = []byte("floor")
+	bktMeta  = []byte("meta") // the database's mfad_meta as this host last read it
+)
 
 func floorKey(account, id string) string { return account + "\x00" + id }
 
@@ -179,4 +182,34 @@ func (f *floor) raise(vals map[string]floorVal) error {
 		}
 	}
 	return nil
+}
+
+// meta returns the fleet's setting key as this host last read it.
+func (f *floor) meta(key string) (string, bool) {
+	if f == nil {
+		return "", false
+	}
+	var v []byte
+	f.db.View(func(tx *bolt.Tx) error {
+		if b := tx.Bucket(bktMeta); b != nil {
+			v = append([]byte(nil), b.Get([]byte(key))...)
+		}
+		return nil
+	})
+	return string(v), v != nil
+}
+
+// setMeta keeps the fleet's setting key as read from the database,
+// writing only when it changed. A failed write only leaves the copy older.
+func (f *floor) setMeta(key, value string) {
+	if cur, ok := f.meta(key); f == nil || (ok && cur == value) {
+		return
+	}
+	f.db.Update(func(tx *bolt.Tx) error {
+		b, err := tx.CreateBucketIfNotExists(bktMeta)
+		if err != nil {
+			return err
+		}
+		return b.Put([]byte(key), []byte(value))
+	})
 }

@@ -3,9 +3,14 @@ package postgres
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"path/filepath"
+	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/mfad/mfad/authn"
 	"github.com/mfad/mfad/authn/store/postgres/pgtest"
@@ -284,4 +289,152 @@ func TestOfflineOTP(t *testing.T) {
 	if _, err := b.svc.Authenticate(ctx, alice, authn.AuthRequest{Account: "alice", Code: c}, nil); err == nil {
 		t.Fatal("the code used offline on A was accepted on B after reconciling")
 	}
+}
+
+// TestStartOffline: a host that was online with the database and keeps an
+// offline cache starts while the database is out of reach: offline, its
+// key checked against the key-check value it kept, its security keys
+// signing in, the fleet's settings answered from its copy. Once the
+// database answers it checks the schema and key before going online (a
+// newer schema keeps it offline, saying why) and then replays its queue. A
+// host that never used the database, one without an offline cache, and
+// one with another key are refused, each naming the fix.
+func TestStartOffline(t *testing.T) {
+	srv, dsn := ownCluster(t)
+	ctx := context.Background()
+	clk := &fakeClock{t: time.Unix(1_800_000_000, 0).UTC()}
+	local := filepath.Join(t.TempDir(), "local.db")
+	var logs syncLog
+	opts := Options{Host: "ws-a", Now: clk.Now, ProbeEvery: time.Hour, LocalPath: local,
+		Offline: OfflineOptions{FIDO: true, MaxAge: time.Hour}, Logger: slog.New(slog.NewTextHandler(&logs, nil))}
+	a, err := openOpts(dsn, storetest.Key(), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := &authn.Device{ID: "k1", Account: "alice", Type: authn.DeviceFIDO, State: authn.StateActive,
+		FIDO: &authn.FIDOState{CredentialID: []byte{1}, PublicKey: []byte{2}, Alg: -7, SignCount: 10}}
+	if err := a.Update(ctx, func(t authn.Tx) error {
+		if err := t.PutAccount(&authn.Account{Name: "alice", Kind: authn.KindMember}); err != nil {
+			return err
+		}
+		return t.PutDevice(key)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.SetMetaOnce("rp_id", "pam://fleet"); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.View(func(t authn.Tx) error { _, err := t.Devices("alice"); return err }); err != nil {
+		t.Fatal(err)
+	}
+	a.Close()
+
+	if err := srv.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	refused := func(what string, key []byte, o Options, want string) {
+		t.Helper()
+		s, err := openOpts(dsn, key, o)
+		if err == nil {
+			s.Close()
+			t.Fatalf("%s: opened with the database stopped", what)
+		}
+		if !strings.Contains(err.Error(), want) || strings.Contains(err.Error(), "password=") {
+			t.Errorf("%s: %v, want %q", what, err, want)
+		}
+	}
+	fresh := opts
+	fresh.LocalPath = filepath.Join(t.TempDir(), "other.db")
+	refused("a host that never used the database", storetest.Key(), fresh, "never used that database")
+	noCache := opts
+	noCache.Offline = OfflineOptions{}
+	refused("a host without an offline cache", storetest.Key(), noCache, "[store.offline]")
+	other := storetest.Key()
+	other[0] ^= 1
+	refused("a host with another key", other, opts, "another master key")
+
+	a, err = openOpts(dsn, storetest.Key(), opts)
+	if err != nil {
+		t.Fatalf("start offline with a cache: %v", err)
+	}
+	defer a.Close()
+	if online, since := a.Status(); online || !since.Equal(clk.Now()) {
+		t.Errorf("status after an offline start: online=%v since=%v", online, since)
+	}
+	if rp, err := a.SetMetaOnce("rp_id", "pam://elsewhere"); err != nil || rp != "pam://fleet" {
+		t.Errorf("the fleet's rp_id offline: %q %v", rp, err)
+	}
+	wantOffline(t, func() error { _, err := a.SetMetaOnce("never_read", "x"); return err }(), "a setting never read")
+	clk.Add(time.Minute)
+	t1 := clk.Now()
+	if err := signIn(a, "alice", "k1", 11, t1); err != nil {
+		t.Fatalf("a security key after an offline start: %v", err)
+	}
+
+	// The database answers again, with a schema newer than this mfad: the
+	// host stays offline and says why.
+	if err := srv.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	setSchema := func(v string) {
+		t.Helper()
+		conn, err := pgx.Connect(ctx, dsn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close(ctx)
+		if _, err := conn.Exec(ctx, `UPDATE mfad_meta SET value = $1 WHERE key = 'schema'`, v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	setSchema("99")
+	if err := a.Ping(ctx); err != nil {
+		t.Fatal(err)
+	}
+	a.recheck(ctx)
+	if online, _ := a.Status(); online {
+		t.Fatal("online on a database with a newer schema")
+	}
+	if !strings.Contains(logs.String(), "newer than this mfad") {
+		t.Errorf("the log does not say why the host stays offline:\n%s", logs.String())
+	}
+	if err := signIn(a, "alice", "k1", 12, clk.Now()); err != nil {
+		t.Fatalf("offline while the database cannot be used: %v", err)
+	}
+
+	setSchema("1")
+	a.recheck(ctx)
+	if online, _ := a.Status(); !online {
+		t.Fatalf("still offline once the database can be used:\n%s", logs.String())
+	}
+	if err := a.Reconcile(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var count int64
+	var offline int
+	if err := a.Pool().QueryRow(ctx, `SELECT (SELECT sign_count FROM credentials WHERE account = 'alice'),
+		(SELECT count(*) FROM audit WHERE host = 'ws-a' AND detail LIKE '%(offline)')`).Scan(&count, &offline); err != nil {
+		t.Fatal(err)
+	}
+	if count != 12 || offline != 2 || a.cache.pending() != 0 {
+		t.Errorf("after reconnecting: sign_count %d, %d offline entries, %d queued; want 12, 2, 0", count, offline, a.cache.pending())
+	}
+}
+
+// syncLog is a log destination safe for the prober's goroutine.
+type syncLog struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *syncLog) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *syncLog) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }

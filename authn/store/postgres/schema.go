@@ -183,6 +183,17 @@ func (s *Store) checkKey(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("store: key check: %w", err)
 	}
+	if err := s.openKeyCheck(stored); err != nil {
+		return err
+	}
+	// Kept on this host, so that it can check its key when it starts
+	// while the database is out of reach.
+	s.floor.setMeta("key_check", stored)
+	return nil
+}
+
+// openKeyCheck opens a key-check value (hex) with this host's key.
+func (s *Store) openKeyCheck(stored string) error {
 	b, err := hex.DecodeString(stored)
 	if err == nil {
 		_, err = s.rec.Open(b, keyCheckAD)

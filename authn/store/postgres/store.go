@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"math/rand/v2"
 	"os"
 	"strings"
@@ -53,6 +54,10 @@ type Options struct {
 	// ProbeEvery is how often an offline host asks whether the database
 	// answers again (default 1 s).
 	ProbeEvery time.Duration
+	// Logger tells what happens in the background: a host that started
+	// offline and cannot use the database once it answers (a newer
+	// schema, another master key). Default: discarded.
+	Logger *slog.Logger
 }
 
 // Store is the PostgreSQL-backed authn.Store.
@@ -70,7 +75,12 @@ type Store struct {
 
 	mu           sync.Mutex
 	offlineSince time.Time // zero while the database answers
-	lastTrim     uint64
+	// unchecked: the host started while the database was out of reach, so
+	// its schema and key check have not been read yet; it stays offline
+	// until they have.
+	unchecked bool
+	lastProb  string // the last reason a check at reconnect failed
+	lastTrim  uint64
 }
 
 // ParseDSN checks a DSN (libpq keyword/value or URL syntax, TLS settings
@@ -79,7 +89,7 @@ func ParseDSN(dsn string) (*pgxpool.Config, error) {
 	cfg, err := pgxpool.ParseConfig(dsn)
 	if err != nil {
 		// pgconn's message names the DSN with its password redacted.
-		return nil, fmt.Errorf("store: postgres dsn: %w", err)
+		return nil, fmt.Errorf("store: [store] dsn (or dsn_file) does not parse: %w (write it as libpq keyword=value pairs or a postgres:// URL)", err)
 	}
 	if !strings.Contains(dsn, "connect_timeout") {
 		cfg.ConnConfig.ConnectTimeout = 5 * time.Second
@@ -87,14 +97,22 @@ func ParseDSN(dsn string) (*pgxpool.Config, error) {
 	return cfg, nil
 }
 
-// Connect opens a pool and checks that the server answers.
-func Connect(ctx context.Context, dsn string, maxConns int32) (*pgxpool.Pool, string, error) {
+func poolConfig(dsn string, maxConns int32) (*pgxpool.Config, error) {
 	cfg, err := ParseDSN(dsn)
 	if err != nil {
-		return nil, "", err
+		return nil, err
 	}
 	if maxConns > 0 {
 		cfg.MaxConns = maxConns
+	}
+	return cfg, nil
+}
+
+// Connect opens a pool and checks that the server answers.
+func Connect(ctx context.Context, dsn string, maxConns int32) (*pgxpool.Pool, string, error) {
+	cfg, err := poolConfig(dsn, maxConns)
+	if err != nil {
+		return nil, "", err
 	}
 	where := describe(cfg.ConnConfig.Config)
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
@@ -119,6 +137,12 @@ func describe(c pgconn.Config) string {
 
 // Open connects to the database at dsn, checks (or, with AutoMigrate,
 // brings up to date) its schema and checks that key is the fleet's.
+//
+// A database out of reach is a refusal, unless this host has an offline
+// cache of it (Options.Offline, and the host was online with it before):
+// then the Store opens offline, its master key checked against the
+// key-check value it kept, serves what the cache allows, and checks the
+// database (schema, key) once it answers, before going online.
 func Open(ctx context.Context, dsn string, key []byte, opts Options) (*Store, error) {
 	if opts.Host == "" {
 		h, err := os.Hostname()
@@ -142,13 +166,21 @@ func Open(ctx context.Context, dsn string, key []byte, opts Options) (*Store, er
 	if opts.ProbeEvery == 0 {
 		opts.ProbeEvery = time.Second
 	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
 	rec, err := store.NewRecords(key)
 	if err != nil {
 		return nil, err
 	}
-	pool, where, err := Connect(ctx, dsn, opts.MaxConns)
+	cfg, err := poolConfig(dsn, opts.MaxConns)
 	if err != nil {
 		return nil, err
+	}
+	where := describe(cfg.ConnConfig.Config)
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("store: postgres %s: %w", where, err)
 	}
 	s := &Store{pool: pool, rec: rec, opts: opts, path: where}
 	if opts.LocalPath != "" {
@@ -163,7 +195,12 @@ func Open(ctx context.Context, dsn string, key []byte, opts Options) (*Store, er
 			}
 		}
 	}
-	if err := s.prepare(ctx); err != nil {
+	if err := pool.Ping(ctx); err != nil {
+		if err := s.startOffline(where, err); err != nil {
+			s.Close()
+			return nil, err
+		}
+	} else if err := s.prepare(ctx); err != nil {
 		s.Close()
 		return nil, err
 	}
@@ -172,6 +209,32 @@ func Open(ctx context.Context, dsn string, key []byte, opts Options) (*Store, er
 		go s.prober()
 	}
 	return s, nil
+}
+
+// startOffline decides what a database out of reach at start means: a
+// refusal naming the fix, or, for a host with an offline cache of it, a
+// start offline once the master key matches the key-check value the host
+// kept.
+func (s *Store) startOffline(where string, pingErr error) error {
+	refuse := fmt.Errorf("store: cannot use PostgreSQL at %s: %w (check [store] dsn or dsn_file: host, user, password, dbname, sslmode)", where, pingErr)
+	if !isConnError(pingErr) {
+		return refuse // the server answered: a password, a database name...
+	}
+	if s.cache == nil {
+		return fmt.Errorf("%w; with [store.offline] fido and otp off this host does not start without its database: start the database, or fix the DSN", refuse)
+	}
+	check, ok := s.floor.meta("key_check")
+	if !ok {
+		return fmt.Errorf("%w; this host has never used that database, so it has no offline cache of it to start from: start the database, or fix the DSN", refuse)
+	}
+	if err := s.openKeyCheck(check); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	s.offlineSince, s.unchecked = s.opts.Now().UTC(), true
+	s.mu.Unlock()
+	s.opts.Logger.Warn("the fleet's database is out of reach: starting offline from this host's cache", "database", where, "err", pingErr)
+	return nil
 }
 
 func (s *Store) prepare(ctx context.Context) error {
@@ -246,7 +309,7 @@ func (s *Store) observe(err error) {
 	switch {
 	case down && s.offlineSince.IsZero():
 		s.offlineSince = s.opts.Now().UTC()
-	case err == nil || !down:
+	case (err == nil || !down) && !s.unchecked:
 		s.offlineSince = time.Time{}
 	}
 }
@@ -314,14 +377,39 @@ func (s *Store) prober() {
 		case <-tick.C:
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-		if s.offline() {
-			s.Ping(ctx)
+		if s.offline() && s.Ping(ctx) == nil {
+			s.recheck(ctx)
 		}
 		if !s.offline() && s.cache.pending() > 0 {
 			s.Reconcile(ctx)
 		}
 		cancel()
 	}
+}
+
+// recheck checks, once the database answers, what a host that started
+// offline could not: the schema (migrating it with AutoMigrate) and the
+// key check. Until they pass the host stays offline, and says why in its
+// log.
+func (s *Store) recheck(ctx context.Context) {
+	s.mu.Lock()
+	unchecked := s.unchecked
+	s.mu.Unlock()
+	if !unchecked {
+		return
+	}
+	err := s.prepare(ctx)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err != nil {
+		if err.Error() != s.lastProb {
+			s.lastProb = err.Error()
+			s.opts.Logger.Error("the fleet's database answers again, but this host cannot use it: staying offline", "err", err)
+		}
+		return
+	}
+	s.unchecked, s.offlineSince = false, time.Time{}
+	s.opts.Logger.Info("the fleet's database answers again: online", "database", s.path)
 }
 
 func (s *Store) run(ctx context.Context, opts pgx.TxOptions, fn func(authn.Tx) error, appended *uint64) error {
@@ -419,25 +507,43 @@ func (s *Store) trim(ctx context.Context, seq uint64) {
 	_, _ = s.pool.Exec(ctx, `DELETE FROM audit WHERE seq <= $1`, int64(seq-s.opts.AuditRetention))
 }
 
-// Meta returns a setting from mfad_meta ("" when unset).
+// Meta returns a setting from mfad_meta ("" when unset). Offline, it
+// answers what this host last read.
 func (s *Store) Meta(key string) (string, error) {
+	if s.offline() && s.floor != nil {
+		v, _ := s.floor.meta(key)
+		return v, nil
+	}
 	var v string
 	err := s.pool.QueryRow(context.Background(), `SELECT value FROM mfad_meta WHERE key = $1`, key).Scan(&v)
 	s.observe(err)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return "", nil
 	}
+	if err == nil {
+		s.floor.setMeta(key, v)
+	}
 	return v, err
 }
 
 // SetMetaOnce stores value under key unless a value is already there, and
 // returns the stored value (the fleet's relying party id, say: the first
-// daemon fixes it for all).
+// daemon fixes it for all). Offline, it answers the value this host last
+// read, or store_offline when it never read one.
 func (s *Store) SetMetaOnce(key, value string) (string, error) {
+	if s.offline() && s.floor != nil {
+		if v, ok := s.floor.meta(key); ok {
+			return v, nil
+		}
+		return "", errOffline("setting " + key + " for the fleet")
+	}
 	var v string
 	err := s.pool.QueryRow(context.Background(), `INSERT INTO mfad_meta (key, value) VALUES ($1, $2)
 		ON CONFLICT (key) DO UPDATE SET value = mfad_meta.value RETURNING value`, key, value).Scan(&v)
 	s.observe(err)
+	if err == nil {
+		s.floor.setMeta(key, v)
+	}
 	return v, err
 }
 
