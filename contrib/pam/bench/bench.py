@@ -18,6 +18,8 @@ Usage (root): bench.py --mfad BIN/mfad --module BIN/pam_mfad.so [--runs 200]
               [--reps 5] [--sink] [--only mfad,gauth,...] [--module-b OTHER.so]
 --module-b measures a second build of pam_mfad in the same run ("mfad-b",
 against the same mfad, its own accounts), e.g. the build before a change.
+--mfad-b measures a second build of mfad in the same run ("mfad-daemon-b": the same
+module against that mfad, on a socket and state of its own), e.g. a daemon change.
 --sink binds a reader on /dev/log for the run (this VM has none, so glibc's
 syslog() writes to /dev/console, which is slow), and removes it afterwards.
 """
@@ -115,13 +117,16 @@ def main():
     ap.add_argument("--sink", action="store_true")
     ap.add_argument("--only", default="permit,gauth,gauth-reuse,oath,mfad")
     ap.add_argument("--module-b", help="a second pam_mfad.so to measure in the same run (mfad-b)")
+    ap.add_argument("--mfad-b", help="a second mfad binary to measure in the same run (mfad-daemon-b)")
     a = ap.parse_args()
     only = a.only.split(",")
     if a.module_b and "mfad-b" not in only:
         only.append("mfad-b")
+    if a.mfad_b and "mfad-daemon-b" not in only:
+        only.append("mfad-daemon-b")
     work = tempfile.mkdtemp(prefix="mfad-pambench-")
     os.chmod(work, 0o755)
-    services, mfad, sink = [], None, None
+    services, daemons, sink = [], [], None
     results = {}
     try:
         if a.sink:
@@ -151,6 +156,9 @@ def main():
         }
         if a.module_b:
             svc["mfad-b"] = "auth required %s socket=%s" % (os.path.abspath(a.module_b), sock)
+        sock_b = os.path.join(work, "mfad-b.sock")
+        if a.mfad_b:
+            svc["mfad-daemon-b"] = "auth required %s socket=%s" % (os.path.abspath(a.module), sock_b)
         names = {}
         for k, line in svc.items():
             n = "mfad-bench-%s-%d" % (k, os.getpid())
@@ -173,24 +181,32 @@ def main():
 
         accounts = []
         mfads = [k for k in only if k.startswith("mfad")]
-        if mfads:
-            state = os.path.join(work, "state")
-            mfad = subprocess.Popen([a.mfad, "--socket", sock, "--state-dir", state, "--log-level", "warn"],
-                                    stderr=open(os.path.join(work, "mfad.log"), "w"),
-                                    env=dict(os.environ, NOTIFY_SOCKET="", LISTEN_FDS=""))
+        def start(binary, sock, state):
+            d = subprocess.Popen([binary, "--socket", sock, "--state-dir", state, "--log-level", "warn"],
+                                 stderr=open(state + ".log", "w"),
+                                 env=dict(os.environ, NOTIFY_SOCKET="", LISTEN_FDS=""))
+            daemons.append(d)
             for _ in range(200):
                 if os.path.exists(sock):
                     break
                 time.sleep(0.05)
+
+        if mfads:
+            # Every mfad service's accounts live on the mfad it asks.
+            if any(k != "mfad-daemon-b" for k in mfads):
+                start(a.mfad, sock, os.path.join(work, "state"))
+            if "mfad-daemon-b" in mfads:
+                start(a.mfad_b, sock_b, os.path.join(work, "state-b"))
             for i in range(a.runs * len(mfads)):
+                on = sock_b if mfads[i // a.runs] == "mfad-daemon-b" else sock
                 name = "perf%03d" % i
-                st, _ = api(sock, "POST", "/v1/accounts", {"name": name, "kind": "member"})
+                st, _ = api(on, "POST", "/v1/accounts", {"name": name, "kind": "member"})
                 assert st == 201, st
-                st, enr = api(sock, "POST", "/v1/accounts/%s/devices" % name, {"type": "totp"})
+                st, enr = api(on, "POST", "/v1/accounts/%s/devices" % name, {"type": "totp"})
                 assert st == 201, st
                 step_wait()
                 now = time.time()
-                st, _ = api(sock, "POST", "/v1/accounts/%s/devices/%s/activate" % (name, enr["device"]["id"]),
+                st, _ = api(on, "POST", "/v1/accounts/%s/devices/%s/activate" % (name, enr["device"]["id"]),
                             {"code1": oath(enr["secret"], now - 30), "code2": oath(enr["secret"], now)})
                 assert st == 200, st
                 accounts.append((name, enr["secret"]))
@@ -243,7 +259,7 @@ def main():
         for m in mfads:
             if m not in results:
                 continue
-            for peer in ("gauth", "gauth-reuse", "oath", "mfad-b"):
+            for peer in ("gauth", "gauth-reuse", "oath", "mfad-b", "mfad-daemon-b"):
                 if peer in results and peer != m:
                     print("ratio %s / %-11s %.2f" % (m, peer, results[m][0] / results[peer][0]))
         if sink:
@@ -254,9 +270,9 @@ def main():
                 os.unlink(p)
             except FileNotFoundError:
                 pass
-        if mfad:
-            mfad.send_signal(signal.SIGTERM)
-            mfad.wait(timeout=15)
+        for d in daemons:
+            d.send_signal(signal.SIGTERM)
+            d.wait(timeout=15)
         if sink:
             sink.close()
         shutil.rmtree(work, ignore_errors=True)
