@@ -22,8 +22,10 @@
 // be moved to another record. The key-check value tells the database's key
 // from any other at Open (see LoadKey and docs/masterkey.md); keyed backups
 // carry the key sealed under a passphrase (Argon2id). Writes go through a
-// group commit: one goroutine runs every queued function in one bbolt
-// transaction and flushes once, so concurrent callers share the fsync.
+// group commit: one writer at a time runs every queued function in one
+// bbolt transaction and flushes once, so concurrent callers share the
+// fsync. A lone update is its own writer, on its caller's goroutine; one
+// that finds a commit in progress queues for the committer goroutine.
 //
 // It may import authn, bbolt, cbor, x/crypto/argon2 and the standard library.
 package store

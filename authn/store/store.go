@@ -93,9 +93,12 @@ type Store struct {
 	rotating sync.Mutex
 	opts     Options
 	queue    chan *call
-	quit     chan struct{}
-	done     chan struct{}
-	closed   sync.Once
+	// turn is the writer's turn: whoever commits (the committer goroutine,
+	// or an uncontended Update on its own goroutine) holds it.
+	turn   chan struct{}
+	quit   chan struct{}
+	done   chan struct{}
+	closed sync.Once
 
 	// Commits and Batched count flushes and the updates they carried; they
 	// let tests and benchmarks see group commit at work.
@@ -163,7 +166,7 @@ func Open(stateDir string, key []byte, opts Options) (*Store, error) {
 		}
 		return nil, err
 	}
-	st := &Store{db: db, opts: opts, queue: make(chan *call), quit: make(chan struct{}), done: make(chan struct{})}
+	st := &Store{db: db, opts: opts, queue: make(chan *call), turn: make(chan struct{}, 1), quit: make(chan struct{}), done: make(chan struct{})}
 	st.keys.Store(&keySet{cur: s, known: []keyed{{s, check}}})
 	go st.committer()
 	return st, nil
@@ -233,6 +236,7 @@ func (s *Store) Close() error {
 	s.closed.Do(func() {
 		close(s.quit)
 		<-s.done
+		s.turn <- struct{}{} // an uncontended Update's commit ends first; none starts after
 		err = s.db.Close()
 	})
 	return err
@@ -255,7 +259,26 @@ func (s *Store) View(fn func(authn.Tx) error) error {
 
 // Update implements authn.Store with a group commit.
 func (s *Store) Update(ctx context.Context, fn func(authn.Tx) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
 	c := &call{fn: fn, err: make(chan error, 1)}
+	// Nobody committing: commit here, with whatever queued meanwhile,
+	// sparing the lone update two goroutine switches and the wakeups of
+	// idle threads that they cause.
+	select {
+	case s.turn <- struct{}{}:
+		select {
+		case <-s.quit:
+			<-s.turn
+			return ErrClosed
+		default:
+		}
+		s.run(s.gather(c))
+		<-s.turn
+		return <-c.err
+	default:
+	}
 	select {
 	case s.queue <- c:
 	case <-s.quit:
@@ -267,8 +290,8 @@ func (s *Store) Update(ctx context.Context, fn func(authn.Tx) error) error {
 	return <-c.err
 }
 
-// committer is the single writer: it takes whatever queued while the
-// previous commit flushed and commits it together, with no timer.
+// committer takes whatever queued while the previous commit flushed and,
+// once the writer's turn is free, commits it together, with no timer.
 func (s *Store) committer() {
 	defer close(s.done)
 	for {
@@ -278,18 +301,24 @@ func (s *Store) committer() {
 		case <-s.quit:
 			return
 		}
-		batch := []*call{first}
-	drain:
-		for len(batch) < s.opts.MaxBatch {
-			select {
-			case c := <-s.queue:
-				batch = append(batch, c)
-			default:
-				break drain
-			}
-		}
-		s.run(batch)
+		s.turn <- struct{}{}
+		s.run(s.gather(first))
+		<-s.turn
 	}
+}
+
+// gather is first and whatever queued, up to MaxBatch updates.
+func (s *Store) gather(first *call) []*call {
+	batch := []*call{first}
+	for len(batch) < s.opts.MaxBatch {
+		select {
+		case c := <-s.queue:
+			batch = append(batch, c)
+		default:
+			return batch
+		}
+	}
+	return batch
 }
 
 var errRetryBatch = errors.New("store: retry batch without a failed update")

@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -112,6 +114,118 @@ func TestGroupCommitSharesFlushesAndIsolatesFailures(t *testing.T) {
 	if updates != 56 || commits == 0 || commits > updates {
 		t.Errorf("stats: %d commits for %d updates", commits, updates)
 	}
+}
+
+// A lone update commits on its caller's goroutine (no committer goroutine
+// to wake and switch to and back); one that finds a commit in progress
+// queues and shares the next.
+func TestLoneUpdateCommitsOnItsCaller(t *testing.T) {
+	s := openTest(t, t.TempDir(), Options{})
+	ctx := context.Background()
+	onCaller := func() bool {
+		pc := make([]uintptr, 64)
+		frames := runtime.CallersFrames(pc[:runtime.Callers(1, pc)])
+		for {
+			f, more := frames.Next()
+			if strings.HasSuffix(f.Function, "store.(*Store).Update") {
+				return true
+			}
+			if !more {
+				return false
+			}
+		}
+	}
+	var inline bool
+	if err := s.Update(ctx, func(t authn.Tx) error {
+		inline = onCaller()
+		return t.PutAccount(&authn.Account{Name: "alone"})
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if !inline {
+		t.Error("a lone update was handed to the committer goroutine")
+	}
+	// While one update's commit holds the writer's turn, another queues
+	// and is committed after it, by someone else.
+	started, release := make(chan struct{}), make(chan struct{})
+	first := make(chan error, 1)
+	go func() {
+		first <- s.Update(ctx, func(t authn.Tx) error {
+			close(started)
+			<-release
+			return t.PutAccount(&authn.Account{Name: "first"})
+		})
+	}()
+	<-started
+	second := make(chan bool, 1)
+	go func() {
+		var by bool
+		err := s.Update(ctx, func(t authn.Tx) error {
+			by = onCaller()
+			return t.PutAccount(&authn.Account{Name: "second"})
+		})
+		if err != nil {
+			t.Error(err)
+		}
+		second <- by
+	}()
+	time.Sleep(20 * time.Millisecond) // let the second one queue (either way, the outcome is checked below)
+	close(release)
+	if err := <-first; err != nil {
+		t.Fatal(err)
+	}
+	<-second
+	s.View(func(tx authn.Tx) error {
+		for _, n := range []string{"alone", "first", "second"} {
+			if _, err := tx.Account(n); err != nil {
+				t.Errorf("account %s: %v", n, err)
+			}
+		}
+		return nil
+	})
+}
+
+// Updates racing Close either commit (and are on disk after) or get
+// ErrClosed; none is lost after a success, and Close does not hang.
+func TestUpdatesRacingClose(t *testing.T) {
+	dir := t.TempDir()
+	s, err := Open(dir, testKey(), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	var wg sync.WaitGroup
+	errs := make([]error, 64)
+	for i := range errs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = s.Update(ctx, func(t authn.Tx) error {
+				return t.PutAccount(&authn.Account{Name: fmt.Sprintf("u%d", i)})
+			})
+		}()
+	}
+	time.Sleep(time.Millisecond)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	wg.Wait()
+	if err := s.Update(ctx, func(authn.Tx) error { return nil }); !errors.Is(err, ErrClosed) {
+		t.Errorf("update after Close: %v, want ErrClosed", err)
+	}
+	s = openTest(t, dir, Options{})
+	s.View(func(tx authn.Tx) error {
+		for i, err := range errs {
+			_, gone := tx.Account(fmt.Sprintf("u%d", i))
+			switch {
+			case err == nil && gone != nil:
+				t.Errorf("update %d succeeded but is not on disk: %v", i, gone)
+			case err != nil && !errors.Is(err, ErrClosed):
+				t.Errorf("update %d: %v, want success or ErrClosed", i, err)
+			}
+		}
+		return nil
+	})
 }
 
 func TestSecondOpenTimesOutWithClearError(t *testing.T) {
