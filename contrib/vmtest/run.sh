@@ -32,7 +32,7 @@ usbhid_getinfo_getassertion usbhid_reattach getinfo_native_vs_libfido2 getinfo_n
 hotplug_remove hidraw_removed_read hotplug_add gadget_removed uhid_hidraw uhid_fido2_token_list
 uhid_hidraw_enumerate uhid_native_getinfo uhid_fido2_assert_get uhid_fido2_assert_verify
 mfad_native_enroll mfad_native_signin mfad_native_key_check mfad_libfido2_enroll mfad_libfido2_signin mfad_usbhid_enroll mfad_usbhid_signin
-mfad_software_key_refused mfad_key_removed mfad_key_added mfad_uhid_enroll mfad_uhid_signin"
+mfad_software_key_refused mfad_key_removed mfad_key_added mfad_uhid_enroll mfad_uhid_signin mfad_uhid_key_check"
 
 say() { echo "vmtest: $*" >&2; }
 T0=$(date +%s.%N)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 
@@ -35,6 +36,11 @@ type Conn struct {
 
 	wakeMu     sync.Mutex // orders signal with the closing of wake
 	wakeClosed bool
+
+	// pace spaces the output reports of a node whose device is virtual
+	// (uhid), which has no flow control; nil for a real key, whose USB
+	// endpoint is flow control enough (see ctaphid.Pacer).
+	pace *ctaphid.Pacer
 }
 
 var _ ctaphid.Conn = (*Conn)(nil)
@@ -55,8 +61,28 @@ func Open(path string) (*Conn, error) {
 		unix.Close(fd)
 		return nil, err
 	}
+	var st unix.Stat_t
+	if unix.Fstat(fd, &st) == nil && st.Mode&unix.S_IFMT == unix.S_IFCHR && isUHID(DefaultSysRoot, st.Rdev) {
+		c.pace = ctaphid.NewPacer(ctaphid.FrameInterval, ctaphid.PaceBurst)
+	}
 	return c, nil
 }
+
+// isUHID reports whether the character device rdev is the hidraw node of a
+// uhid device: sysfs places those under devices/virtual/misc/uhid/<hid id>.
+func isUHID(sysRoot string, rdev uint64) bool {
+	link := filepath.Join(sysRoot, "dev", "char", fmt.Sprintf("%d:%d", unix.Major(rdev), unix.Minor(rdev)), "device")
+	dir, err := filepath.EvalSymlinks(link)
+	if err != nil {
+		return false
+	}
+	parent := filepath.Dir(dir)
+	return filepath.Base(parent) == "uhid" && filepath.Base(filepath.Dir(parent)) == "misc"
+}
+
+// Paced reports whether the Conn spaces its output reports, as it does on
+// a uhid device's node.
+func (c *Conn) Paced() bool { return c.pace != nil }
 
 // newConn wraps an open, non-blocking descriptor: a hidraw node, or one end
 // of a SOCK_SEQPACKET socket pair in tests.
@@ -136,11 +162,15 @@ func (c *Conn) ReadReport(ctx context.Context) ([]byte, error) {
 }
 
 // WriteReport writes one 64-byte output report, behind the report-id byte 0.
+// On a uhid device's node it first waits for its turn (see Paced).
 func (c *Conn) WriteReport(ctx context.Context, report []byte) error {
 	if len(report) != ctaphid.ReportSize {
 		return fmt.Errorf("hidraw: write %s: %w", c.path, ctaphid.ErrReportSize)
 	}
 	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if err := c.pace.Wait(ctx); err != nil {
 		return err
 	}
 	c.mu.RLock()

@@ -207,3 +207,54 @@ func TestOpenMissing(t *testing.T) {
 		t.Fatalf("err = %v", err)
 	}
 }
+
+// A uhid device's node is recognised by its place in sysfs, through the
+// node's device number; a USB key's is not, nor a number sysfs does not know.
+func TestIsUHID(t *testing.T) {
+	for _, tc := range []struct {
+		major, minor uint32
+		want         bool
+	}{
+		{244, 5, true},  // devices/virtual/misc/uhid/0003:1209:0001.0006
+		{244, 0, false}, // a YubiKey on usb1
+		{244, 9, false}, // no such node
+	} {
+		if got := isUHID("testdata/sys", unix.Mkdev(tc.major, tc.minor)); got != tc.want {
+			t.Errorf("isUHID(%d:%d) = %v, want %v", tc.major, tc.minor, got, tc.want)
+		}
+	}
+}
+
+// A paced Conn waits for its turn before writing, and gives up when the
+// context ends; an unpaced one (a real key's node) never waits.
+func TestConnPaced(t *testing.T) {
+	c, dev := pair(t)
+	if c.Paced() {
+		t.Fatal("a socket pair is paced")
+	}
+	c.pace = ctaphid.NewPacer(time.Hour, 2)
+	ctx, cancel := context.WithCancel(context.Background())
+	for i := 0; i < 2; i++ {
+		if err := c.WriteReport(ctx, report(byte(i))); err != nil {
+			t.Fatalf("report %d of the burst: %v", i, err)
+		}
+	}
+	done := make(chan error, 1)
+	go func() { done <- c.WriteReport(ctx, report(2)) }()
+	cancel()
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Fatalf("third report within the interval: %v", err)
+	}
+	buf := make([]byte, 100)
+	for i := 0; i < 2; i++ {
+		if n, err := unix.Read(dev, buf); err != nil || buf[1] != byte(i) || n != 65 {
+			t.Fatalf("device read %d: % x %v", i, buf[:n], err)
+		}
+	}
+	if err := unix.SetNonblock(dev, true); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := unix.Read(dev, buf); !errors.Is(err, unix.EAGAIN) {
+		t.Fatalf("the report past the burst reached the device: %v", err)
+	}
+}

@@ -6,7 +6,9 @@
 // It owns the uhid event encoding (UHID_CREATE2 with the FIDO report
 // descriptor, UHID_INPUT2, UHID_OUTPUT, UHID_GET_REPORT and UHID_SET_REPORT
 // answered with EIO, UHID_DESTROY) and a Device that pumps UHID_OUTPUT
-// reports to its reader and its writer's reports to UHID_INPUT2.
+// reports to its reader and its writer's reports to UHID_INPUT2, paced like
+// a full-speed USB endpoint's (ctaphid.Pacer), because the kernel drops
+// input reports a hidraw reader has not taken, 64 behind.
 //
 // The device is created on bus USB (BUS_USB), because libfido2 ignores HID
 // devices on other buses; it has no USB parent in sysfs, so programs that

@@ -163,15 +163,18 @@ type Device struct {
 	opens   atomic.Int32 // UHID_OPEN minus UHID_CLOSE: hosts holding the hidraw node open
 	started atomic.Bool
 
-	// The kernel keeps at most 32 uhid events and drops output reports
-	// past them, where a USB host would wait for the device: a host
-	// writing a long message (129 reports) faster than the key handles
-	// them would lose reports mid-sequence. pump drains the kernel's queue
-	// as fast as it can into reports, for ReadReport.
+	// The kernel keeps at most 32 uhid events (UHID_BUFSIZE) and drops
+	// output reports past them ("Output queue is full"), where a USB host
+	// would wait for the device: a host writing a long message (129
+	// reports) faster than the key handles them would lose reports
+	// mid-sequence. pump drains the kernel's queue as fast as it can into
+	// reports, for ReadReport; hw/hidraw paces its writes to uhid nodes.
 	pumpOnce sync.Once
 	reports  chan []byte
 	pumpErr  error // why pump stopped; set before reports is closed
 	done     chan struct{}
+
+	pace *ctaphid.Pacer // spaces input reports (see ctaphid.Pacer)
 }
 
 // reportQueue holds more than the longest CTAPHID message (129 reports).
@@ -211,7 +214,7 @@ func newDevice(fd int) (*Device, error) {
 	if err != nil {
 		return nil, fmt.Errorf("uhid: eventfd: %w", err)
 	}
-	return &Device{fd: fd, wake: wake, done: make(chan struct{})}, nil
+	return &Device{fd: fd, wake: wake, done: make(chan struct{}), pace: ctaphid.NewPacer(ctaphid.FrameInterval, ctaphid.PaceBurst)}, nil
 }
 
 // Opened reports whether a host program holds the hidraw node open.
@@ -348,12 +351,18 @@ func (d *Device) event(ev []byte) ([]byte, bool) {
 	return nil, false
 }
 
-// WriteReport sends one 64-byte input report (UHID_INPUT2).
+// WriteReport sends one 64-byte input report (UHID_INPUT2), paced like a
+// full-speed USB endpoint's (ctaphid.Pacer): the kernel drops input reports
+// a host's hidraw reader has not taken, 64 behind, where a USB key would
+// wait for the host. It may wait a few milliseconds, or until ctx ends.
 func (d *Device) WriteReport(ctx context.Context, report []byte) error {
 	if len(report) != ctaphid.ReportSize {
 		return fmt.Errorf("uhid: write: %w", ctaphid.ErrReportSize)
 	}
 	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if err := d.pace.Wait(ctx); err != nil {
 		return err
 	}
 	d.mu.RLock()
