@@ -27,6 +27,11 @@
 //
 //	mfad-load --mfad bin/mfad --ceiling --clients 1,32 --rounds 5 --modes group
 //
+// --gap 10ms pauses each client before each request and opens a new
+// connection for it: with --clients 1, a lone sign-in as pam_mfad makes it
+// (an idle mfad, a connection of its own), timed from the request to the
+// answer.
+//
 // --rss 10000,1000000 drives the first --clients count until the total
 // verifications reach each count and reports mfad's resident memory.
 //
@@ -77,6 +82,7 @@ func main() {
 	soak := flag.Duration("soak", 0, "instead of load points: keep mixed load (codes, a software key, enrollments, recoveries, event streams) for this long, sampling mfad's goroutines, fds and RSS; exits non-zero when a kind of work never succeeded or they grew")
 	soakEvery := flag.Duration("soak-every", time.Minute, "with --soak: time between samples")
 	soakPause := flag.Duration("soak-pause", 50*time.Millisecond, "with --soak: each client's pause between its operations (the soak measures flatness, not speed)")
+	flag.DurationVar(&gap, "gap", 0, "each client pauses this long before each request and sends it on a new connection, as a PAM sign-in does (mfad idle, a connection of its own); the p50 is then a lone sign-in's as PAM sees it")
 	rssMarks := flag.String("rss", "", "instead of timed points: drive the first --clients count until the total verifications reach each of these counts (e.g. 10000,1000000) and report mfad's RSS at start and at each")
 	flag.Parse()
 	if *serve != "" {
@@ -469,6 +475,10 @@ func drive(tg *target, n int, more func() bool, done func(w int, dt time.Duratio
 			cl := &client.Client{Socket: sock}
 			defer cl.Close()
 			for more() {
+				if gap > 0 {
+					time.Sleep(gap)
+					cl.Close()
+				}
 				t0 := time.Now()
 				err := tg.op(w, cl)
 				done(w, time.Since(t0), err)
@@ -477,6 +487,9 @@ func drive(tg *target, n int, more func() bool, done func(w int, dt time.Duratio
 	}
 	wg.Wait()
 }
+
+// gap is --gap: the pause before each request, sent on a new connection.
+var gap time.Duration
 
 // result is one measured point.
 type result struct {

@@ -1,9 +1,16 @@
 package main
 
 import (
+	"context"
+	"net"
+	"net/http"
+	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/mfad/mfad/ipc/client"
 )
 
 func TestInterleave(t *testing.T) {
@@ -41,4 +48,43 @@ func TestCompareRow(t *testing.T) {
 	if row := compareRow("x", 1, "B", a, []result{{}}); !strings.Contains(row, "| - |") {
 		t.Errorf("a zero baseline gives no ratio: %s", row)
 	}
+}
+
+// With --gap, each request goes on a new connection (a PAM sign-in's
+// pattern); without it, a client keeps its connection.
+func TestGapOpensAConnectionPerRequest(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "s.sock")
+	ln, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var conns atomic.Int64
+	srv := &http.Server{
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte(`{}`)) }),
+		ConnState: func(_ net.Conn, s http.ConnState) {
+			if s == http.StateNew {
+				conns.Add(1)
+			}
+		},
+	}
+	go srv.Serve(ln)
+	defer srv.Close()
+	tg := &target{sock: sock, op: func(_ int, cl *client.Client) error { _, err := cl.Info(context.Background()); return err }}
+	for _, c := range []struct {
+		gap  time.Duration
+		want int64
+	}{{0, 1}, {time.Millisecond, 3}} {
+		gap = c.gap
+		conns.Store(0)
+		n := 0
+		drive(tg, 1, func() bool { n++; return n <= 3 }, func(_ int, _ time.Duration, err error) {
+			if err != nil {
+				t.Error(err)
+			}
+		})
+		if got := conns.Load(); got != c.want {
+			t.Errorf("gap %v: %d connections for 3 requests, want %d", c.gap, got, c.want)
+		}
+	}
+	gap = 0
 }
