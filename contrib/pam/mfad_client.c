@@ -582,7 +582,21 @@ static int send_request(struct mfad_client *c, const char *method, const char *p
 		if (blen)
 			memcpy(req + n, body, blen);
 		size_t total = (size_t)n + blen, off = 0;
+		/* Sent at once when the socket takes it (a request is far below
+		 * its buffer); waited for, within the deadline, only when full. */
 		while (off < total) {
+			/* MSG_NOSIGNAL: a closed socket must not SIGPIPE the host. */
+			ssize_t w = send(c->fd, req + off, total - off, MSG_NOSIGNAL | MSG_DONTWAIT);
+			if (w >= 0) {
+				off += (size_t)w;
+				continue;
+			}
+			if (errno == EINTR)
+				continue;
+			if (errno != EAGAIN && errno != EWOULDBLOCK) {
+				rc = MFAD_EIO;
+				break;
+			}
 			long long left = deadline - now_ms();
 			struct pollfd p = { .fd = c->fd, .events = POLLOUT };
 			if (left <= 0) {
@@ -596,15 +610,6 @@ static int send_request(struct mfad_client *c, const char *method, const char *p
 				rc = pr == 0 ? MFAD_ETIMEOUT : MFAD_EIO;
 				break;
 			}
-			/* MSG_NOSIGNAL: a closed socket must not SIGPIPE the host. */
-			ssize_t w = send(c->fd, req + off, total - off, MSG_NOSIGNAL | MSG_DONTWAIT);
-			if (w < 0) {
-				if (errno == EINTR || errno == EAGAIN)
-					continue;
-				rc = MFAD_EIO;
-				break;
-			}
-			off += (size_t)w;
 		}
 	}
 	explicit_bzero(req, sizeof(req));
