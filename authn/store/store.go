@@ -105,6 +105,11 @@ type Store struct {
 	statsMu sync.Mutex
 	commits uint64
 	batched uint64
+
+	// releasedAt is the count of pages written when the writer last
+	// released the file's mapped pages (resident.go); the writer's turn
+	// guards it.
+	releasedAt int64
 }
 
 type call struct {
@@ -350,6 +355,7 @@ func (s *Store) run(batch []*call) {
 		for _, c := range batch {
 			c.err <- err
 		}
+		s.maybeReleaseMapped()
 		return
 	}
 }
