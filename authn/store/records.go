@@ -35,7 +35,7 @@ func (r *Records) DecodeAccount(b []byte) (*authn.Account, error) {
 // EncodeDevice returns d's record (without its secret) and the secret
 // sealed to the device's path.
 func (r *Records) EncodeDevice(d *authn.Device) (rec, sealed []byte, err error) {
-	rec, err = encode(deviceToRec(d))
+	rec, err = encodeDevice(deviceToRec(d))
 	if err != nil {
 		return nil, nil, err
 	}
@@ -45,7 +45,7 @@ func (r *Records) EncodeDevice(d *authn.Device) (rec, sealed []byte, err error) 
 // DecodeDevice reads a device record and opens its sealed secret.
 func (r *Records) DecodeDevice(rec, sealed []byte) (*authn.Device, error) {
 	var dr deviceRecord
-	if err := decode(rec, &dr); err != nil {
+	if err := decodeDeviceRec(rec, &dr); err != nil {
 		return nil, fmt.Errorf("store: device record: %w", err)
 	}
 	if sealed == nil {

@@ -78,7 +78,7 @@ func deviceAD(account, id string) string { return "devices/" + account + "/" + i
 
 func (t *tx) decodeDevice(v []byte) (*authn.Device, error) {
 	var rec deviceRecord
-	if err := decode(v, &rec); err != nil {
+	if err := decodeDeviceRec(v, &rec); err != nil {
 		return nil, fmt.Errorf("store: device record: %w", err)
 	}
 	secret, err := t.sealer().open(rec.Sealed, deviceAD(rec.Account, rec.ID))
@@ -126,7 +126,7 @@ func (t *tx) PutDevice(d *authn.Device) error {
 	}
 	rec := deviceToRec(d)
 	rec.Sealed = t.sealer().seal(d.Secret, deviceAD(d.Account, d.ID))
-	v, err := encode(rec)
+	v, err := encodeDevice(rec)
 	if err != nil {
 		return err
 	}
@@ -203,7 +203,7 @@ func (t *tx) AppendAudit(e *authn.AuditEvent) error {
 		return err
 	}
 	e.Seq = seq
-	v, err := encode(auditToRec(e))
+	v, err := encodeAudit(auditToRec(e))
 	if err != nil {
 		return err
 	}
