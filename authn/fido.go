@@ -497,6 +497,7 @@ type keyVerifier struct {
 
 func (keyVerifier) action() string { return ActAuthenticate }
 func (keyVerifier) source() string { return SourceDevice }
+func (keyVerifier) allDevices()    {}
 
 func (v *keyVerifier) verify(at *attempt) (*Device, error) {
 	var d *Device

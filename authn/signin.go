@@ -63,24 +63,47 @@ type verifier interface {
 	action() string
 	// source is what a success earns the step-up token with.
 	source() string
-	// verify checks the proof against at.devs (the account's devices as
-	// this transaction reads them). It answers the device used (nil for a
-	// proof tied to none), a *refused when the proof fails (the pipeline
-	// counts and audits it), or another error (nothing commits).
+	// verify checks the proof against at.devs (the account's active OTP
+	// devices, or all its devices, as this transaction reads them). It
+	// answers the device used (nil for a proof tied to none), a *refused
+	// when the proof fails (the pipeline counts and audits it), or another
+	// error (nothing commits).
 	verify(at *attempt) (*Device, error)
 }
 
 // attempt is what a verifier sees of the account in the transaction.
 type attempt struct {
-	c    *change
-	a    *Account
+	c *change
+	a *Account
+	// devs is the account's active OTP devices, or for a verifier that
+	// reads them all (allDevices), all its devices.
 	devs []Device
+	// others counts the account's active devices not in devs.
+	others int
 	// accountChanged says the verifier changed a (a spent code).
 	accountChanged bool
 	// spent is set when the proof was one of the account's scratch codes
 	// rather than what the verifier looks for: the audit action, source
 	// and detail are a temporary code's.
 	spent string
+}
+
+// allDevices is a verifier that looks at all the account's devices (a
+// security key's); the others see its active OTP devices only, and the
+// pipeline reads no more than those (Tx.ActiveOTPDevices).
+type allDevices interface{ allDevices() }
+
+// readDevices reads the devices v looks at into at.
+func (at *attempt) readDevices(v verifier, account string) error {
+	var err error
+	if _, all := v.(allDevices); all {
+		at.devs, err = at.c.Devices(account)
+		return err
+	}
+	var active int
+	at.devs, active, err = at.c.ActiveOTPDevices(account)
+	at.others = active - len(at.devs)
+	return err
 }
 
 // spendScratch spends code when it is one of the account's scratch codes.
@@ -149,11 +172,10 @@ func (s *Service) signIn(ctx context.Context, actor Actor, account string, v ver
 		if c.refusal != nil {
 			return nil
 		}
-		devs, err := c.Devices(account)
-		if err != nil {
+		at := &attempt{c: c, a: a}
+		if err := at.readDevices(v, account); err != nil {
 			return err
 		}
-		at := &attempt{c: c, a: a, devs: devs}
 		dev, err := v.verify(at)
 		var no *refused
 		if errors.As(err, &no) {
@@ -192,7 +214,8 @@ func (s *Service) signIn(ctx context.Context, actor Actor, account string, v ver
 			res.Device = *dev
 			res.Device.Secret = nil
 		}
-		for _, d := range devs {
+		res.ActiveDevices = at.others
+		for _, d := range at.devs {
 			if d.ID == res.Device.ID {
 				d = res.Device
 			}

@@ -24,6 +24,11 @@ type Tx interface {
 	DeleteAccount(name string) error
 
 	Devices(account string) ([]Device, error)
+	// ActiveOTPDevices is what a sign-in reads of the account's devices:
+	// its active OTP devices (those Devices answers, with their secrets)
+	// and how many of its devices are active, of any kind. A backend may
+	// leave the other devices' records undecoded and their secrets sealed.
+	ActiveOTPDevices(account string) (otps []Device, active int, err error)
 	Device(account, id string) (*Device, error)
 	PutDevice(d *Device) error
 	DeleteDevice(account, id string) error
@@ -38,4 +43,19 @@ type Tx interface {
 	AppendAudit(e *AuditEvent) error
 	// Audit lists entries with Seq > after, oldest first, at most limit.
 	Audit(after uint64, limit int) ([]AuditEvent, error)
+}
+
+// ActiveOTP picks out of devs (an account's devices) what
+// Tx.ActiveOTPDevices answers, for a backend that reads them all.
+func ActiveOTP(devs []Device) (otps []Device, active int) {
+	for _, d := range devs {
+		if d.State != StateActive {
+			continue
+		}
+		active++
+		if d.OTP != nil {
+			otps = append(otps, d)
+		}
+	}
+	return otps, active
 }

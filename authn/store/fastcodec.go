@@ -2,6 +2,7 @@ package store
 
 import (
 	"math"
+	"strings"
 	"time"
 	"unicode/utf8"
 )
@@ -415,4 +416,67 @@ func decodeDeviceRec(b []byte, d *deviceRecord) error {
 	}
 	*d = deviceRecord{}
 	return decode(b, d)
+}
+
+// skip reads past one item of any kind, nested at most depth deep.
+func (r *cborReader) skip(depth int) {
+	major, n := r.head()
+	switch {
+	case r.bad:
+	case major == cborBytes || major == cborText:
+		if n > uint64(len(r.b)) {
+			r.bad = true
+			return
+		}
+		r.b = r.b[n:]
+	case major == cborArray || major == cborMap:
+		if depth == 0 || n > uint64(len(r.b)) {
+			r.bad = true
+			return
+		}
+		if major == cborMap {
+			n *= 2
+		}
+		for range n {
+			if r.skip(depth - 1); r.bad {
+				return
+			}
+		}
+	case major == 6<<5: // a tag and its item
+		if depth == 0 {
+			r.bad = true
+			return
+		}
+		r.skip(depth - 1)
+	} // integers, simple values and floats: the head was all
+}
+
+// deviceKind reads a device record's state, and whether it has the otp
+// field (an OTP device), without decoding the rest; ok is false when it
+// cannot tell as the codec would (the caller decodes the record then).
+func deviceKind(b []byte) (state string, otp, ok bool) {
+	r := &cborReader{b: b}
+	major, n := r.head()
+	if r.bad || major != cborMap || n > uint64(len(r.b)) {
+		return "", false, false
+	}
+	seenState := false
+	for range n {
+		k := string(r.raw(cborText))
+		switch {
+		case k == "state" && !seenState:
+			state, seenState = r.text(), true
+		case k == "otp" && !otp:
+			otp = true
+			r.skip(8)
+		case strings.EqualFold(k, "state") || strings.EqualFold(k, "otp"):
+			return "", false, false // a repeated key, or one the codec matches in another case
+		default:
+			r.skip(8)
+		}
+		if r.bad {
+			return "", false, false
+		}
+	}
+	return state, otp, seenState && len(r.b) == 0
 }

@@ -107,6 +107,35 @@ func (t *tx) Devices(account string) ([]authn.Device, error) {
 	return out, err
 }
 
+// ActiveOTPDevices decodes and opens only the active OTP devices' records:
+// the others' state is read without decoding them.
+func (t *tx) ActiveOTPDevices(account string) ([]authn.Device, int, error) {
+	b := t.bucket(bktDevices).Bucket([]byte(account))
+	if b == nil {
+		return nil, 0, nil
+	}
+	var out []authn.Device
+	active := 0
+	err := b.ForEach(func(_, v []byte) error {
+		if state, otp, ok := deviceKind(v); ok && (state != string(authn.StateActive) || !otp) {
+			if state == string(authn.StateActive) {
+				active++
+			}
+			return nil
+		}
+		d, err := t.decodeDevice(v)
+		if err != nil || d.State != authn.StateActive {
+			return err
+		}
+		active++
+		if d.OTP != nil {
+			out = append(out, *d)
+		}
+		return nil
+	})
+	return out, active, err
+}
+
 func (t *tx) Device(account, id string) (*authn.Device, error) {
 	b := t.bucket(bktDevices).Bucket([]byte(account))
 	var v []byte

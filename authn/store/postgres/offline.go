@@ -377,6 +377,12 @@ func (t *offlineTx) Devices(account string) ([]authn.Device, error) {
 	return out, nil
 }
 
+func (t *offlineTx) ActiveOTPDevices(account string) ([]authn.Device, int, error) {
+	devs, err := t.Devices(account)
+	otps, active := authn.ActiveOTP(devs)
+	return otps, active, err
+}
+
 func (t *offlineTx) Device(account, id string) (*authn.Device, error) {
 	if d, ok := t.devs[floorKey(account, id)]; ok {
 		cp := *d

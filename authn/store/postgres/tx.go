@@ -153,6 +153,12 @@ func (t *tx) Devices(account string) ([]authn.Device, error) {
 	return devs, err
 }
 
+func (t *tx) ActiveOTPDevices(account string) ([]authn.Device, int, error) {
+	devs, err := t.Devices(account)
+	otps, active := authn.ActiveOTP(devs)
+	return otps, active, err
+}
+
 func (t *tx) Device(account, id string) (*authn.Device, error) {
 	d, err := one(t, "device", id, `SELECT record, sealed_secret FROM devices WHERE account = $1 AND id = $2`, []any{account, id}, t.decodeDevice)
 	if err == nil && t.seen != nil {

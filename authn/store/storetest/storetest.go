@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"reflect"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -45,6 +46,7 @@ func Run(t *testing.T, b Backend) {
 	}{
 		{"AccountRoundTripAndDelete", accountRoundTripAndDelete},
 		{"DevicesAndSecrets", devicesAndSecrets},
+		{"ActiveOTPDevices", activeOTPDevices},
 		{"Tokens", tokens},
 		{"AnotherKeyNeverOpensSecrets", anotherKey},
 		{"FailedUpdateLeavesNothing", failedUpdateLeavesNothing},
@@ -173,6 +175,49 @@ func devicesAndSecrets(t *testing.T, b Backend) {
 		devs, _ := tx.Devices("alice")
 		if len(devs) != 1 || devs[0].State != authn.StateActive || devs[0].FIDO.SignCount != 10 {
 			t.Errorf("after changes: %+v", devs)
+		}
+		return nil
+	})
+}
+
+// activeOTPDevices: what a sign-in reads of an account's devices is its
+// active OTP devices as Devices has them, secrets opened, and how many of
+// its devices are active, security keys included.
+func activeOTPDevices(t *testing.T, b Backend) {
+	s := open(t, b.New(t), 0)
+	hotp := otpDevice("alice", "d2")
+	hotp.Type, hotp.OTP.Event, hotp.OTP.Period = authn.DeviceHardwareOTP, true, 0
+	pending, off := otpDevice("alice", "d3"), otpDevice("alice", "d4")
+	pending.State, off.State = authn.StatePending, authn.StateDeactivated
+	key := func(id string, state authn.DeviceState) *authn.Device {
+		return &authn.Device{ID: id, Account: "alice", Type: authn.DeviceFIDO, State: state,
+			FIDO: &authn.FIDOState{CredentialID: []byte(id), PublicKey: []byte{4, 5}, Alg: -7, AAGUID: "x", SignCount: 9}}
+	}
+	update(t, s, func(t authn.Tx) error {
+		if err := t.PutAccount(&authn.Account{Name: "alice", Kind: authn.KindOwner}); err != nil {
+			return err
+		}
+		for _, d := range []*authn.Device{key("k1", authn.StateActive), otpDevice("alice", "d1"), hotp, pending, off,
+			key("k2", authn.StateDeactivated), key("k3", authn.StateActive)} {
+			if err := t.PutDevice(d); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	s.View(func(tx authn.Tx) error {
+		otps, active, err := tx.ActiveOTPDevices("alice")
+		if err != nil || active != 4 || len(otps) != 2 {
+			t.Fatalf("ActiveOTPDevices = %d devices, %d active, %v; want d1 and d2, 4 active", len(otps), active, err)
+		}
+		for _, d := range otps {
+			want, err := tx.Device("alice", d.ID)
+			if err != nil || (d.ID != "d1" && d.ID != "d2") || !reflect.DeepEqual(&d, want) || len(d.Secret) == 0 {
+				t.Errorf("ActiveOTPDevices has %+v, Device %+v (%v)", d, want, err)
+			}
+		}
+		if otps, active, err := tx.ActiveOTPDevices("nobody"); err != nil || len(otps) != 0 || active != 0 {
+			t.Errorf("ActiveOTPDevices of an unknown account = %v, %d, %v", otps, active, err)
 		}
 		return nil
 	})
