@@ -57,6 +57,9 @@ func TestBodyAccountDecidedBeforeHandler(t *testing.T) {
 			writeJSON(c.w, http.StatusOK, map[string]string{"account": b.Account})
 			return nil
 		}}
+	// The same route whose body the router decodes at once.
+	decoded := *decoding
+	decoded.Pattern, decoded.Body = "/test/decoded", func() accountNamer { return new(api.Authenticate) }
 	alice := Principal{UID: 1000, Name: "alice"}
 	bob := Principal{UID: 1001, Name: "bob"}
 	nameless := Principal{UID: 1002}
@@ -83,6 +86,33 @@ func TestBodyAccountDecidedBeforeHandler(t *testing.T) {
 		{decoding, admin, `{"account":"alice"}`, 403, api.CodePermissionDenied}, // self-or-root: admins do not qualify
 		{decoding, root, `{"account":"alice"}`, 200, ""},
 	}
+	// A route whose router decodes the body answers as one whose handler
+	// does, whatever the body.
+	for _, p := range []Principal{alice, bob, admin, root} {
+		for _, body := range []string{`{"account":"alice","code":"123456"}`, `{"account":"alice","code":"1"}}`,
+			`{"account":"alice","bogus":1}`, `{"account":"alice"} {"account":"bob"}`, `{"account":"alice"}` + "\n\t ",
+			`{"Account":"alice"}`, `{"account":"bob","account":"alice"}`, `{"account":"alice","code":7}`, ``, `[]`, `null`} {
+			var want int
+			for _, rt := range []*Route{decoding, &decoded} {
+				r := httptest.NewRequest("POST", rt.Pattern, strings.NewReader(body))
+				r.Header.Set("Content-Type", api.ContentJSON)
+				w := httptest.NewRecorder()
+				s.wrap(rt).ServeHTTP(w, withPrincipalForTest(r, p))
+				if rt == decoding {
+					want = w.Code
+				} else if w.Code != want {
+					t.Errorf("%q as %q: %d decoded by the router, %d by the handler", body, p.Name, w.Code, want)
+				}
+			}
+		}
+	}
+	cases = append(cases, struct {
+		rt     *Route
+		p      Principal
+		body   string
+		status int
+		code   string
+	}{&decoded, alice, `{"account":"alice","code":"123456"}`, 200, ""})
 	for i, tc := range cases {
 		reached = nil
 		r := httptest.NewRequest("POST", tc.rt.Pattern, strings.NewReader(tc.body))
