@@ -314,10 +314,11 @@ func TestFleetDatabaseStoppedUnderLoad(t *testing.T) {
 	// The database stops as in a crash, in the middle of sign-ins.
 	keyBefore := f.psqlInt(t, fmt.Sprintf(`SELECT sign_count FROM credentials WHERE account = '%s'`, keyAccount))
 	stoppedAt := time.Now()
-	dbDown.Store(true)
 	if err := f.pg.Stop(); err != nil {
 		t.Fatal(err)
 	}
+	// Sign-ins begun from now on cannot reach the database.
+	dbDown.Store(true)
 	hotpAtStop := count("hotp")
 	waitFor("offline", 3)
 	// A crashes while offline, with sign-ins queued, and starts again
