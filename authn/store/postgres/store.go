@@ -419,26 +419,16 @@ func (s *Store) run(ctx context.Context, opts pgx.TxOptions, fn func(authn.Tx) e
 	}
 	reconnected := false
 	for attempt := 0; ; attempt++ {
-		var fnErr error
-		t := &tx{s: s, ctx: ctx}
+		t := &tx{s: s, ctx: ctx, batch: &pgx.Batch{}}
+		t.batch.BeginTx(opts)
 		if s.cache != nil {
 			t.seen = &seen{}
 		}
-		err := pgx.BeginTxFunc(ctx, s.pool, opts, func(ptx pgx.Tx) error {
-			t.ptx = ptx
-			fnErr = safeCall(fn, t)
-			if t.err != nil {
-				return t.err // a statement failed: the transaction is aborted
-			}
-			if fnErr != nil {
-				return errRollback
-			}
-			return nil
-		})
+		fnErr, committing, err := t.run(fn)
 		if errors.Is(err, errRollback) {
 			err = nil
 		}
-		beforeCommit := t.ptx == nil || t.err != nil
+		beforeCommit := !committing
 		// The caller's context ending says nothing about the database.
 		down := err != nil && ctx.Err() == nil && isConnError(err)
 		if down && beforeCommit && !reconnected && !strings.Contains(err.Error(), "failed to connect") {
@@ -480,6 +470,26 @@ func (s *Store) run(ctx context.Context, opts pgx.TxOptions, fn func(authn.Tx) e
 		}
 		return nil
 	}
+}
+
+// run runs fn in the transaction on a connection of the pool. committing
+// reports an error met at COMMIT, whose outcome is unknown.
+func (t *tx) run(fn func(authn.Tx) error) (fnErr error, committing bool, err error) {
+	if t.conn, err = t.s.pool.Acquire(t.ctx); err != nil {
+		return nil, false, err
+	}
+	defer t.conn.Release()
+	fnErr = safeCall(fn, t)
+	if t.err != nil {
+		t.finish(false)
+		return fnErr, false, t.err // a statement failed: the transaction is aborted
+	}
+	if fnErr != nil {
+		t.finish(false)
+		return fnErr, false, errRollback
+	}
+	committing, err = t.finish(true)
+	return nil, committing, err
 }
 
 func safeCall(fn func(authn.Tx) error, t authn.Tx) (err error) {

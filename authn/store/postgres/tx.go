@@ -7,24 +7,43 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/mfad/mfad/authn"
 	"github.com/mfad/mfad/authn/store"
 )
 
-// tx adapts a pgx transaction to authn.Tx. The first failed statement is
-// kept: PostgreSQL aborts the transaction then, and Update must see why
-// (a serialization failure means run again) whatever fn made of it.
+// tx adapts a PostgreSQL transaction to authn.Tx, with as few round trips
+// as the reads allow: BEGIN goes out with the first statement, writes
+// whose answer authn does not need (upserts, deletes of tokens) wait for
+// the next statement that must be answered, or for COMMIT, and go out with
+// it in one pipeline. A sign-in is three round trips: BEGIN with the
+// account and its devices, the device's update with the audit entry, and
+// COMMIT.
+//
+// The first failed statement is kept: PostgreSQL aborts the transaction
+// then, and Update must see why (a serialization failure means run again)
+// whatever fn made of it. A deferred write's failure shows at the next
+// statement, which answers it.
 type tx struct {
 	s       *Store
 	ctx     context.Context
-	ptx     pgx.Tx
+	conn    *pgxpool.Conn
+	batch   *pgx.Batch // BEGIN (until sent) and the deferred writes
+	began   bool       // BEGIN was sent
 	err     error
 	lastSeq uint64
 	floors  map[string]floorVal // counters this transaction wrote
 	seen    *seen               // what the offline cache keeps (nil without one)
 	raw     bool                // devices as the database has them, not raised to the floor
+	// devices read with their account by the first statement, until
+	// Devices asks for them or a write to them makes them stale.
+	prefetched map[string][]row
 }
+
+// row is a (record, sealed) row.
+type row struct{ rec, sealed []byte }
 
 func (t *tx) fail(err error) error {
 	if err != nil && t.err == nil && !errors.Is(err, pgx.ErrNoRows) {
@@ -33,45 +52,111 @@ func (t *tx) fail(err error) error {
 	return err
 }
 
+// send sends what is queued (BEGIN, deferred writes, and the statements
+// queued last, whose callbacks read their answers) in one round trip.
+func (t *tx) send() error {
+	if t.err != nil {
+		return t.err
+	}
+	b := t.batch
+	t.batch, t.began = &pgx.Batch{}, true
+	return t.fail(t.conn.SendBatch(t.ctx, b).Close())
+}
+
+// exec defers a write whose answer is only its success.
 func (t *tx) exec(sql string, args ...any) error {
-	_, err := t.ptx.Exec(t.ctx, sql, args...)
-	return t.fail(err)
+	if t.err != nil {
+		return t.err
+	}
+	t.batch.Queue(sql, args...)
+	return nil
+}
+
+// scanRows reads rows of (record, sealed) from a query's answer.
+func scanRows(rows pgx.Rows) ([]row, error) {
+	var out []row
+	for rows.Next() {
+		var r row
+		if err := rows.Scan(&r.rec, &r.sealed); err != nil {
+			return nil, err
+		}
+		out = append(out, r)
+	}
+	return out, rows.Err()
+}
+
+// query sends sql, with whatever is queued, and returns its rows.
+func (t *tx) query(sql string, args ...any) ([]row, error) {
+	var out []row
+	var qerr error
+	t.batch.Queue(sql, args...).Query(func(rows pgx.Rows) error {
+		out, qerr = scanRows(rows)
+		return nil
+	})
+	if err := t.send(); err != nil {
+		return nil, err
+	}
+	return out, t.fail(qerr)
 }
 
 // list runs a query of (record, sealed) rows and decodes each.
 func list[T any](t *tx, sql string, args []any, dec func(rec, sealed []byte) (*T, error)) ([]T, error) {
-	rows, err := t.ptx.Query(t.ctx, sql, args...)
+	rows, err := t.query(sql, args...)
 	if err != nil {
-		return nil, t.fail(err)
+		return nil, err
 	}
-	defer rows.Close()
+	return decodeRows(rows, dec)
+}
+
+func decodeRows[T any](rows []row, dec func(rec, sealed []byte) (*T, error)) ([]T, error) {
 	var out []T
-	for rows.Next() {
-		var rec, sealed []byte
-		if err := rows.Scan(&rec, &sealed); err != nil {
-			return nil, t.fail(err)
-		}
-		v, err := dec(rec, sealed)
+	for _, r := range rows {
+		v, err := dec(r.rec, r.sealed)
 		if err != nil {
 			return nil, err
 		}
 		out = append(out, *v)
 	}
-	return out, t.fail(rows.Err())
+	return out, nil
 }
 
 // one runs a query of one (record, sealed) row and decodes it; no row is
 // authn's not-found error for what name.
 func one[T any](t *tx, what, name, sql string, args []any, dec func(rec, sealed []byte) (*T, error)) (*T, error) {
-	var rec, sealed []byte
-	err := t.ptx.QueryRow(t.ctx, sql, args...).Scan(&rec, &sealed)
-	if errors.Is(err, pgx.ErrNoRows) {
+	rows, err := t.query(sql, args...)
+	if err != nil {
+		return nil, err
+	}
+	if len(rows) == 0 {
 		return nil, store.NotFound(what, name)
 	}
-	if err != nil {
-		return nil, t.fail(err)
+	return dec(rows[0].rec, rows[0].sealed)
+}
+
+// finish ends the transaction: COMMIT, with the writes still deferred, or
+// ROLLBACK. committed reports whether COMMIT was sent (an error then
+// leaves the outcome unknown).
+func (t *tx) finish(commit bool) (sent bool, err error) {
+	switch {
+	case !t.began && (!commit || t.batch.Len() == 1):
+		return false, nil // nothing was sent, or only BEGIN would be: no transaction
+	case commit && t.err == nil:
+		t.batch.Queue("COMMIT")
+		return true, t.send()
 	}
-	return dec(rec, sealed)
+	t.rollback()
+	return false, nil
+}
+
+// rollback ends a transaction that was sent, so that its connection goes
+// back to the pool clean (a connection left in a transaction is closed).
+func (t *tx) rollback() {
+	if !t.began || t.conn.Conn().PgConn().TxStatus() == 'I' {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(t.ctx), 5*time.Second)
+	defer cancel()
+	t.conn.Exec(ctx, "ROLLBACK")
 }
 
 func (t *tx) decodeAccount(rec, _ []byte) (*authn.Account, error) { return t.s.rec.DecodeAccount(rec) }
@@ -103,7 +188,40 @@ func nullString(s string) *string {
 func counter(c uint64) string { return strconv.FormatUint(c, 10) }
 
 func (t *tx) Account(name string) (*authn.Account, error) {
-	a, err := one(t, "account", name, `SELECT record, NULL::bytea FROM accounts WHERE name = $1`, []any{name}, t.decodeAccount)
+	var a *authn.Account
+	var err error
+	if !t.began {
+		// The first statement of a sign-in, as of most changes: the
+		// account's devices go with it, in the same round trip as BEGIN.
+		var acct, devs []row
+		var qerr error
+		t.batch.Queue(`SELECT record, NULL::bytea FROM accounts WHERE name = $1`, name).Query(func(rows pgx.Rows) error {
+			acct, qerr = scanRows(rows)
+			return nil
+		})
+		t.batch.Queue(`SELECT record, sealed_secret FROM devices WHERE account = $1 ORDER BY id`, name).Query(func(rows pgx.Rows) error {
+			if devs, err = scanRows(rows); qerr == nil {
+				qerr = err
+			}
+			return nil
+		})
+		if err := t.send(); err != nil {
+			return nil, err
+		}
+		if err := t.fail(qerr); err != nil {
+			return nil, err
+		}
+		if len(acct) == 0 {
+			return nil, store.NotFound("account", name)
+		}
+		if t.prefetched == nil {
+			t.prefetched = map[string][]row{}
+		}
+		t.prefetched[name] = devs
+		a, err = t.decodeAccount(acct[0].rec, nil)
+	} else {
+		a, err = one(t, "account", name, `SELECT record, NULL::bytea FROM accounts WHERE name = $1`, []any{name}, t.decodeAccount)
+	}
 	if err == nil && t.seen != nil {
 		t.seen.account(a)
 	}
@@ -132,6 +250,7 @@ func (t *tx) PutAccount(a *authn.Account) error {
 }
 
 func (t *tx) DeleteAccount(name string) error {
+	delete(t.prefetched, name)
 	if t.seen != nil {
 		t.seen.remove(name)
 	}
@@ -140,7 +259,13 @@ func (t *tx) DeleteAccount(name string) error {
 }
 
 func (t *tx) Devices(account string) ([]authn.Device, error) {
-	devs, err := list(t, `SELECT record, sealed_secret FROM devices WHERE account = $1 ORDER BY id`, []any{account}, t.decodeDevice)
+	var devs []authn.Device
+	var err error
+	if rows, ok := t.prefetched[account]; ok {
+		devs, err = decodeRows(rows, t.decodeDevice)
+	} else {
+		devs, err = list(t, `SELECT record, sealed_secret FROM devices WHERE account = $1 ORDER BY id`, []any{account}, t.decodeDevice)
+	}
 	if err == nil && t.seen != nil {
 		for i := range devs {
 			t.seen.device(&devs[i])
@@ -168,6 +293,7 @@ func (t *tx) Device(account, id string) (*authn.Device, error) {
 }
 
 func (t *tx) PutDevice(d *authn.Device) error {
+	delete(t.prefetched, d.Account)
 	rec, sealed, err := t.s.rec.EncodeDevice(d)
 	if err != nil {
 		return err
@@ -211,11 +337,16 @@ func (t *tx) PutDevice(d *authn.Device) error {
 }
 
 func (t *tx) DeleteDevice(account, id string) error {
-	tag, err := t.ptx.Exec(t.ctx, `DELETE FROM devices WHERE account = $1 AND id = $2`, account, id)
-	if err != nil {
-		return t.fail(err)
+	delete(t.prefetched, account)
+	var deleted int64
+	t.batch.Queue(`DELETE FROM devices WHERE account = $1 AND id = $2`, account, id).Exec(func(tag pgconn.CommandTag) error {
+		deleted = tag.RowsAffected()
+		return nil
+	})
+	if err := t.send(); err != nil {
+		return err
 	}
-	if tag.RowsAffected() == 0 {
+	if deleted == 0 {
 		return store.NotFound("device", id)
 	}
 	if t.seen != nil {
@@ -253,12 +384,19 @@ func (t *tx) DeleteToken(serial string) error {
 
 func (t *tx) AppendAudit(e *authn.AuditEvent) error {
 	var seq int64
-	err := t.ptx.QueryRow(t.ctx, `INSERT INTO audit (time, host, actor_uid, actor, action, outcome, account, device, detail)
+	var qerr error
+	t.batch.Queue(`INSERT INTO audit (time, host, actor_uid, actor, action, outcome, account, device, detail)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING seq`,
 		e.Time, t.s.opts.Host, int64(e.ActorUID), nullString(e.Actor), e.Action, e.Outcome,
-		nullString(e.Account), nullString(e.Device), nullString(e.Detail)).Scan(&seq)
-	if err != nil {
-		return t.fail(err)
+		nullString(e.Account), nullString(e.Device), nullString(e.Detail)).QueryRow(func(r pgx.Row) error {
+		qerr = r.Scan(&seq)
+		return nil
+	})
+	if err := t.send(); err != nil {
+		return err
+	}
+	if qerr != nil {
+		return t.fail(qerr)
 	}
 	e.Seq = uint64(seq)
 	t.lastSeq = max(t.lastSeq, e.Seq)
@@ -266,21 +404,24 @@ func (t *tx) AppendAudit(e *authn.AuditEvent) error {
 }
 
 func (t *tx) Audit(after uint64, limit int) ([]authn.AuditEvent, error) {
-	rows, err := t.ptx.Query(t.ctx, `SELECT seq, time, actor_uid, coalesce(actor, ''), action, outcome, coalesce(account, ''), coalesce(device, ''), coalesce(detail, '')
-		FROM audit WHERE seq > $1 ORDER BY seq LIMIT $2`, int64(min(after, 1<<63-1)), limit)
-	if err != nil {
-		return nil, t.fail(err)
-	}
-	defer rows.Close()
 	var out []authn.AuditEvent
-	for rows.Next() {
-		var e authn.AuditEvent
-		var seq, uid int64
-		if err := rows.Scan(&seq, &e.Time, &uid, &e.Actor, &e.Action, &e.Outcome, &e.Account, &e.Device, &e.Detail); err != nil {
-			return nil, t.fail(err)
+	var qerr error
+	t.batch.Queue(`SELECT seq, time, actor_uid, coalesce(actor, ''), action, outcome, coalesce(account, ''), coalesce(device, ''), coalesce(detail, '')
+		FROM audit WHERE seq > $1 ORDER BY seq LIMIT $2`, int64(min(after, 1<<63-1)), limit).Query(func(rows pgx.Rows) error {
+		for rows.Next() {
+			var e authn.AuditEvent
+			var seq, uid int64
+			if qerr = rows.Scan(&seq, &e.Time, &uid, &e.Actor, &e.Action, &e.Outcome, &e.Account, &e.Device, &e.Detail); qerr != nil {
+				return nil
+			}
+			e.Seq, e.ActorUID, e.Time = uint64(seq), uint32(uid), e.Time.UTC()
+			out = append(out, e)
 		}
-		e.Seq, e.ActorUID, e.Time = uint64(seq), uint32(uid), e.Time.UTC()
-		out = append(out, e)
+		qerr = rows.Err()
+		return nil
+	})
+	if err := t.send(); err != nil {
+		return nil, err
 	}
-	return out, t.fail(rows.Err())
+	return out, t.fail(qerr)
 }
