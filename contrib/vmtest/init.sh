@@ -111,6 +111,17 @@ step_hotplug() {
 	DEV=$(wait_hidraw)
 }
 
+# crosscheck PREFIX REPORT: libfido2's fido2-token, fido2-cred and
+# fido2-assert on the key at $DEV must agree with the battery's verdicts in
+# REPORT (its JSON report on the same key), and fido2-token -I with the
+# GetInfo the battery saw (contrib/vmtest/probe/crosscheck.go).
+crosscheck() {
+	timeout 180 /bin/probe time ${1}_fido2_crosscheck_ms /bin/probe crosscheck --prefix $1 --report $2 --dev $DEV >$T/cross-$1.out 2>&1 ||
+		grep -q '^VMTEST' $T/cross-$1.out || fail ${1}_fido2_agree "probe crosscheck: $(tail -n 3 $T/cross-$1.out | tr '\n' ' ')"
+	grep -v '^VMTEST' $T/cross-$1.out | sed "s/^/  [cross-$1] /" | head -n 40
+	grep '^VMTEST' $T/cross-$1.out
+}
+
 # mfad_start DRIVER NAME: mfad on its own socket and state, reaching the key
 # through DRIVER; sets M to the mfactl command line for it.
 mfad_start() {
@@ -142,6 +153,7 @@ step_mfad_drivers() {
 		# The conformance battery through mfad, over the kernel's hidraw.
 		[ $d = native ] && run mfad_native_key_check /bin/probe time mfad_native_key_check_ms $M key check --all --report json --output $T/check-native.json
 		mfad_stop
+		[ $d = native ] && crosscheck gadget $T/check-native.json
 	done
 	# With software keys off, the same key is known by its AAGUID and refused.
 	if mfad_start native native false >$T/start-off.out 2>&1; then
@@ -205,6 +217,7 @@ step_uhid() {
 		run mfad_uhid_key_check /bin/probe time mfad_uhid_key_check_ms $M key check --all --report json --output $T/check-uhid.json
 		metric uhid_output_queue_full "$(dmesg | grep -c 'Output queue is full')" reports
 		mfad_stop
+		crosscheck uhid $T/check-uhid.json
 	else
 		fail mfad_uhid_enroll "$(cat $T/start-uhid.out)"
 	fi

@@ -10,7 +10,7 @@
 #
 # Idempotent: a second run reuses the cache and only rebuilds the Go
 # binaries and the initramfs. Needs root for apt-get only when packages
-# are missing. Environment: VMTEST_TIMEOUT (seconds, default 150),
+# are missing. Environment: VMTEST_TIMEOUT (seconds, default 300),
 # VMTEST_ACCEL (tcg; kvm only where it really works, see
 # docs/hardware.md), VMTEST_LOG (serial log path).
 set -euo pipefail
@@ -19,7 +19,7 @@ ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 CACHE=$ROOT/.cache/vmtest
 WORK=$CACHE/work
 LOG=${VMTEST_LOG:-$CACHE/serial.log}
-TIMEOUT=${VMTEST_TIMEOUT:-150}
+TIMEOUT=${VMTEST_TIMEOUT:-300}
 ACCEL=${VMTEST_ACCEL:-tcg}
 GO=${GO:-go}
 export PATH=/usr/local/go/bin:$PATH
@@ -32,7 +32,11 @@ usbhid_getinfo_getassertion usbhid_reattach getinfo_native_vs_libfido2 getinfo_n
 hotplug_remove hidraw_removed_read hotplug_add gadget_removed uhid_hidraw uhid_fido2_token_list
 uhid_hidraw_enumerate uhid_native_getinfo uhid_fido2_assert_get uhid_fido2_assert_verify
 mfad_native_enroll mfad_native_signin mfad_native_key_check mfad_libfido2_enroll mfad_libfido2_signin mfad_usbhid_enroll mfad_usbhid_signin
-mfad_software_key_refused mfad_key_removed mfad_key_added mfad_uhid_enroll mfad_uhid_signin mfad_uhid_key_check"
+mfad_software_key_refused mfad_key_removed mfad_key_added mfad_uhid_enroll mfad_uhid_signin mfad_uhid_key_check
+gadget_fido2_agree_list gadget_fido2_agree_getinfo_verdict gadget_fido2_agree_getinfo gadget_fido2_agree_es256
+gadget_fido2_agree_eddsa gadget_fido2_agree_resident gadget_fido2_agree_u2f gadget_fido2_agree_hmac_secret
+uhid_fido2_agree_list uhid_fido2_agree_getinfo_verdict uhid_fido2_agree_getinfo uhid_fido2_agree_es256
+uhid_fido2_agree_eddsa uhid_fido2_agree_resident uhid_fido2_agree_u2f uhid_fido2_agree_hmac_secret"
 
 say() { echo "vmtest: $*" >&2; }
 T0=$(date +%s.%N)

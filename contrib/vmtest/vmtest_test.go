@@ -63,10 +63,10 @@ func TestVM(t *testing.T) {
 	if os.Getenv("MFAD_VMTEST") != "1" {
 		t.Skip("the VM test boots QEMU: run it with MFAD_VMTEST=1 (or contrib/vmtest/run.sh)")
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "./run.sh")
-	cmd.Env = append(os.Environ(), "VMTEST_TIMEOUT=150")
+	cmd.Env = append(os.Environ(), "VMTEST_TIMEOUT=300")
 	out, err := cmd.CombinedOutput()
 	r := parse(strings.NewReader(string(out)))
 	for _, m := range r.metrics {

@@ -48,7 +48,7 @@ const (
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: probe emulator|time|list|info|drivers|hotplug ...")
+		fmt.Fprintln(os.Stderr, "usage: probe emulator|time|list|info|drivers|hotplug|crosscheck ...")
 		os.Exit(2)
 	}
 	args := os.Args[2:]
@@ -65,6 +65,8 @@ func main() {
 		os.Exit(drivers())
 	case "hotplug":
 		os.Exit(hotplug(args))
+	case "crosscheck":
+		os.Exit(crosscheck(args))
 	}
 	fmt.Fprintln(os.Stderr, "probe: unknown command", os.Args[1])
 	os.Exit(2)
