@@ -2,6 +2,10 @@ package fido2
 
 import (
 	"bytes"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -111,5 +115,56 @@ func FuzzVerifyAssertion(f *testing.F) {
 		if perr != nil || !ad.Flags.Has(ctap2.FlagUP) {
 			t.Fatalf("accepted authData %x: %v", authData, perr)
 		}
+	})
+}
+
+// FuzzParseMDS: an MDS3 blob is a file an administrator downloads. Nothing
+// in it may panic the daemon: arbitrary bytes as the whole blob, and an
+// arbitrary payload and header signed by the trusted signer (so that the
+// payload's parsing is reached, as it is for a blob from a compromised or
+// careless publisher). Every refusal is one of ParseMDS's errors, and a
+// blob that parses answers lookups.
+func FuzzParseMDS(f *testing.F) {
+	s := newMDSSigner(f, "ES256")
+	good := s.blob(f, payload(entry("cb69481e-8ff7-4039-93ec-0a2729a154a8", "YubiKey 5 Series", nil, "FIDO_CERTIFIED"),
+		jsonEntry{"attestationCertificateKeyIdentifiers": []string{strings.Repeat("ab", 20)}}))
+	hdr := []byte(`{"alg":"ES256","typ":"JWT"}`)
+	f.Add(good, []byte(`{"entries":[{"aaguid":"x"}]}`), hdr)
+	f.Add([]byte("a.b.c"), []byte(`{"entries":[{"aaguid":"cb69481e-8ff7-4039-93ec-0a2729a154a8"},{"aaguid":"cb69481e8ff7403993ec0a2729a154a8"}]}`), []byte(`{"alg":"RS256"}`))
+	f.Add([]byte{}, []byte(`{"nextUpdate":"2026-13-45","entries":[{"metadataStatement":{"attestationRootCertificates":["!!", "AAAA"]}}]}`), []byte(`{"alg":"none"}`))
+	now := time.Now()
+	kinds := []error{ErrMalformed, ErrUntrustedMetadata, ErrBadSignature, ErrUnsupportedAlgorithm}
+	check := func(t *testing.T, blob []byte) {
+		m, err := ParseMDS(blob, s.root.cert, now)
+		if err != nil {
+			for _, k := range kinds {
+				if errors.Is(err, k) {
+					return
+				}
+			}
+			t.Fatalf("refusal of no known kind: %v", err)
+		}
+		m.Lookup([16]byte{})
+		m.LookupKeyID(make([]byte, 20))
+		_ = m.Len()
+		_ = m.Stale(now)
+	}
+	f.Fuzz(func(t *testing.T, raw, payload, header []byte) {
+		check(t, raw)
+		// The trusted signer's chain in whatever header the input gives,
+		// when it is a JSON object; else the input as the header itself.
+		var h map[string]any
+		if json.Unmarshal(header, &h) == nil && h != nil {
+			var x5c []string
+			for _, c := range s.chain {
+				x5c = append(x5c, base64.StdEncoding.EncodeToString(c.Raw))
+			}
+			h["x5c"] = x5c
+			if _, ok := h["alg"]; !ok {
+				h["alg"] = "ES256"
+			}
+			header, _ = json.Marshal(h)
+		}
+		check(t, s.sign(t, header, payload))
 	})
 }

@@ -57,9 +57,16 @@ func (s *mdsSigner) blob(t testing.TB, payload any) []byte {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return s.sign(t, h, p)
+}
+
+// sign mints a JWT over raw header and payload bytes.
+func (s *mdsSigner) sign(t testing.TB, h, p []byte) []byte {
+	t.Helper()
 	signed := base64.RawURLEncoding.EncodeToString(h) + "." + base64.RawURLEncoding.EncodeToString(p)
 	digest := sha256.Sum256([]byte(signed))
 	var sig []byte
+	var err error
 	switch k := s.key.(type) {
 	case *ecdsa.PrivateKey:
 		r, ss, err := ecdsa.Sign(rand.Reader, k, digest[:])
