@@ -443,7 +443,26 @@ func crosscheck(args []string) int {
 	// hmac-secret: the same salt gives the same secret, another credential
 	// another one.
 	agree(v, name("hmac_secret"), []string{"ext.hmac-secret"}, t.hmacSecret(rp))
+	// credProtect: a level 3 credential (userVerificationRequired) is made
+	// with its level signed, and refused to an assertion without UV.
+	agree(v, name("cred_protect"), []string{"ext.cred-protect"}, t.credProtect(rp))
 	return 0
+}
+
+func (t tools) credProtect(rp string) error {
+	rp += "-cred-protect"
+	id, pub, err := t.credential("cred-protect", rp, "es256", "-c", "3")
+	if err != nil {
+		return err
+	}
+	_, err = t.assertion("cred-protect", rp, id, pub, "es256", "")
+	switch {
+	case err == nil:
+		return errors.New("fido2-assert -G without UV got an assertion from a credProtect level 3 credential")
+	case !strings.Contains(err.Error(), "FIDO_ERR_NO_CREDENTIALS"):
+		return fmt.Errorf("fido2-assert -G refused otherwise than with NO_CREDENTIALS: %w", err)
+	}
+	return nil
 }
 
 func (t tools) hmacSecret(rp string) error {
