@@ -142,15 +142,21 @@ func TestFleetLossAndLockoutHoldEverywhere(t *testing.T) {
 		t.Fatal(err)
 	}
 	clk.Add(30 * time.Second)
-	if _, err := b.svc.Authenticate(ctx, alice, authn.AuthRequest{Account: "alice", Code: code(clk, s1, 0)}, nil); err == nil {
-		t.Fatal("B accepted a code of the device reported lost on A")
+	if _, err := b.svc.Authenticate(ctx, alice, authn.AuthRequest{Account: "alice", Code: code(clk, s1, 0)}, nil); errCode(err) != authn.CodeInvalidCode {
+		t.Fatalf("B with a code of the device reported lost on A: %v, want %s", err, authn.CodeInvalidCode)
 	}
 
 	// Failures on A up to the lockout (time passes between them, so no
 	// delay refuses them first).
-	for range 3 {
+	// Each answer is checked, so that a sign-in failing for another reason
+	// (a database error under load, say) shows here rather than as a
+	// missing lockout below.
+	for i, want := range []string{authn.CodeInvalidCode, authn.CodeInvalidCode, authn.CodeLockedOut} {
 		clk.Add(time.Minute)
-		a.svc.Authenticate(ctx, alice, authn.AuthRequest{Account: "alice", Code: "000000"}, nil)
+		_, err := a.svc.Authenticate(ctx, alice, authn.AuthRequest{Account: "alice", Code: "000000"}, nil)
+		if errCode(err) != want {
+			t.Fatalf("wrong code #%d on A: %v, want %s", i+2, err, want)
+		}
 	}
 	clk.Add(time.Minute)
 	_, err = b.svc.Authenticate(ctx, alice, authn.AuthRequest{Account: "alice", Code: code(clk, e2.Secret, 0)}, nil)
