@@ -15,15 +15,26 @@ import (
 type sendLimits struct {
 	mu   sync.Mutex
 	sent map[string][]time.Time
+	// capacity bounds the keys counted, and so the memory the counts take.
+	// Full, the expired keys are swept at most once a minute (a sweep
+	// walks them all); a send that would add a key while the counts stay
+	// full is refused: forgetting counts would lift the limits.
+	capacity int
+	swept    time.Time
 }
 
-func newSendLimits() *sendLimits { return &sendLimits{sent: map[string][]time.Time{}} }
+func newSendLimits() *sendLimits {
+	return &sendLimits{sent: map[string][]time.Time{}, capacity: maxSendKeys}
+}
 
 const sendWindow = time.Hour
 
-// maxSendKeys bounds the memory the counts may take; past it the oldest
-// keys go first.
+// maxSendKeys is the keys counted at most: two per account and one per
+// user asking, in an hour.
 const maxSendKeys = 100_000
+
+// sweepEvery spaces the sweeps of full counts.
+const sweepEvery = time.Minute
 
 // Kinds of message: codes (recovery and contact codes) and notices (what
 // happened to an account) have budgets of their own, so that notices
@@ -60,8 +71,20 @@ func (s *Service) takeSend(actor Actor, account, kind string) error {
 		e.RetryAfter = wait
 		return e
 	}
-	if len(l.sent) >= maxSendKeys {
+	if len(l.sent)+len(keys) > l.capacity && now.Sub(l.swept) >= sweepEvery {
 		l.sweep(now)
+		l.swept = now
+	}
+	added := 0
+	for _, k := range keys {
+		if _, ok := l.sent[k]; !ok {
+			added++
+		}
+	}
+	if len(l.sent)+added > l.capacity {
+		e := Errorf(ClassTooMany, CodeRetryLater, "mfad is counting too many recent codes and notices to send more now; try again later")
+		e.RetryAfter = sweepEvery
+		return e
 	}
 	for _, k := range keys {
 		l.sent[k] = append(l.sent[k], now)
