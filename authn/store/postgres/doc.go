@@ -12,7 +12,11 @@
 //
 // Update runs its function in a SERIALIZABLE transaction and runs it again
 // on a serialization failure, so a device's last counter moves once for a
-// given code however many daemons race on it.
+// given code however many daemons race on it. It is a group commit, as the
+// bbolt store's: updates that arrive while a transaction runs share the
+// next one, their functions run one after the other in it (the accounts
+// they read first fetched together with BEGIN, see probe.go), and one
+// COMMIT ends them all.
 //
 // Each host also keeps a counter floor (a small bbolt file in its state
 // directory): the highest counters it accepted. Devices read from the

@@ -88,33 +88,43 @@ func TestFleetCodeAcceptedOnce(t *testing.T) {
 	_, secret := enroll(t, a, clk)
 	for round := range 4 {
 		clk.Add(30 * time.Second)
-		c := code(clk, secret, 0)
-		var ok atomic.Int32
-		var wg sync.WaitGroup
-		errs := make(chan string, 32)
-		for i := range 32 {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				h := []*host{a, b}[i%2]
-				_, err := h.svc.Authenticate(context.Background(), alice, authn.AuthRequest{Account: "alice", Code: c}, nil)
-				switch {
-				case err == nil:
-					ok.Add(1)
-				case errCode(err) != authn.CodeInvalidCode && errCode(err) != "code_already_used":
-					errs <- errCode(err)
-				}
-			}()
-		}
-		wg.Wait()
-		close(errs)
-		for e := range errs {
-			t.Errorf("round %d: a racing sign-in failed otherwise than as a spent code: %s", round, e)
-		}
-		if n := ok.Load(); n != 1 {
+		if n := race(t, round, []*host{a, b}, 32, code(clk, secret, 0), nil); n != 1 {
 			t.Fatalf("round %d: the code was accepted %d times across two hosts, want once", round, n)
 		}
 	}
+}
+
+// race sends n sign-ins with code at once, spread over hosts, and returns
+// how many were accepted; each other one must be refused as a spent code.
+// started, if not nil, runs once they are all under way.
+func race(t *testing.T, round int, hosts []*host, n int, code string, started func()) int {
+	t.Helper()
+	var ok atomic.Int32
+	var wg sync.WaitGroup
+	errs := make(chan string, n)
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			h := hosts[i%len(hosts)]
+			_, err := h.svc.Authenticate(context.Background(), alice, authn.AuthRequest{Account: "alice", Code: code}, nil)
+			switch {
+			case err == nil:
+				ok.Add(1)
+			case errCode(err) != authn.CodeInvalidCode && errCode(err) != "code_already_used":
+				errs <- errCode(err)
+			}
+		}()
+	}
+	if started != nil {
+		started()
+	}
+	wg.Wait()
+	close(errs)
+	for e := range errs {
+		t.Errorf("round %d: a racing sign-in failed otherwise than as a spent code: %s", round, e)
+	}
+	return int(ok.Load())
 }
 
 // TestFleetLossAndLockoutHoldEverywhere: a device reported lost on A is

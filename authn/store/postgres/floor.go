@@ -18,8 +18,9 @@ import (
 // security key's signature count, it had already seen.
 //
 // A raise takes effect in memory at once (this host's next reads see it)
-// and reaches the file in the background, in one commit for whatever
-// accumulated meanwhile, so that no sign-in waits for the file's fsync:
+// and reaches the file in the background, within floorEvery, in one
+// commit for whatever accumulated meanwhile, so that no sign-in waits for
+// the file's fsync and a busy host does not spend a flush on each one:
 // the database already holds the counter durably, and the floor matters
 // only once the database has lost it. A host crashing within that moment
 // and a database restored to before it is a double failure the floor does
@@ -82,18 +83,30 @@ func (f *floor) close() error {
 	return f.db.Close()
 }
 
+// floorEvery is the least time between two writes of the floor's file.
+const floorEvery = 100 * time.Millisecond
+
 // flusher writes raised values to the file, batching what accumulates
-// while a commit runs.
+// while a commit runs and in the floorEvery after it.
 func (f *floor) flusher() {
 	defer close(f.done)
+	pause := time.NewTimer(0)
+	defer pause.Stop()
 	for {
 		select {
 		case <-f.kick:
-			f.flush()
 		case <-f.quit:
 			f.flush()
 			return
 		}
+		select {
+		case <-pause.C:
+		case <-f.quit:
+			f.flush()
+			return
+		}
+		f.flush()
+		pause.Reset(floorEvery)
 	}
 }
 

@@ -42,6 +42,9 @@ type Options struct {
 	// MaxRetries bounds how often Update runs a function again after a
 	// serialization failure (default 100).
 	MaxRetries int
+	// MaxBatch bounds how many queued updates share one transaction
+	// (default 64; 1 turns the group commit off).
+	MaxBatch int
 	// Now is the clock (default time.Now).
 	Now func() time.Time
 	// LocalPath is this host's own bbolt file: its counter floor (see
@@ -81,7 +84,30 @@ type Store struct {
 	unchecked bool
 	lastProb  string // the last reason a check at reconnect failed
 	lastTrim  uint64
+
+	// The group commit (see Update): gmu guards the queue and whose turn
+	// it is; users counts the Updates under way, for Close.
+	gmu     sync.Mutex
+	pending []*call
+	busy    bool // an Update is running a batch
+	closing bool
+	users   sync.WaitGroup
+	// commits and batched count committed transactions and the updates
+	// they carried.
+	commits, batched uint64
 }
+
+// call is one Update waiting in the group commit's queue.
+type call struct {
+	fn  func(authn.Tx) error
+	out chan error    // its outcome
+	run chan struct{} // its turn to run the next batch
+	// Under Store.gmu: taken into a batch, or given the turn.
+	taken, leads bool
+}
+
+// ErrClosed is Update's answer after Close.
+var ErrClosed = errors.New("store: closed")
 
 // ParseDSN checks a DSN (libpq keyword/value or URL syntax, TLS settings
 // included) and returns the pool configuration.
@@ -159,6 +185,9 @@ func Open(ctx context.Context, dsn string, key []byte, opts Options) (*Store, er
 	}
 	if opts.MaxRetries == 0 {
 		opts.MaxRetries = 100
+	}
+	if opts.MaxBatch == 0 {
+		opts.MaxBatch = 64
 	}
 	if opts.Now == nil {
 		opts.Now = time.Now
@@ -269,6 +298,10 @@ func (s *Store) Close() error {
 			close(s.quit)
 			<-s.done
 		}
+		s.gmu.Lock()
+		s.closing = true
+		s.gmu.Unlock()
+		s.users.Wait() // queued updates run to their end
 		s.pool.Close()
 		if s.floor != nil {
 			err = s.floor.close()
@@ -338,23 +371,117 @@ func retryable(err error) bool {
 
 // View implements authn.Store: a read-only snapshot.
 func (s *Store) View(fn func(authn.Tx) error) error {
-	ctx := context.Background()
-	err := s.run(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, fn, nil)
-	return err
+	c := newCall(fn)
+	s.run(context.Background(), pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, []*call{c})
+	return <-c.out
 }
 
-// Update implements authn.Store: fn runs in a SERIALIZABLE transaction,
-// again (from the start, on fresh reads) after a serialization failure.
+func newCall(fn func(authn.Tx) error) *call {
+	return &call{fn: fn, out: make(chan error, 1), run: make(chan struct{}, 1)}
+}
+
+// Update implements authn.Store with a group commit: fn runs in a
+// SERIALIZABLE transaction, again (from the start, on fresh reads) after
+// a serialization failure. Updates that arrive while another one's
+// transaction runs queue up and share the next transaction: their
+// functions run one after the other in it, and one COMMIT (one flush of
+// PostgreSQL's log) ends them all. A function that returns an error is
+// taken out with its error and the others run again without it, as in the
+// bbolt store.
+//
+// Whoever finds no transaction running runs the batch itself, and hands
+// the turn to the first update queued meanwhile once it has committed.
 func (s *Store) Update(ctx context.Context, fn func(authn.Tx) error) error {
-	var appended uint64
-	err := s.run(ctx, pgx.TxOptions{IsoLevel: pgx.Serializable}, fn, &appended)
-	if err == nil && appended > s.opts.AuditRetention {
-		s.trim(ctx, appended)
+	if err := ctx.Err(); err != nil {
+		return err
 	}
-	return err
+	c := newCall(fn)
+	s.gmu.Lock()
+	if s.closing {
+		s.gmu.Unlock()
+		return ErrClosed
+	}
+	s.users.Add(1)
+	defer s.users.Done()
+	s.pending = append(s.pending, c)
+	if !s.busy {
+		s.busy = true
+		s.gmu.Unlock()
+		s.lead()
+		return <-c.out
+	}
+	s.gmu.Unlock()
+	for {
+		select {
+		case err := <-c.out:
+			return err
+		case <-c.run:
+			s.lead()
+			return <-c.out
+		case <-ctx.Done():
+			if s.unqueue(c) {
+				return ctx.Err()
+			}
+			// Taken into a batch (or given the turn): it may commit, so
+			// wait for its outcome.
+			ctx = context.Background()
+		}
+	}
 }
 
-var errRollback = errors.New("store: rolled back")
+// lead runs the next batch (the queue's first updates, the caller's among
+// them), then gives the turn to the update queued first, or gives it up.
+func (s *Store) lead() {
+	s.gmu.Lock()
+	n := min(len(s.pending), s.opts.MaxBatch)
+	batch := append([]*call(nil), s.pending[:n]...)
+	s.pending = append(s.pending[:0:0], s.pending[n:]...)
+	for _, c := range batch {
+		c.taken = true
+	}
+	s.gmu.Unlock()
+	s.run(context.Background(), pgx.TxOptions{IsoLevel: pgx.Serializable}, batch)
+	s.gmu.Lock()
+	if len(s.pending) > 0 {
+		s.pending[0].leads = true
+		s.pending[0].run <- struct{}{}
+	} else {
+		s.busy = false
+	}
+	s.gmu.Unlock()
+}
+
+// unqueue takes c out of the queue, unless it was taken into a batch or
+// given the turn already.
+func (s *Store) unqueue(c *call) bool {
+	s.gmu.Lock()
+	defer s.gmu.Unlock()
+	if c.taken || c.leads {
+		return false
+	}
+	for i, p := range s.pending {
+		if p == c {
+			s.pending = append(s.pending[:i], s.pending[i+1:]...)
+			return true
+		}
+	}
+	return false
+}
+
+// queued is how many updates wait for the next batch (for tests).
+func (s *Store) queued() int {
+	s.gmu.Lock()
+	defer s.gmu.Unlock()
+	return len(s.pending)
+}
+
+// Stats returns the number of committed transactions of Update and the
+// updates they carried.
+func (s *Store) Stats() (commits, updates uint64) {
+	s.gmu.Lock()
+	defer s.gmu.Unlock()
+	return s.commits, s.batched
+}
 
 // offline reports whether the database was out of reach at the last try.
 func (s *Store) offline() bool {
@@ -412,26 +539,21 @@ func (s *Store) recheck(ctx context.Context) {
 	s.opts.Logger.Info("the fleet's database answers again: online", "database", s.path)
 }
 
-func (s *Store) run(ctx context.Context, opts pgx.TxOptions, fn func(authn.Tx) error, appended *uint64) error {
+// run runs calls in one transaction, or in as many as their outcomes
+// need, and answers each.
+func (s *Store) run(ctx context.Context, opts pgx.TxOptions, calls []*call) {
 	write := opts.AccessMode != pgx.ReadOnly
-	if s.cache != nil && s.offline() {
-		return s.cache.run(fn, write, s.floor)
-	}
 	reconnected := false
-	for attempt := 0; ; attempt++ {
-		t := &tx{s: s, ctx: ctx, batch: &pgx.Batch{}}
-		t.batch.BeginTx(opts)
-		if s.cache != nil {
-			t.seen = &seen{}
+	retries := 0
+	for len(calls) > 0 {
+		if s.cache != nil && s.offline() {
+			s.runOffline(calls, write)
+			return
 		}
-		fnErr, committing, err := t.run(fn)
-		if errors.Is(err, errRollback) {
-			err = nil
-		}
-		beforeCommit := !committing
+		txs, failed, fnErr, committing, err := s.try(ctx, opts, calls)
 		// The caller's context ending says nothing about the database.
 		down := err != nil && ctx.Err() == nil && isConnError(err)
-		if down && beforeCommit && !reconnected && !strings.Contains(err.Error(), "failed to connect") {
+		if down && !committing && !reconnected && !strings.Contains(err.Error(), "failed to connect") {
 			// A pooled connection the server dropped (a restart): every
 			// other one is likely gone too. Start afresh, once.
 			s.pool.Reset()
@@ -444,52 +566,129 @@ func (s *Store) run(ctx context.Context, opts pgx.TxOptions, fn func(authn.Tx) e
 		// Out of reach before anything could commit (at BEGIN or at a
 		// statement, never at COMMIT, whose outcome is unknown): this
 		// host goes on alone with what it may verify.
-		if down && s.cache != nil && beforeCommit {
-			return s.cache.run(fn, write, s.floor)
+		if down && s.cache != nil && !committing {
+			s.runOffline(calls, write)
+			return
 		}
 		switch {
-		case err != nil && retryable(err) && attempt < s.opts.MaxRetries:
+		case err != nil && retryable(err) && retries < s.opts.MaxRetries:
 			// Lost a race with another transaction (here or on another
-			// host): back off a little, at random, and run fn again.
-			time.Sleep(time.Duration(rand.IntN(1+min(attempt, 10)*500)) * time.Microsecond)
+			// host). A batch that lost twice runs as two halves, one
+			// after the other, so that a large batch colliding again and
+			// again with other hosts' does not keep losing whole.
+			retries++
+			if len(calls) > 1 && retries > 1 {
+				s.split(ctx, opts, calls)
+				return
+			}
+			// Back off a little, at random, and run again.
+			time.Sleep(time.Duration(rand.IntN(1+min(retries, 10)*500)) * time.Microsecond)
 			continue
+		case err != nil && !down && len(calls) > 1:
+			// A statement failed, or COMMIT (a deferred constraint),
+			// for one of the functions: halves find which, and the
+			// others commit.
+			s.split(ctx, opts, calls)
+			return
 		case err != nil:
-			return fmt.Errorf("store: postgres: %w", err)
-		case fnErr != nil:
-			return fnErr
+			for _, c := range calls {
+				c.out <- fmt.Errorf("store: postgres: %w", err)
+			}
+			return
+		case failed >= 0:
+			calls[failed].out <- fnErr
+			calls = append(calls[:failed:failed], calls[failed+1:]...)
+			continue
 		}
-		if appended != nil {
-			*appended = t.lastSeq
-		}
+		s.committed(ctx, write, calls, txs)
+		return
+	}
+}
+
+// split runs the first half of calls, then the second.
+func (s *Store) split(ctx context.Context, opts pgx.TxOptions, calls []*call) {
+	h := len(calls) / 2
+	s.run(ctx, opts, calls[:h])
+	s.run(ctx, opts, calls[h:])
+}
+
+// runOffline serves each call from this host's cache.
+func (s *Store) runOffline(calls []*call, write bool) {
+	for _, c := range calls {
+		c.out <- s.cache.run(c.fn, write, s.floor)
+	}
+}
+
+// committed does, for each function of a committed transaction, what
+// follows its commit (this host's counter floor, its offline cache, the
+// audit log's trim), then answers the calls.
+func (s *Store) committed(ctx context.Context, write bool, calls []*call, txs []*tx) {
+	var err error
+	var appended uint64
+	for _, t := range txs {
+		appended = max(appended, t.lastSeq)
 		// This host remembers the counters before it answers.
-		if err := s.floor.raise(t.floors); err != nil {
-			return fmt.Errorf("store: counter floor: %w", err)
+		if ferr := s.floor.raise(t.floors); ferr != nil && err == nil {
+			err = fmt.Errorf("store: counter floor: %w", ferr)
 		}
 		if s.cache != nil {
 			s.cache.save(t.seen)
 		}
-		return nil
+	}
+	if write {
+		s.gmu.Lock()
+		s.commits++
+		s.batched += uint64(len(calls))
+		s.gmu.Unlock()
+		if appended > s.opts.AuditRetention {
+			s.trim(ctx, appended)
+		}
+	}
+	for _, c := range calls {
+		c.out <- err
 	}
 }
 
-// run runs fn in the transaction on a connection of the pool. committing
-// reports an error met at COMMIT, whose outcome is unknown.
-func (t *tx) run(fn func(authn.Tx) error) (fnErr error, committing bool, err error) {
-	if t.conn, err = t.s.pool.Acquire(t.ctx); err != nil {
-		return nil, false, err
+// try runs calls' functions one after the other in one transaction on a
+// connection of the pool and commits it. It returns each function's tx,
+// the function that returned an error (-1: none) and its error, and the
+// transaction's error: a statement's, BEGIN's or COMMIT's (committing: an
+// error met at COMMIT, whose outcome may be unknown).
+func (s *Store) try(ctx context.Context, opts pgx.TxOptions, calls []*call) (txs []*tx, failed int, fnErr error, committing bool, err error) {
+	x := &txn{ctx: ctx, batch: &pgx.Batch{}, write: opts.AccessMode != pgx.ReadOnly}
+	x.batch.BeginTx(opts)
+	if x.conn, err = s.pool.Acquire(ctx); err != nil {
+		return nil, -1, nil, false, err
 	}
-	defer t.conn.Release()
-	fnErr = safeCall(fn, t)
-	if t.err != nil {
-		t.finish(false)
-		return fnErr, false, t.err // a statement failed: the transaction is aborted
+	defer x.conn.Release()
+	if len(calls) > 1 {
+		names := make([]string, len(calls))
+		for i, c := range calls {
+			names[i] = probe(c.fn)
+		}
+		if err := x.prefetch(names); err != nil {
+			x.finish(false)
+			return nil, -1, nil, false, err
+		}
 	}
-	if fnErr != nil {
-		t.finish(false)
-		return fnErr, false, errRollback
+	for i, c := range calls {
+		t := &tx{txn: x, s: s}
+		if s.cache != nil {
+			t.seen = &seen{}
+		}
+		fnErr = safeCall(c.fn, t)
+		txs = append(txs, t)
+		if x.err != nil {
+			x.finish(false)
+			return txs, -1, nil, false, x.err // a statement failed: the transaction is aborted
+		}
+		if fnErr != nil {
+			x.finish(false)
+			return txs, i, fnErr, false, nil
+		}
 	}
-	committing, err = t.finish(true)
-	return nil, committing, err
+	committing, err = x.finish(true)
+	return txs, -1, nil, committing, err
 }
 
 func safeCall(fn func(authn.Tx) error, t authn.Tx) (err error) {

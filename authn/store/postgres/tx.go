@@ -14,29 +14,132 @@ import (
 	"github.com/mfad/mfad/authn/store"
 )
 
-// tx adapts a PostgreSQL transaction to authn.Tx, with as few round trips
-// as the reads allow: BEGIN goes out with the first statement, writes
-// whose answer authn does not need (upserts, deletes of tokens) wait for
-// the next statement that must be answered, or for COMMIT, and go out with
-// it in one pipeline. A sign-in is three round trips: BEGIN with the
-// account and its devices, the device's update with the audit entry, and
-// COMMIT.
+// txn is one PostgreSQL transaction on one connection of the pool, with
+// as few round trips as the reads allow: BEGIN goes out with the first
+// statement, writes whose answer authn does not need (upserts, deletes of
+// tokens, audit entries whose sequence number was reserved) wait for the
+// next statement that must be answered, or for COMMIT, and go out with it
+// in one pipeline.
+//
+// Update's group commit runs the functions of a batch one after the other
+// in one txn, each through a tx of its own: a function's first reads go
+// out with the previous function's deferred writes, and the batch ends
+// with one COMMIT. A sign-in alone is two round trips (BEGIN with the
+// account, its devices and a reserved audit sequence number; the device's
+// update and the audit entry with COMMIT); in a batch of n, n+1.
 //
 // The first failed statement is kept: PostgreSQL aborts the transaction
 // then, and Update must see why (a serialization failure means run again)
-// whatever fn made of it. A deferred write's failure shows at the next
-// statement, which answers it.
+// whatever the functions made of it. A deferred write's failure shows at
+// the next statement, which answers it.
+type txn struct {
+	ctx   context.Context
+	conn  *pgxpool.Conn
+	batch *pgx.Batch // BEGIN (until sent) and the deferred writes
+	began bool       // BEGIN was sent
+	write bool       // a read-write transaction
+	err   error
+	// pre holds the accounts (and their devices) that the batch's
+	// functions read first, fetched with BEGIN, until a write in the
+	// batch makes one stale; seqs are audit sequence numbers reserved
+	// with them.
+	pre  map[string]*fetched
+	seqs []uint64
+}
+
+// fetched is an account's row (none: no such account) and its devices'.
+type fetched struct {
+	acct, devs []row
+	stale      bool
+}
+
+// stale marks what a write to account's rows makes stale.
+func (t *txn) stale(account string) {
+	if f := t.pre[account]; f != nil {
+		f.stale = true
+	}
+}
+
+// prefetch reads, with BEGIN, the accounts that names (the batch's
+// functions' first reads, "" for none) and their devices, and reserves
+// an audit sequence number for each function that reads one.
+func (t *txn) prefetch(names []string) error {
+	var list []string
+	t.pre = map[string]*fetched{}
+	for _, n := range names {
+		if n != "" && t.pre[n] == nil {
+			t.pre[n] = &fetched{}
+			list = append(list, n)
+		}
+	}
+	if len(list) == 0 {
+		return nil
+	}
+	var qerr error
+	t.batch.Queue(`SELECT name, record FROM accounts WHERE name = ANY($1)`, list).Query(func(rows pgx.Rows) error {
+		for rows.Next() {
+			var name string
+			var r row
+			if qerr = rows.Scan(&name, &r.rec); qerr != nil {
+				return nil
+			}
+			if f := t.pre[name]; f != nil {
+				f.acct = append(f.acct, r)
+			}
+		}
+		return nil
+	})
+	t.batch.Queue(`SELECT account, record, sealed_secret FROM devices WHERE account = ANY($1) ORDER BY account, id`, list).Query(func(rows pgx.Rows) error {
+		for rows.Next() {
+			var name string
+			var r row
+			if qerr = rows.Scan(&name, &r.rec, &r.sealed); qerr != nil {
+				return nil
+			}
+			if f := t.pre[name]; f != nil {
+				f.devs = append(f.devs, r)
+			}
+		}
+		return nil
+	})
+	if t.write {
+		n := 0
+		for _, name := range names {
+			if name != "" {
+				n++
+			}
+		}
+		t.batch.Queue(`SELECT nextval('audit_seq_seq') FROM generate_series(1, $1)`, n).Query(func(rows pgx.Rows) error {
+			for rows.Next() {
+				var seq int64
+				if qerr = rows.Scan(&seq); qerr != nil {
+					return nil
+				}
+				t.seqs = append(t.seqs, uint64(seq))
+			}
+			return nil
+		})
+	}
+	if err := t.send(); err != nil {
+		return err
+	}
+	return t.fail(qerr)
+}
+
+// tx adapts a txn to authn.Tx for one function, with that function's own
+// bookkeeping: what it raises the counter floor to, what the offline cache
+// keeps, the last audit entry it appended.
 type tx struct {
+	*txn
 	s       *Store
-	ctx     context.Context
-	conn    *pgxpool.Conn
-	batch   *pgx.Batch // BEGIN (until sent) and the deferred writes
-	began   bool       // BEGIN was sent
-	err     error
 	lastSeq uint64
-	floors  map[string]floorVal // counters this transaction wrote
+	floors  map[string]floorVal // counters this function wrote
 	seen    *seen               // what the offline cache keeps (nil without one)
 	raw     bool                // devices as the database has them, not raised to the floor
+	asked   bool                // the function read something already
+	// seq is an audit sequence number reserved by the function's first
+	// read, so that its audit entry needs no answer of its own (0: none).
+	seq uint64
 	// devices read with their account by the first statement, until
 	// Devices asks for them or a write to them makes them stale.
 	prefetched map[string][]row
@@ -45,7 +148,7 @@ type tx struct {
 // row is a (record, sealed) row.
 type row struct{ rec, sealed []byte }
 
-func (t *tx) fail(err error) error {
+func (t *txn) fail(err error) error {
 	if err != nil && t.err == nil && !errors.Is(err, pgx.ErrNoRows) {
 		t.err = err
 	}
@@ -54,7 +157,7 @@ func (t *tx) fail(err error) error {
 
 // send sends what is queued (BEGIN, deferred writes, and the statements
 // queued last, whose callbacks read their answers) in one round trip.
-func (t *tx) send() error {
+func (t *txn) send() error {
 	if t.err != nil {
 		return t.err
 	}
@@ -64,7 +167,7 @@ func (t *tx) send() error {
 }
 
 // exec defers a write whose answer is only its success.
-func (t *tx) exec(sql string, args ...any) error {
+func (t *txn) exec(sql string, args ...any) error {
 	if t.err != nil {
 		return t.err
 	}
@@ -87,6 +190,7 @@ func scanRows(rows pgx.Rows) ([]row, error) {
 
 // query sends sql, with whatever is queued, and returns its rows.
 func (t *tx) query(sql string, args ...any) ([]row, error) {
+	t.asked = true
 	var out []row
 	var qerr error
 	t.batch.Queue(sql, args...).Query(func(rows pgx.Rows) error {
@@ -136,7 +240,7 @@ func one[T any](t *tx, what, name, sql string, args []any, dec func(rec, sealed 
 // finish ends the transaction: COMMIT, with the writes still deferred, or
 // ROLLBACK. committed reports whether COMMIT was sent (an error then
 // leaves the outcome unknown).
-func (t *tx) finish(commit bool) (sent bool, err error) {
+func (t *txn) finish(commit bool) (sent bool, err error) {
 	switch {
 	case !t.began && (!commit || t.batch.Len() == 1):
 		return false, nil // nothing was sent, or only BEGIN would be: no transaction
@@ -150,7 +254,7 @@ func (t *tx) finish(commit bool) (sent bool, err error) {
 
 // rollback ends a transaction that was sent, so that its connection goes
 // back to the pool clean (a connection left in a transaction is closed).
-func (t *tx) rollback() {
+func (t *txn) rollback() {
 	if !t.began || t.conn.Conn().PgConn().TxStatus() == 'I' {
 		return
 	}
@@ -190,9 +294,27 @@ func counter(c uint64) string { return strconv.FormatUint(c, 10) }
 func (t *tx) Account(name string) (*authn.Account, error) {
 	var a *authn.Account
 	var err error
-	if !t.began {
+	if f := t.pre[name]; !t.asked && f != nil && !f.stale {
+		// Read with BEGIN for the whole batch, and still as the
+		// database has it in this transaction.
+		t.asked = true
+		if len(t.seqs) > 0 && t.seq == 0 {
+			t.seq, t.seqs = t.seqs[0], t.seqs[1:]
+		}
+		if len(f.acct) == 0 {
+			return nil, store.NotFound("account", name)
+		}
+		if t.prefetched == nil {
+			t.prefetched = map[string][]row{}
+		}
+		t.prefetched[name] = f.devs
+		a, err = t.decodeAccount(f.acct[0].rec, nil)
+	} else if !t.asked {
 		// The first statement of a sign-in, as of most changes: the
-		// account's devices go with it, in the same round trip as BEGIN.
+		// account's devices go with it, in one round trip (with BEGIN,
+		// or with the previous function's writes), and in a write an
+		// audit sequence number for the entry the change will append.
+		t.asked = true
 		var acct, devs []row
 		var qerr error
 		t.batch.Queue(`SELECT record, NULL::bytea FROM accounts WHERE name = $1`, name).Query(func(rows pgx.Rows) error {
@@ -205,8 +327,17 @@ func (t *tx) Account(name string) (*authn.Account, error) {
 			}
 			return nil
 		})
+		var seq int64
+		if t.write && t.seq == 0 {
+			t.batch.Queue(`SELECT nextval('audit_seq_seq')`).QueryRow(func(r pgx.Row) error {
+				return r.Scan(&seq)
+			})
+		}
 		if err := t.send(); err != nil {
 			return nil, err
+		}
+		if seq > 0 {
+			t.seq = uint64(seq)
 		}
 		if err := t.fail(qerr); err != nil {
 			return nil, err
@@ -240,6 +371,7 @@ func (t *tx) PutAccount(a *authn.Account) error {
 	if t.seen != nil {
 		t.seen.account(a)
 	}
+	t.stale(a.Name)
 	return t.exec(`INSERT INTO accounts (name, kind, email, phone, disabled, failed_attempts, locked_until, created_at, updated_at, record)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
 		ON CONFLICT (name) DO UPDATE SET kind = excluded.kind, email = excluded.email, phone = excluded.phone,
@@ -251,6 +383,7 @@ func (t *tx) PutAccount(a *authn.Account) error {
 
 func (t *tx) DeleteAccount(name string) error {
 	delete(t.prefetched, name)
+	t.stale(name)
 	if t.seen != nil {
 		t.seen.remove(name)
 	}
@@ -294,6 +427,7 @@ func (t *tx) Device(account, id string) (*authn.Device, error) {
 
 func (t *tx) PutDevice(d *authn.Device) error {
 	delete(t.prefetched, d.Account)
+	t.stale(d.Account)
 	rec, sealed, err := t.s.rec.EncodeDevice(d)
 	if err != nil {
 		return err
@@ -338,6 +472,7 @@ func (t *tx) PutDevice(d *authn.Device) error {
 
 func (t *tx) DeleteDevice(account, id string) error {
 	delete(t.prefetched, account)
+	t.stale(account)
 	var deleted int64
 	t.batch.Queue(`DELETE FROM devices WHERE account = $1 AND id = $2`, account, id).Exec(func(tag pgconn.CommandTag) error {
 		deleted = tag.RowsAffected()
@@ -382,21 +517,33 @@ func (t *tx) DeleteToken(serial string) error {
 	return t.exec(`DELETE FROM tokens WHERE serial = $1`, serial)
 }
 
+// auditColumns are an audit entry's columns but its sequence number.
+const auditColumns = `time, host, actor_uid, actor, action, outcome, account, device, detail`
+
 func (t *tx) AppendAudit(e *authn.AuditEvent) error {
-	var seq int64
-	var qerr error
-	t.batch.Queue(`INSERT INTO audit (time, host, actor_uid, actor, action, outcome, account, device, detail)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING seq`,
-		e.Time, t.s.opts.Host, int64(e.ActorUID), nullString(e.Actor), e.Action, e.Outcome,
-		nullString(e.Account), nullString(e.Device), nullString(e.Detail)).QueryRow(func(r pgx.Row) error {
-		qerr = r.Scan(&seq)
+	args := []any{e.Time, t.s.opts.Host, int64(e.ActorUID), nullString(e.Actor), e.Action, e.Outcome,
+		nullString(e.Account), nullString(e.Device), nullString(e.Detail)}
+	if t.seq != 0 {
+		// Its number reserved by the function's first read: the entry
+		// goes out with the next statement, or with COMMIT.
+		seq := t.seq
+		if err := t.exec(`INSERT INTO audit (seq, `+auditColumns+`) VALUES ($10, $1, $2, $3, $4, $5, $6, $7, $8, $9)`,
+			append(args, int64(seq))...); err != nil {
+			return err
+		}
+		t.seq = 0
+		e.Seq = seq
+		t.lastSeq = max(t.lastSeq, seq)
 		return nil
+	}
+	var seq int64
+	t.asked = true
+	t.batch.Queue(`INSERT INTO audit (`+auditColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING seq`,
+		args...).QueryRow(func(r pgx.Row) error {
+		return r.Scan(&seq)
 	})
 	if err := t.send(); err != nil {
 		return err
-	}
-	if qerr != nil {
-		return t.fail(qerr)
 	}
 	e.Seq = uint64(seq)
 	t.lastSeq = max(t.lastSeq, e.Seq)
