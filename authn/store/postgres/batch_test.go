@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -58,16 +59,11 @@ func counterDevice(account string) *authn.Device {
 		Secret: []byte("0123456789abcdefghij"), OTP: &authn.OTPState{Algorithm: "SHA1", Digits: 6, Event: true}}
 }
 
-// TestBatchSharesOneCommit: updates queued behind a running one share the
-// next transaction. In it, each function sees the writes of the functions
-// before it (the accounts read for the whole batch with BEGIN included),
-// a function that fails is taken out with its own error while the others'
-// writes commit, and an account that does not exist is not found.
-func TestBatchSharesOneCommit(t *testing.T) {
-	st := openStore(t, pgtest.DB(t), "ws-a")
-	ctx := context.Background()
-	if err := st.Update(ctx, func(tx authn.Tx) error {
-		for _, name := range []string{"alice", "bob"} {
+// seed makes the accounts names, each with one counter device.
+func seed(t *testing.T, st *Store, names ...string) {
+	t.Helper()
+	if err := st.Update(context.Background(), func(tx authn.Tx) error {
+		for _, name := range names {
 			if err := tx.PutAccount(&authn.Account{Name: name, Kind: authn.KindMember}); err != nil {
 				return err
 			}
@@ -79,6 +75,17 @@ func TestBatchSharesOneCommit(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// TestBatchSharesOneCommit: updates queued behind a running one share the
+// next transaction. In it, each function sees the writes of the functions
+// before it (the accounts read for the whole batch with BEGIN included),
+// a function that fails is taken out with its own error while the others'
+// writes commit, and an account that does not exist is not found.
+func TestBatchSharesOneCommit(t *testing.T) {
+	st := openStore(t, pgtest.DB(t), "ws-a")
+	ctx := context.Background()
+	seed(t, st, "alice", "bob")
 	c0, u0 := st.Stats()
 
 	const n = 24
@@ -208,6 +215,48 @@ func TestBatchesRaceAcrossHosts(t *testing.T) {
 		// failure splits it): far fewer commits than sign-ins.
 		if ca1-ca0 > 16 || cb1-cb0 > 16 {
 			t.Errorf("round %d: %d and %d commits for 32 sign-ins each: the sign-ins did not share commits", round, ca1-ca0, cb1-cb0)
+		}
+	}
+}
+
+// TestLookupsScanIndexes: on tables small enough that the planner would
+// rather read them whole (a sequential scan locks the whole table for
+// SERIALIZABLE's conflict detection, a bitmap scan whole pages), mfad's
+// sessions read an account and its devices, or a batch's, by index.
+func TestLookupsScanIndexes(t *testing.T) {
+	st := openStore(t, pgtest.DB(t), "ws-a")
+	ctx := context.Background()
+	var names []string
+	for i := range 20 {
+		names = append(names, fmt.Sprintf("u%d", i))
+	}
+	seed(t, st, names...)
+	if _, err := st.Pool().Exec(ctx, `ANALYZE`); err != nil {
+		t.Fatal(err)
+	}
+	names = []string{"u1", "u7", "u12"}
+	for _, q := range []struct {
+		sql string
+		arg any
+	}{{sqlAccount, "u3"}, {sqlDevices, "u3"}, {sqlAccountsAny, names}, {sqlDevicesAny, names}} {
+		rows, err := st.Pool().Query(ctx, "EXPLAIN "+q.sql, q.arg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var plan []string
+		for rows.Next() {
+			var line string
+			if err := rows.Scan(&line); err != nil {
+				t.Fatal(err)
+			}
+			plan = append(plan, line)
+		}
+		if err := rows.Err(); err != nil {
+			t.Fatal(err)
+		}
+		text := strings.Join(plan, "\n")
+		if !strings.Contains(text, "Index Scan") || strings.Contains(text, "Seq Scan") || strings.Contains(text, "Bitmap") {
+			t.Errorf("%s:\n%s\nwant an index scan", q.sql, text)
 		}
 	}
 }

@@ -131,7 +131,21 @@ func poolConfig(dsn string, maxConns int32) (*pgxpool.Config, error) {
 	if maxConns > 0 {
 		cfg.MaxConns = maxConns
 	}
+	cfg.AfterConnect = preferIndexScans
 	return cfg, nil
+}
+
+// preferIndexScans steers the planner of mfad's sessions away from
+// sequential and bitmap scans. Every query mfad runs in a transaction is
+// a lookup by key, which an index scan answers; on a small table the
+// planner would rather read it whole, and under SERIALIZABLE a sequential
+// scan locks the whole table for conflict detection, a bitmap scan whole
+// pages: other hosts' writes to other accounts then make serialization
+// failures (PostgreSQL's documentation on serializable isolation advises
+// encouraging index scans for that reason). Set once per connection.
+func preferIndexScans(ctx context.Context, c *pgx.Conn) error {
+	_, err := c.Exec(ctx, `SELECT set_config('enable_seqscan', 'off', false), set_config('enable_bitmapscan', 'off', false)`)
+	return err
 }
 
 // Connect opens a pool and checks that the server answers.

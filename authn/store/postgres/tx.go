@@ -76,7 +76,7 @@ func (t *txn) prefetch(names []string) error {
 		return nil
 	}
 	var qerr error
-	t.batch.Queue(`SELECT name, record FROM accounts WHERE name = ANY($1)`, list).Query(func(rows pgx.Rows) error {
+	t.batch.Queue(sqlAccountsAny, list).Query(func(rows pgx.Rows) error {
 		for rows.Next() {
 			var name string
 			var r row
@@ -89,7 +89,7 @@ func (t *txn) prefetch(names []string) error {
 		}
 		return nil
 	})
-	t.batch.Queue(`SELECT account, record, sealed_secret FROM devices WHERE account = ANY($1) ORDER BY account, id`, list).Query(func(rows pgx.Rows) error {
+	t.batch.Queue(sqlDevicesAny, list).Query(func(rows pgx.Rows) error {
 		for rows.Next() {
 			var name string
 			var r row
@@ -144,6 +144,15 @@ type tx struct {
 	// Devices asks for them or a write to them makes them stale.
 	prefetched map[string][]row
 }
+
+// The reads of a sign-in: an account and its devices, or those of a
+// batch's accounts.
+const (
+	sqlAccount     = `SELECT record, NULL::bytea FROM accounts WHERE name = $1`
+	sqlDevices     = `SELECT record, sealed_secret FROM devices WHERE account = $1 ORDER BY id`
+	sqlAccountsAny = `SELECT name, record FROM accounts WHERE name = ANY($1)`
+	sqlDevicesAny  = `SELECT account, record, sealed_secret FROM devices WHERE account = ANY($1) ORDER BY account, id`
+)
 
 // row is a (record, sealed) row.
 type row struct{ rec, sealed []byte }
@@ -317,11 +326,11 @@ func (t *tx) Account(name string) (*authn.Account, error) {
 		t.asked = true
 		var acct, devs []row
 		var qerr error
-		t.batch.Queue(`SELECT record, NULL::bytea FROM accounts WHERE name = $1`, name).Query(func(rows pgx.Rows) error {
+		t.batch.Queue(sqlAccount, name).Query(func(rows pgx.Rows) error {
 			acct, qerr = scanRows(rows)
 			return nil
 		})
-		t.batch.Queue(`SELECT record, sealed_secret FROM devices WHERE account = $1 ORDER BY id`, name).Query(func(rows pgx.Rows) error {
+		t.batch.Queue(sqlDevices, name).Query(func(rows pgx.Rows) error {
 			if devs, err = scanRows(rows); qerr == nil {
 				qerr = err
 			}
@@ -351,7 +360,7 @@ func (t *tx) Account(name string) (*authn.Account, error) {
 		t.prefetched[name] = devs
 		a, err = t.decodeAccount(acct[0].rec, nil)
 	} else {
-		a, err = one(t, "account", name, `SELECT record, NULL::bytea FROM accounts WHERE name = $1`, []any{name}, t.decodeAccount)
+		a, err = one(t, "account", name, sqlAccount, []any{name}, t.decodeAccount)
 	}
 	if err == nil && t.seen != nil {
 		t.seen.account(a)
@@ -397,7 +406,7 @@ func (t *tx) Devices(account string) ([]authn.Device, error) {
 	if rows, ok := t.prefetched[account]; ok {
 		devs, err = decodeRows(rows, t.decodeDevice)
 	} else {
-		devs, err = list(t, `SELECT record, sealed_secret FROM devices WHERE account = $1 ORDER BY id`, []any{account}, t.decodeDevice)
+		devs, err = list(t, sqlDevices, []any{account}, t.decodeDevice)
 	}
 	if err == nil && t.seen != nil {
 		for i := range devs {
