@@ -260,3 +260,62 @@ func TestLookupsScanIndexes(t *testing.T) {
 		}
 	}
 }
+
+// TestGatheredWritesKeepTheirOrder: device rows and audit entries waiting
+// to go out as one statement each still land as written: the last write
+// of a device wins, and a device written before an account is deleted
+// goes with it, while one written after stays.
+func TestGatheredWritesKeepTheirOrder(t *testing.T) {
+	st := openStore(t, pgtest.DB(t), "ws-a")
+	ctx := context.Background()
+	seed(t, st, "alice", "bob")
+	withCounter := func(account, id string, c uint64) *authn.Device {
+		d := counterDevice(account)
+		d.ID, d.OTP.LastCounter, d.OTP.Used = id, c, true
+		return d
+	}
+	if err := st.Update(ctx, func(tx authn.Tx) error {
+		if _, err := tx.Account("alice"); err != nil {
+			return err
+		}
+		for _, d := range []*authn.Device{withCounter("alice", "d2", 1), withCounter("bob", "d1", 4), withCounter("alice", "d2", 2),
+			withCounter("bob", "d1", 5)} {
+			if err := tx.PutDevice(d); err != nil {
+				return err
+			}
+		}
+		if err := tx.DeleteAccount("alice"); err != nil {
+			return err
+		}
+		if err := tx.PutAccount(&authn.Account{Name: "alice", Kind: authn.KindMember}); err != nil {
+			return err
+		}
+		for _, d := range []*authn.Device{withCounter("alice", "d3", 7), withCounter("alice", "d3", 9)} {
+			if err := tx.PutDevice(d); err != nil {
+				return err
+			}
+		}
+		return tx.AppendAudit(&authn.AuditEvent{Time: time.Now(), Action: "order", Outcome: "ok", Account: "alice"})
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.View(func(tx authn.Tx) error {
+		devs, err := tx.Devices("alice")
+		if err != nil {
+			return err
+		}
+		if len(devs) != 1 || devs[0].ID != "d3" || devs[0].OTP.LastCounter != 9 {
+			t.Errorf("alice's devices = %+v, want d3 alone at counter 9", devs)
+		}
+		if d, err := tx.Device("bob", "d1"); err != nil || d.OTP.LastCounter != 5 {
+			t.Errorf("bob's d1 = %+v, %v, want counter 5", d, err)
+		}
+		events, err := tx.Audit(0, 10)
+		if err != nil || len(events) != 1 || events[0].Action != "order" || events[0].Seq == 0 {
+			t.Errorf("audit = %+v, %v, want the one entry", events, err)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+}
