@@ -30,7 +30,10 @@
 // --gap 10ms pauses each client before each request and opens a new
 // connection for it: with --clients 1, a lone sign-in as pam_mfad makes it
 // (an idle mfad, a connection of its own), timed from the request to the
-// answer.
+// answer. --blocking sends each code as pam_mfad does (a new socket and
+// blocking system calls on the client's thread, blocking.go), so that the
+// client's side costs what a C client's does and what is timed beyond it
+// is mfad's; --gap 10ms --blocking --clients 1 is a lone PAM sign-in.
 //
 // --rss 10000,1000000 drives the first --clients count until the total
 // verifications reach each count and reports mfad's resident memory.
@@ -82,6 +85,7 @@ func main() {
 	soak := flag.Duration("soak", 0, "instead of load points: keep mixed load (codes, a software key, enrollments, recoveries, event streams) for this long, sampling mfad's goroutines, fds and RSS; exits non-zero when a kind of work never succeeded or they grew")
 	soakEvery := flag.Duration("soak-every", time.Minute, "with --soak: time between samples")
 	soakPause := flag.Duration("soak-pause", 50*time.Millisecond, "with --soak: each client's pause between its operations (the soak measures flatness, not speed)")
+	flag.BoolVar(&blockingFlag, "blocking", false, "send each code verification as pam_mfad does: a new connection, blocking system calls on the client's thread (no Go network poller), so that the client side of a lone sign-in costs what a C client's does")
 	flag.DurationVar(&gap, "gap", 0, "each client pauses this long before each request and sends it on a new connection, as a PAM sign-in does (mfad idle, a connection of its own); the p50 is then a lone sign-in's as PAM sees it")
 	rssMarks := flag.String("rss", "", "instead of timed points: drive the first --clients count until the total verifications reach each of these counts (e.g. 10000,1000000) and report mfad's RSS at start and at each")
 	flag.Parse()
@@ -250,6 +254,9 @@ type target struct {
 	pids  []int
 	stop  func()
 	op    func(w int, cl *client.Client) error
+	// blocking is op as pam_mfad makes it (--blocking): a new socket,
+	// blocking system calls on the calling thread, no Go network poller.
+	blocking func(w int, sock string) error
 }
 
 // startMfad starts mfad with a configuration for load and waits for it.
@@ -480,7 +487,12 @@ func drive(tg *target, n int, more func() bool, done func(w int, dt time.Duratio
 					cl.Close()
 				}
 				t0 := time.Now()
-				err := tg.op(w, cl)
+				var err error
+				if blockingFlag && tg.blocking != nil {
+					err = tg.blocking(w, sock)
+				} else {
+					err = tg.op(w, cl)
+				}
 				done(w, time.Since(t0), err)
 			}
 		}()
@@ -490,6 +502,9 @@ func drive(tg *target, n int, more func() bool, done func(w int, dt time.Duratio
 
 // gap is --gap: the pause before each request, sent on a new connection.
 var gap time.Duration
+
+// blockingFlag is --blocking: each request as pam_mfad sends it.
+var blockingFlag bool
 
 // result is one measured point.
 type result struct {
@@ -608,6 +623,7 @@ func setupOTP(mfad, mode string, maxClients int, extra string) *target {
 	wg.Wait()
 	c.Close()
 	tg.op = otpOp(seeds, counters)
+	tg.blocking = blockingOTPOp(seeds, counters)
 	return tg
 }
 

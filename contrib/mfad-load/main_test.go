@@ -2,14 +2,18 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"net"
 	"net/http"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/mfad/mfad/authn/totp"
+	"github.com/mfad/mfad/ipc/api"
 	"github.com/mfad/mfad/ipc/client"
 )
 
@@ -87,4 +91,61 @@ func TestGapOpensAConnectionPerRequest(t *testing.T) {
 		}
 	}
 	gap = 0
+}
+
+// --blocking sends the same sign-in as the client library, on a new
+// connection each time, and reads answers however the server splits them.
+func TestBlockingOTPOp(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "s.sock")
+	ln, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var conns atomic.Int64
+	var got []api.Authenticate
+	status := http.StatusOK
+	srv := &http.Server{
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			var a api.Authenticate
+			if r.Method != "POST" || r.URL.Path != api.PathAuthenticate || json.NewDecoder(r.Body).Decode(&a) != nil {
+				w.WriteHeader(http.StatusBadRequest)
+				return
+			}
+			got = append(got, a)
+			body := []byte(`{"result":"success","account":"` + a.Account + `"}`)
+			w.Header().Set("Content-Type", "application/json")
+			w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+			w.WriteHeader(status)
+			// Head and body in two writes: the client must wait for the body.
+			w.(http.Flusher).Flush()
+			w.Write(body)
+		}),
+		ConnState: func(_ net.Conn, s http.ConnState) {
+			if s == http.StateNew {
+				conns.Add(1)
+			}
+		},
+	}
+	go srv.Serve(ln)
+	defer srv.Close()
+	seeds := newSeeds(1)
+	counters := []uint64{2}
+	op := blockingOTPOp(seeds, counters)
+	for i := range 2 {
+		if err := op(0, sock); err != nil {
+			t.Fatalf("sign-in %d: %v", i, err)
+		}
+	}
+	if conns.Load() != 2 {
+		t.Errorf("%d connections for 2 sign-ins, want 2", conns.Load())
+	}
+	for i, a := range got {
+		if want := totp.Code(seeds[0].secret, params, uint64(2+i)); a.Account != seeds[0].account || a.Code != want {
+			t.Errorf("sign-in %d sent %+v, want account %s code %s", i, a, seeds[0].account, want)
+		}
+	}
+	status = http.StatusUnauthorized
+	if err := op(0, sock); err == nil || !strings.Contains(err.Error(), "status 401") {
+		t.Errorf("a refused sign-in: %v, want status 401", err)
+	}
 }
