@@ -153,6 +153,13 @@ func FuzzParseRequest(f *testing.F) {
 	})
 	f.Add(mc)
 	f.Add(ga)
+	cm, _ := EncodeCommand(CmdCredentialManagement, &CredentialManagementRequest{
+		SubCommand:        CredMgmtSubCommand(1),
+		Params:            []byte{0xa1, 0x01, 0x41, 0x00},
+		PinUvAuthProtocol: 2,
+		PinUvAuthParam:    make([]byte, 32),
+	})
+	f.Add(cm)
 	f.Fuzz(func(t *testing.T, frame []byte) {
 		r, err := ParseRequest(frame)
 		if err != nil {
@@ -170,6 +177,8 @@ func FuzzParseRequest(f *testing.F) {
 		case r.ClientPIN != nil:
 			params = r.ClientPIN
 			_, _ = r.ClientPIN.KeyAgreement.ECDHPublicKey()
+		case r.CredMgmt != nil:
+			params = r.CredMgmt
 		}
 		again, err := EncodeCommand(r.Command, params)
 		if err != nil {
