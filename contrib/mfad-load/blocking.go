@@ -12,10 +12,10 @@ import (
 )
 
 // blockingOTPOp signs client w in with its token's next code the way
-// pam_mfad does: socket, connect, one write of the request, blocking reads
-// until the answer is whole, close; every call blocks the calling thread
-// in the kernel, so that no Go network poller or scheduler wakeup on the
-// client's side is timed.
+// pam_mfad does: socket, connect, the listener's credentials, one write of
+// the request, blocking reads until the answer is whole, close; every call
+// blocks the calling thread in the kernel, so that no Go network poller or
+// scheduler wakeup on the client's side is timed.
 func blockingOTPOp(seeds []tokenSeed, counters []uint64) func(w int, sock string) error {
 	return func(w int, sock string) error {
 		s := seeds[w]
@@ -51,6 +51,10 @@ func blockingRoundTrip(sock string, req []byte) (int, []byte, error) {
 	}
 	defer syscall.Close(fd)
 	if err := syscall.Connect(fd, &syscall.SockaddrUnix{Name: sock}); err != nil {
+		return 0, nil, err
+	}
+	// pam_mfad asks who listens before it sends a code.
+	if _, err := syscall.GetsockoptUcred(fd, syscall.SOL_SOCKET, syscall.SO_PEERCRED); err != nil {
 		return 0, nil, err
 	}
 	for len(req) > 0 {

@@ -9,7 +9,10 @@
 // handler. Every error leaves as application/problem+json with a stable
 // code; the one translation from authn error classes to HTTP statuses is
 // in problem.go. Connections and streams are limited per uid with capacity
-// kept for uid 0, so that no local user can starve sign-ins.
+// kept for uid 0, so that no local user can starve sign-ins. A lone
+// connection's quick first request (a code sign-in) is answered on the
+// goroutine that accepted it, and everything else by net/http from the
+// same bytes (inline.go): a sign-in from idle wakes fewer threads.
 //
 // It may import ipc/api, ipc/peercred, authn and the standard library.
 package server

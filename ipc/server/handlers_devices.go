@@ -188,6 +188,13 @@ func (s *Server) syncDevice(c *call, activate bool) error {
 	return nil
 }
 
+// codeSignIn says the sign-in is made with a code (or a recovery token),
+// not a security key's touch.
+func codeSignIn(c *call) bool {
+	a, ok := c.decoded.(*api.Authenticate)
+	return ok && !(authn.AuthRequest{Code: a.Code, NextCode: a.NextCode, RecoveryToken: a.RecoveryToken}).NeedsTouch()
+}
+
 func (s *Server) authenticate(c *call) error {
 	var req api.Authenticate
 	if err := c.decode(&req); err != nil {

@@ -46,6 +46,8 @@ type peerConn struct {
 	once    sync.Once
 }
 
+func (c *peerConn) peer() *identity { return c.id }
+
 func (c *peerConn) Close() error {
 	c.once.Do(c.release)
 	return c.UnixConn.Close()
@@ -79,7 +81,11 @@ func (l *peerListener) Accept() (net.Conn, error) {
 			continue
 		}
 		uid := cred.UID
-		return &peerConn{UnixConn: c, id: &identity{cred: cred, srv: l.srv}, release: func() { l.slots.release(uid) }}, nil
+		l.srv.open.Add(1)
+		return &peerConn{UnixConn: c, id: &identity{cred: cred, srv: l.srv}, release: func() {
+			l.slots.release(uid)
+			l.srv.open.Add(-1)
+		}}, nil
 	}
 }
 

@@ -36,8 +36,14 @@ type Route struct {
 	// Body, on a BodyAccount route, makes the value its handler decodes
 	// the body into: the router decodes it so at once (decode hands it
 	// on), and falls back to reading the account alone when that fails.
-	Body   func() accountNamer
-	handle func(*call) error
+	Body func() accountNamer
+	// Quick routes never wait for a person or a device, so a lone
+	// connection's first request may be answered on the goroutine that
+	// accepted it (inline.go). QuickIf, when set, decides per request,
+	// once the body is decoded.
+	Quick   bool
+	QuickIf func(*call) bool
+	handle  func(*call) error
 }
 
 // call is one request as a handler sees it.
@@ -63,11 +69,11 @@ func (s *Server) routeTable() []Route {
 		{Method: "GET", Pattern: api.PathAccounts, Perm: PermAdmin, handle: s.listAccounts},
 		{Method: "POST", Pattern: api.PathAccounts, Perm: PermAdmin, handle: s.createAccount},
 		{Method: "DELETE", Pattern: api.PathAccount, Perm: PermAdmin, handle: s.deleteAccount},
-		{Method: "GET", Pattern: api.PathAccount, Perm: PermSelf, handle: s.getAccount},
+		{Method: "GET", Pattern: api.PathAccount, Perm: PermSelf, Quick: true, handle: s.getAccount},
 		{Method: "PATCH", Pattern: api.PathAccount, Perm: PermAdmin, handle: s.patchAccount},
 		{Method: "POST", Pattern: api.PathContact, Perm: PermSelf, handle: s.contactChange},
 		{Method: "POST", Pattern: api.PathContactVerify, Perm: PermSelf, handle: s.contactVerify},
-		{Method: "GET", Pattern: api.PathDevices, Perm: PermSelf, handle: s.listDevices},
+		{Method: "GET", Pattern: api.PathDevices, Perm: PermSelf, Quick: true, handle: s.listDevices},
 		{Method: "POST", Pattern: api.PathDevices, Perm: PermSelf, handle: s.createDevice},
 		{Method: "POST", Pattern: api.PathDeviceImport, Perm: PermAdmin, handle: s.importDevice},
 		{Method: "DELETE", Pattern: api.PathDevice, Perm: PermSelf, handle: s.deleteDevice},
@@ -84,13 +90,13 @@ func (s *Server) routeTable() []Route {
 		{Method: "POST", Pattern: api.PathRotateKey, Perm: PermRoot, handle: s.rotateKey},
 		{Method: "GET", Pattern: api.PathAudit, Perm: PermAdmin, handle: s.audit},
 		{Method: "POST", Pattern: api.PathAuthenticate, Perm: PermSelfBody, BodyAccount: true,
-			Body: func() accountNamer { return new(api.Authenticate) }, handle: s.authenticate},
+			Body: func() accountNamer { return new(api.Authenticate) }, Quick: true, QuickIf: codeSignIn, handle: s.authenticate},
 		{Method: "GET", Pattern: api.PathEmulators, Perm: PermAdmin, handle: s.listEmulators},
 		{Method: "POST", Pattern: api.PathEmulators, Perm: PermAdmin, handle: s.addEmulator},
 		{Method: "DELETE", Pattern: api.PathEmulator, Perm: PermAdmin, handle: s.removeEmulator},
 		{Method: "POST", Pattern: api.PathEmulatorAction, Perm: PermAdmin, handle: s.emulatorAction},
 		{Method: "GET", Pattern: api.PathEvents, Perm: PermAnyone, Stream: true, handle: s.events},
-		{Method: "GET", Pattern: api.PathInfo, Perm: PermAnyone, handle: s.info},
+		{Method: "GET", Pattern: api.PathInfo, Perm: PermAnyone, Quick: true, handle: s.info},
 		{Method: "GET", Pattern: api.PathKeys, Perm: PermAnyone, handle: s.listKeys},
 		{Method: "POST", Pattern: api.PathKeyCheck, Perm: PermAdmin, handle: s.checkKey},
 		{Method: "POST", Pattern: api.PathKeyPIN, Perm: PermAdmin, handle: s.keyPIN},
@@ -131,6 +137,10 @@ func (s *Server) wrap(rt *Route) http.Handler {
 		}
 		if !allowed(rt.Perm, p, c.account) {
 			s.deny(c)
+			return
+		}
+		if iw, ok := w.(*inlineWriter); ok && rt.QuickIf != nil && !rt.QuickIf(c) {
+			iw.status = statusHandOff // net/http runs it, from the bytes sent
 			return
 		}
 		if rt.Stream {

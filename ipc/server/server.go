@@ -10,6 +10,8 @@ import (
 	"os/user"
 	"strconv"
 	"sync"
+	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/mfad/mfad/authn"
@@ -165,6 +167,14 @@ type Server struct {
 	// otherwise hold the graceful stop.
 	stopping     chan struct{}
 	stoppingOnce sync.Once
+
+	byPattern map[string]*Route // "METHOD pattern" as the mux names it
+	open      atomic.Int64      // connections held, inline or with net/http
+	handoff   *handOff
+	inflight  sync.WaitGroup // requests being served on the accept loop
+	// inlineAnswers counts the answers given on the accept loop.
+	inlineAnswers atomic.Int64
+	inlineWait    time.Duration
 }
 
 // New builds a server over b.
@@ -203,13 +213,15 @@ func New(cfg Config, b Backends) *Server {
 		cfg: cfg, b: b, log: cfg.Logger,
 		conns: newSlots(cfg.Conns), streams: newSlots(cfg.Streams),
 		names:    &userNames{lookup: cfg.LookupUser, cache: map[uint32]nameEntry{}},
-		stopping: make(chan struct{}),
+		stopping: make(chan struct{}), inlineWait: inlineWait,
 	}
 	s.routes = s.routeTable()
 	s.mux = http.NewServeMux()
+	s.byPattern = make(map[string]*Route, len(s.routes))
 	for i := range s.routes {
 		r := &s.routes[i]
 		s.mux.Handle(r.Method+" "+r.Pattern, s.wrap(r))
+		s.byPattern[r.Method+" "+r.Pattern] = r
 	}
 	s.mux.HandleFunc("/", s.notFound)
 	s.http = &http.Server{
@@ -221,8 +233,8 @@ func New(cfg Config, b Backends) *Server {
 		MaxHeaderBytes:    16 << 10,
 		ErrorLog:          slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelDebug),
 		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
-			if pc, ok := c.(*peerConn); ok {
-				return context.WithValue(ctx, principalKey{}, pc.id)
+			if pc, ok := c.(interface{ peer() *identity }); ok {
+				return context.WithValue(ctx, principalKey{}, pc.peer())
 			}
 			return ctx
 		},
@@ -248,17 +260,60 @@ func (s *Server) Serve(l net.Listener) error {
 	if !ok {
 		return errors.New("server: the API is served on Unix sockets only (peer credentials)")
 	}
-	err := s.http.Serve(&peerListener{UnixListener: ul, srv: s, slots: s.conns, refusing: make(chan struct{}, 64)})
-	if errors.Is(err, http.ErrServerClosed) {
-		return nil
+	pl := &peerListener{UnixListener: ul, srv: s, slots: s.conns, refusing: make(chan struct{}, 64)}
+	s.handoff = &handOff{conns: make(chan net.Conn), addr: ul.Addr(), done: make(chan struct{}), close: ul.Close}
+	served := make(chan error, 1)
+	go func() { served <- s.http.Serve(s.handoff) }()
+	var err error
+	var backoff time.Duration
+	for {
+		c, aerr := pl.Accept()
+		if ne, ok := aerr.(net.Error); ok && ne.Timeout() || errors.Is(aerr, syscall.EMFILE) || errors.Is(aerr, syscall.ENFILE) ||
+			errors.Is(aerr, syscall.ENOBUFS) || errors.Is(aerr, syscall.ENOMEM) {
+			// Out of descriptors or memory for now: wait, as net/http does.
+			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+			s.log.Warn("accept failed; retrying", "err", aerr, "in", backoff)
+			time.Sleep(backoff)
+			continue
+		}
+		backoff = 0
+		if aerr != nil {
+			err = aerr
+			break
+		}
+		pc := c.(*peerConn)
+		if s.open.Load() == 1 {
+			s.tryInline(pc)
+		} else {
+			s.handoff.give(pc)
+		}
 	}
-	return err
+	s.handoff.Close()
+	if herr := <-served; !errors.Is(herr, http.ErrServerClosed) && herr != nil && !errors.Is(herr, net.ErrClosed) {
+		return herr
+	}
+	select {
+	case <-s.stopping:
+		return nil
+	default:
+		return err
+	}
 }
 
 // Shutdown stops accepting and waits for in-flight requests until ctx ends.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.stoppingOnce.Do(func() { close(s.stopping) })
-	return s.http.Shutdown(ctx)
+	err := s.http.Shutdown(ctx)
+	done := make(chan struct{})
+	go func() { s.inflight.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		if err == nil {
+			err = ctx.Err()
+		}
+	}
+	return err
 }
 
 // Routes returns the route table (method, pattern, permission).

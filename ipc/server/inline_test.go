@@ -1,0 +1,312 @@
+package server
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"path/filepath"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/mfad/mfad/authn"
+	"github.com/mfad/mfad/authn/store"
+	"github.com/mfad/mfad/ipc/api"
+)
+
+// serveForTest runs a server over a real store on a Unix socket in a
+// temporary directory; the account "alice" exists, without devices.
+//
+// The accept loop waits for a request as long as wait: tests that expect
+// an answer there give it seconds, so that a slow machine does not hand
+// the request on; those that expect a hand-off give it little.
+func serveForTest(t testing.TB, wait time.Duration) (*Server, string) {
+	t.Helper()
+	st, err := store.Open(t.TempDir(), bytes.Repeat([]byte{5}, store.KeySize), store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc := authn.NewService(st, authn.Config{})
+	if _, err := svc.CreateAccount(context.Background(), authn.Actor{Admin: true}, authn.NewAccount{Name: "alice"}); err != nil {
+		t.Fatal(err)
+	}
+	s := New(Config{}, Backends{Accounts: svc, Devices: svc, Tokens: svc, Backup: st, Info: testInfo{}})
+	s.inlineWait = wait
+	path := filepath.Join(t.TempDir(), "mfad.sock")
+	l, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- s.Serve(l) }()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := s.Shutdown(ctx); err != nil {
+			t.Errorf("shutdown: %v", err)
+		}
+		if err := <-served; err != nil {
+			t.Errorf("Serve after Shutdown: %v", err)
+		}
+		st.Close()
+	})
+	return s, path
+}
+
+type testInfo struct{}
+
+func (testInfo) Info() api.Info { return api.Info{Version: "test", API: "v1"} }
+
+type testConn struct {
+	t  testing.TB
+	c  net.Conn
+	br *bufio.Reader
+	// head: the request was HEAD, so the answer has no body.
+	head bool
+}
+
+func dialForTest(t testing.TB, path string) *testConn {
+	t.Helper()
+	c, err := net.Dial("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	return &testConn{t: t, c: c, br: bufio.NewReader(c)}
+}
+
+func request(method, path, body string, extra ...string) string {
+	head := method + " " + path + " HTTP/1.1\r\nHost: mfad\r\n"
+	if body != "" {
+		head += "Content-Type: application/json\r\nContent-Length: " + strconv.Itoa(len(body)) + "\r\n"
+	}
+	for _, h := range extra {
+		head += h + "\r\n"
+	}
+	return head + "\r\n" + body
+}
+
+func (c *testConn) send(s string) {
+	c.t.Helper()
+	if _, err := io.WriteString(c.c, s); err != nil {
+		c.t.Fatal(err)
+	}
+}
+
+// answer reads one answer: its status, its problem code (if any) and body.
+func (c *testConn) answer() (int, string, []byte) {
+	c.t.Helper()
+	var req *http.Request
+	if c.head {
+		req = &http.Request{Method: http.MethodHead}
+	}
+	resp, err := http.ReadResponse(c.br, req)
+	if err != nil {
+		c.t.Fatalf("reading an answer: %v", err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	var p api.Problem
+	if resp.Header.Get("Content-Type") == api.ContentProblem {
+		json.Unmarshal(body, &p)
+	}
+	return resp.StatusCode, p.Code, body
+}
+
+// TestLoneRequestAnsweredOnTheAcceptLoop: a lone connection's quick first
+// request is answered on the accept loop, the rest of the connection by
+// net/http, and both answer alike.
+func TestLoneRequestAnsweredOnTheAcceptLoop(t *testing.T) {
+	s, path := serveForTest(t, 5*time.Second)
+	c := dialForTest(t, path)
+	c.send(request("GET", "/v1/info", ""))
+	st, _, first := c.answer()
+	if st != 200 || s.inlineAnswers.Load() != 1 {
+		t.Fatalf("GET /v1/info: %d, answers on the accept loop %d, want 200 and 1", st, s.inlineAnswers.Load())
+	}
+	c.send(request("GET", "/v1/info", ""))
+	st, _, second := c.answer()
+	if st != 200 || s.inlineAnswers.Load() != 1 {
+		t.Fatalf("second GET on the connection: %d, answers on the accept loop %d, want 200 and still 1", st, s.inlineAnswers.Load())
+	}
+	var a, b map[string]any
+	json.Unmarshal(first, &a)
+	json.Unmarshal(second, &b)
+	if a["version"] == nil || a["version"] != b["version"] {
+		t.Errorf("the two answers differ: %s / %s", first, second)
+	}
+
+	// A code sign-in is quick: answered inline, with the problem net/http
+	// would give (alice has no devices).
+	c.c.Close()
+	waitIdle(t, s)
+	c2 := dialForTest(t, path)
+	c2.send(request("POST", "/v1/authenticate", `{"account":"alice","code":"123456"}`))
+	st, code, _ := c2.answer()
+	if s.inlineAnswers.Load() != 2 || st < 400 || code == "" {
+		t.Errorf("code sign-in: %d %q, answers on the accept loop %d, want a problem and 2", st, code, s.inlineAnswers.Load())
+	}
+}
+
+// waitIdle waits until the server holds no connection.
+func waitIdle(t testing.TB, s *Server) {
+	t.Helper()
+	for i := 0; s.open.Load() != 0; i++ {
+		if i > 1000 {
+			t.Fatalf("%d connections still open", s.open.Load())
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+// TestHandedOffRequestsAnswerWhole: what the accept loop does not answer
+// reaches net/http with every byte the peer sent.
+func TestHandedOffRequestsAnswerWhole(t *testing.T) {
+	const wait = 20 * time.Millisecond
+	s, path := serveForTest(t, wait)
+	cases := []struct {
+		name   string
+		send   func(c *testConn)
+		status int
+		code   string
+	}{
+		{"a route that is not quick", func(c *testConn) { c.send(request("GET", "/v1/accounts", "")) }, 200, ""},
+		{"a key sign-in (waits for a touch)", func(c *testConn) {
+			c.send(request("POST", "/v1/authenticate", `{"account":"alice"}`))
+		}, 0, ""},
+		{"a chunked body", func(c *testConn) {
+			c.send("POST /v1/authenticate HTTP/1.1\r\nHost: mfad\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n" +
+				"23\r\n{\"account\":\"alice\",\"code\":\"123456\"}\r\n0\r\n\r\n")
+		}, 0, ""},
+		{"a request that comes late", func(c *testConn) {
+			time.Sleep(5 * wait)
+			c.send(request("GET", "/v1/info", ""))
+		}, 200, ""},
+		{"a head sent in pieces across the wait", func(c *testConn) {
+			r := request("POST", "/v1/authenticate", `{"account":"alice","code":"123456"}`)
+			c.send(r[:20])
+			time.Sleep(5 * wait)
+			c.send(r[20:])
+		}, 0, ""},
+		{"a malformed request", func(c *testConn) { c.send("GET /v1/info HTTP/1.1\r\nHost mfad\r\n\r\n") }, 400, ""},
+		{"HTTP/1.0", func(c *testConn) { c.send("GET /v1/info HTTP/1.0\r\n\r\n") }, 200, ""},
+		{"an unknown path", func(c *testConn) { c.send(request("GET", "/v1/nothing", "")) }, 404, api.CodeNotFound},
+		{"no Host", func(c *testConn) { c.send("GET /v1/info HTTP/1.1\r\n\r\n") }, 400, ""},
+		{"two Hosts", func(c *testConn) { c.send("GET /v1/info HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n") }, 400, ""},
+		{"a control byte in a header", func(c *testConn) { c.send("GET /v1/info HTTP/1.1\r\nHost: a\r\nX-A: \x01\r\n\r\n") }, 400, ""},
+		{"HEAD", func(c *testConn) { c.head = true; c.send("HEAD /v1/info HTTP/1.1\r\nHost: a\r\n\r\n") }, 200, ""},
+	}
+	for _, tc := range cases {
+		waitIdle(t, s)
+		before := s.inlineAnswers.Load()
+		c := dialForTest(t, path)
+		tc.send(c)
+		st, code, body := c.answer()
+		if tc.status != 0 && (st != tc.status || code != tc.code) {
+			t.Errorf("%s: %d %q %s, want %d %q", tc.name, st, code, body, tc.status, tc.code)
+		}
+		if tc.status == 0 && (st < 400 || code == "") {
+			t.Errorf("%s: %d %s, want a problem", tc.name, st, body)
+		}
+		if got := s.inlineAnswers.Load() - before; got != 0 {
+			t.Errorf("%s: answered on the accept loop", tc.name)
+		}
+		c.c.Close()
+	}
+}
+
+// TestInlineKeepsTheConnection: requests sent together with the first
+// (pipelined) are answered in order; Connection: close is honoured; a
+// second connection while one is open goes to net/http.
+func TestInlineKeepsTheConnection(t *testing.T) {
+	s, path := serveForTest(t, 5*time.Second)
+	c := dialForTest(t, path)
+	c.send(request("GET", "/v1/info", "") + request("GET", "/v1/accounts/alice", "") + request("GET", "/v1/nothing", ""))
+	for i, want := range []int{200, 200, 404} {
+		if st, _, body := c.answer(); st != want {
+			t.Errorf("pipelined answer %d: %d %s, want %d", i, st, body, want)
+		}
+	}
+	if s.inlineAnswers.Load() != 1 {
+		t.Errorf("answers on the accept loop %d, want 1", s.inlineAnswers.Load())
+	}
+	other := dialForTest(t, path)
+	other.send(request("GET", "/v1/info", ""))
+	if st, _, _ := other.answer(); st != 200 || s.inlineAnswers.Load() != 1 {
+		t.Errorf("a second connection beside an open one: %d, answers on the accept loop %d, want 200 and 1", st, s.inlineAnswers.Load())
+	}
+	c.c.Close()
+	other.c.Close()
+	waitIdle(t, s)
+	closing := dialForTest(t, path)
+	closing.send(request("GET", "/v1/info", "", "Connection: close"))
+	if st, _, _ := closing.answer(); st != 200 || s.inlineAnswers.Load() != 2 {
+		t.Fatalf("Connection: close: %d, answers on the accept loop %d", st, s.inlineAnswers.Load())
+	}
+	closing.c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if n, err := closing.br.Read(make([]byte, 1)); n != 0 || !errors.Is(err, io.EOF) {
+		t.Errorf("after Connection: close, the connection gave %d bytes, %v; want EOF", n, err)
+	}
+	waitIdle(t, s)
+}
+
+// TestSilentPeerHoldsTheLoopOnce: a peer that connects and sends nothing
+// holds the accept loop for inlineWait at most; others are then served.
+func TestSilentPeerHoldsTheLoopOnce(t *testing.T) {
+	s, path := serveForTest(t, 200*time.Millisecond)
+	silent := dialForTest(t, path)
+	defer silent.c.Close()
+	for i := 0; i < 3; i++ {
+		c := dialForTest(t, path)
+		c.send(request("GET", "/v1/info", ""))
+		if st, _, _ := c.answer(); st != 200 {
+			t.Fatalf("beside a silent peer: %d", st)
+		}
+		c.c.Close()
+	}
+	if s.inlineAnswers.Load() != 0 {
+		t.Errorf("answers on the accept loop %d beside an open connection, want 0", s.inlineAnswers.Load())
+	}
+}
+
+// FuzzConnection sends arbitrary bytes on a lone connection, as the first
+// thing a peer says: whatever the accept loop makes of them, the server
+// answers the next peer.
+func FuzzConnection(f *testing.F) {
+	for _, seed := range []string{
+		request("GET", "/v1/info", ""),
+		request("POST", "/v1/authenticate", `{"account":"alice","code":"123456"}`),
+		request("POST", "/v1/authenticate", `{"account":"alice"}`),
+		request("GET", "/v1/info", "") + request("GET", "/v1/accounts/alice", ""),
+		"POST /v1/authenticate HTTP/1.1\r\nHost: m\r\nContent-Length: 99999999999\r\n\r\n{",
+		"POST /v1/authenticate HTTP/1.1\r\nHost: m\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n0\r\n\r\n",
+		"GET /v1/info HTTP/1.1\r\nHost: m\r\nExpect: 100-continue\r\n\r\n",
+		"\x00\xff\r\n\r\n",
+	} {
+		f.Add([]byte(seed))
+	}
+	s, path := serveForTest(f, 100*time.Millisecond)
+	f.Fuzz(func(t *testing.T, said []byte) {
+		waitIdle(t, s)
+		c := dialForTest(t, path)
+		c.c.Write(said)
+		c.c.(*net.UnixConn).CloseWrite()
+		io.Copy(io.Discard, c.c)
+		c.c.Close()
+		next := dialForTest(t, path)
+		next.send(request("GET", "/v1/info", ""))
+		if st, _, body := next.answer(); st != 200 {
+			t.Fatalf("after %q: the next peer got %d %s", said, st, body)
+		}
+		next.c.Close()
+	})
+}
