@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"runtime/debug"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -116,13 +117,17 @@ func (w *inlineWriter) Write(p []byte) (int, error) {
 func (s *Server) tryInline(c *peerConn) {
 	s.inflight.Add(1)
 	defer s.inflight.Done()
-	rec := &recorder{r: c.UnixConn}
+	pc, err := newPatientConn(c.UnixConn, time.Now().Add(s.inlineWait), s.cfg.WriteTimeout)
+	if err != nil {
+		c.Close()
+		return
+	}
+	rec := &recorder{r: pc}
 	br := bufio.NewReaderSize(rec, 4096)
 	handOff := func() {
-		c.SetDeadline(time.Time{})
+		pc.clearDeadlines()
 		s.handoff.give(&replayConn{peerConn: c, pending: rec.buf})
 	}
-	c.SetReadDeadline(time.Now().Add(s.inlineWait))
 	req, err := http.ReadRequest(br)
 	if err != nil || !plainRequest(req, rec.buf, s.cfg.MaxBodyBytes) || !s.quickRoute(req) {
 		handOff()
@@ -161,7 +166,6 @@ func (s *Server) tryInline(c *peerConn) {
 		return
 	}
 	closing := req.Close || w.header.Get("Connection") == "close"
-	c.SetWriteDeadline(time.Now().Add(s.cfg.WriteTimeout))
 	resp := http.Response{
 		StatusCode: w.status, ProtoMajor: 1, ProtoMinor: 1, Header: w.header,
 		ContentLength: int64(w.body.Len()), Body: io.NopCloser(&w.body), Close: closing, Request: req,
@@ -173,7 +177,7 @@ func (s *Server) tryInline(c *peerConn) {
 		w.header.Set("Date", time.Now().UTC().Format(http.TimeFormat))
 	}
 	s.inlineAnswers.Add(1)
-	out := bufio.NewWriterSize(c, 4096)
+	out := bufio.NewWriterSize(pc, 4096)
 	err = resp.Write(out)
 	if err == nil {
 		err = out.Flush()
@@ -185,8 +189,98 @@ func (s *Server) tryInline(c *peerConn) {
 	// The rest of the connection is net/http's, with what the peer sent
 	// after the first request.
 	rest, _ := br.Peek(br.Buffered())
-	c.SetDeadline(time.Time{})
+	pc.clearDeadlines()
 	s.handoff.give(&replayConn{peerConn: c, pending: bytes.Clone(rest)})
+}
+
+// patientConn reads and writes the accept loop's connection without a
+// deadline while the socket is ready, and sets one only when a call would
+// block: a deadline is a timer, and a new timer wakes another thread to
+// watch it, which is what answering on the accept loop saves. The peer
+// normally sent its request before mfad read it, and a short answer fits
+// the socket's buffer.
+type patientConn struct {
+	c         *net.UnixConn
+	raw       syscall.RawConn
+	readBy    time.Time
+	writeFor  time.Duration
+	deadlines bool
+}
+
+func newPatientConn(c *net.UnixConn, readBy time.Time, writeFor time.Duration) (*patientConn, error) {
+	raw, err := c.SyscallConn()
+	if err != nil {
+		return nil, err
+	}
+	return &patientConn{c: c, raw: raw, readBy: readBy, writeFor: writeFor}, nil
+}
+
+// Read reads what is there; when nothing is, it waits until readBy.
+func (p *patientConn) Read(b []byte) (int, error) {
+	if !p.deadlines && len(b) > 0 {
+		var n int
+		var err error
+		if rerr := p.raw.Read(func(fd uintptr) bool {
+			n, err = syscall.Read(int(fd), b)
+			return true
+		}); rerr != nil {
+			return 0, rerr
+		}
+		switch {
+		case err == nil && n > 0:
+			return n, nil
+		case err == nil:
+			return 0, io.EOF
+		case err != syscall.EAGAIN && err != syscall.EINTR:
+			return 0, err
+		}
+		p.setDeadlines()
+	}
+	return p.c.Read(b)
+}
+
+// Write writes what the socket takes at once, and the rest within the
+// server's write timeout.
+func (p *patientConn) Write(b []byte) (int, error) {
+	written := 0
+	if !p.deadlines {
+		var err error
+		if werr := p.raw.Write(func(fd uintptr) bool {
+			for written < len(b) {
+				var n int
+				n, err = syscall.Write(int(fd), b[written:])
+				if n <= 0 || err != nil {
+					break
+				}
+				written += n
+			}
+			return true
+		}); werr != nil {
+			return written, werr
+		}
+		if written == len(b) {
+			return written, nil
+		}
+		if err != nil && err != syscall.EAGAIN && err != syscall.EINTR {
+			return written, err
+		}
+		p.setDeadlines()
+	}
+	n, err := p.c.Write(b[written:])
+	return written + n, err
+}
+
+func (p *patientConn) setDeadlines() {
+	p.deadlines = true
+	p.c.SetReadDeadline(p.readBy)
+	p.c.SetWriteDeadline(time.Now().Add(p.writeFor))
+}
+
+// clearDeadlines leaves the connection as net/http expects it.
+func (p *patientConn) clearDeadlines() {
+	if p.deadlines {
+		p.c.SetDeadline(time.Time{})
+	}
 }
 
 // plainRequest admits the requests the accept loop answers: HTTP/1.1 GET

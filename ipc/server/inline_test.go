@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strconv"
 	"testing"
@@ -309,4 +310,72 @@ func FuzzConnection(f *testing.F) {
 		}
 		next.c.Close()
 	})
+}
+
+// TestInlineWaitsForALateHalf: a request whose second half comes after
+// mfad first found the socket empty is still answered on the accept loop
+// (the wait then has a deadline).
+func TestInlineWaitsForALateHalf(t *testing.T) {
+	s, path := serveForTest(t, 5*time.Second)
+	c := dialForTest(t, path)
+	r := request("POST", "/v1/authenticate", `{"account":"alice","code":"123456"}`)
+	c.send(r[:25])
+	time.Sleep(50 * time.Millisecond)
+	c.send(r[25:])
+	if st, code, _ := c.answer(); st < 400 || code == "" || s.inlineAnswers.Load() != 1 {
+		t.Errorf("%d %q, answers on the accept loop %d; want a problem answered there", st, code, s.inlineAnswers.Load())
+	}
+}
+
+// TestPatientConnWritesWhatTheSocketTakesLater: an answer larger than the
+// socket's buffer is written whole once the peer reads, and a read with
+// nothing to read ends at its deadline.
+func TestPatientConnWritesWhatTheSocketTakesLater(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "s")
+	l, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	peer, err := net.Dial("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer peer.Close()
+	c, err := l.AcceptUnix()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetWriteBuffer(16 << 10) // so that the answer below cannot go at once
+	pc, err := newPatientConn(c, time.Now().Add(30*time.Millisecond), 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	if n, err := pc.Read(make([]byte, 16)); n != 0 || !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("read with nothing sent: %d, %v; want the deadline", n, err)
+	}
+	if time.Since(start) > 3*time.Second {
+		t.Errorf("the read waited %v", time.Since(start))
+	}
+	big := bytes.Repeat([]byte("0123456789abcdef"), 1<<16) // 1 MiB, beyond the socket's buffer
+	got := make(chan []byte)
+	go func() {
+		time.Sleep(50 * time.Millisecond)
+		b, _ := io.ReadAll(io.LimitReader(peer, int64(len(big))))
+		got <- b
+	}()
+	// A connection that has not waited yet: its first write is the raw one.
+	pc, err = newPatientConn(c, time.Now().Add(time.Minute), 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, err := pc.Write(big); n != len(big) || err != nil {
+		t.Fatalf("write: %d of %d, %v", n, len(big), err)
+	}
+	if b := <-got; !bytes.Equal(b, big) {
+		t.Errorf("the peer read %d bytes, not the %d written", len(b), len(big))
+	}
+	pc.clearDeadlines()
 }
