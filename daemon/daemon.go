@@ -108,7 +108,10 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	})
 	l := cfg.Limits
 	srv := server.New(server.Config{
-		AdminGroup:        cfg.AdminGroup,
+		AdminGroup: cfg.AdminGroup,
+		// A sign-in on PostgreSQL may wait on the network; the accept
+		// loop must not.
+		AnswerOnAccept:    cfg.Store.Backend == BackendBolt,
 		MaxBodyBytes:      l.MaxBodyBytes,
 		Conns:             server.Limits{Max: l.Connections, Reserve: l.ConnectionsRootReserved, PerUID: l.ConnectionsPerUID},
 		Streams:           server.Limits{Max: l.Streams, Reserve: l.StreamsRootReserved, PerUID: l.StreamsPerUID},

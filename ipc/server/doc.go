@@ -11,8 +11,9 @@
 // in problem.go. Connections and streams are limited per uid with capacity
 // kept for uid 0, so that no local user can starve sign-ins. A lone
 // connection's quick first request (a code sign-in) is answered on the
-// goroutine that accepted it, and everything else by net/http from the
-// same bytes (inline.go): a sign-in from idle wakes fewer threads.
+// goroutine that accepted it when Config.AnswerOnAccept says the store
+// never waits on a network, and everything else by net/http from the same
+// bytes (inline.go): a sign-in from idle wakes fewer threads.
 //
 // It may import ipc/api, ipc/peercred, authn and the standard library.
 package server

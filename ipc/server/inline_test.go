@@ -25,7 +25,8 @@ import (
 //
 // The accept loop waits for a request as long as wait: tests that expect
 // an answer there give it seconds, so that a slow machine does not hand
-// the request on; those that expect a hand-off give it little.
+// the request on; those that expect a hand-off give it little; 0 turns
+// answers on the accept loop off (Config.AnswerOnAccept).
 func serveForTest(t testing.TB, wait time.Duration) (*Server, string) {
 	t.Helper()
 	st, err := store.Open(t.TempDir(), bytes.Repeat([]byte{5}, store.KeySize), store.Options{})
@@ -36,7 +37,7 @@ func serveForTest(t testing.TB, wait time.Duration) (*Server, string) {
 	if _, err := svc.CreateAccount(context.Background(), authn.Actor{Admin: true}, authn.NewAccount{Name: "alice"}); err != nil {
 		t.Fatal(err)
 	}
-	s := New(Config{}, Backends{Accounts: svc, Devices: svc, Tokens: svc, Backup: st, Info: testInfo{}})
+	s := New(Config{AnswerOnAccept: wait > 0}, Backends{Accounts: svc, Devices: svc, Tokens: svc, Backup: st, Info: testInfo{}})
 	s.inlineWait = wait
 	path := filepath.Join(t.TempDir(), "mfad.sock")
 	l, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
@@ -155,6 +156,24 @@ func TestLoneRequestAnsweredOnTheAcceptLoop(t *testing.T) {
 	st, code, _ := c2.answer()
 	if s.inlineAnswers.Load() != 2 || st < 400 || code == "" {
 		t.Errorf("code sign-in: %d %q, answers on the accept loop %d, want a problem and 2", st, code, s.inlineAnswers.Load())
+	}
+}
+
+// TestAnswerOnAcceptOff: without Config.AnswerOnAccept (mfad on
+// PostgreSQL) every request is net/http's.
+func TestAnswerOnAcceptOff(t *testing.T) {
+	s, path := serveForTest(t, 0)
+	for _, r := range []string{request("GET", "/v1/info", ""), request("POST", "/v1/authenticate", `{"account":"alice","code":"123456"}`)} {
+		waitIdle(t, s)
+		c := dialForTest(t, path)
+		c.send(r)
+		if st, _, body := c.answer(); st == 0 || st >= 500 {
+			t.Errorf("%d %s", st, body)
+		}
+		c.c.Close()
+	}
+	if n := s.inlineAnswers.Load(); n != 0 {
+		t.Errorf("%d answers on the accept loop with AnswerOnAccept off", n)
 	}
 }
 

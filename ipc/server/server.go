@@ -32,6 +32,12 @@ type Config struct {
 	WriteTimeout      time.Duration
 	IdleTimeout       time.Duration
 
+	// AnswerOnAccept answers a lone connection's quick first request on
+	// the goroutine that accepted it (inline.go). Only for a store whose
+	// answers never wait on a network: while the accept loop answers, it
+	// accepts nothing else.
+	AnswerOnAccept bool
+
 	// LookupUser maps a uid to its user name (default: os/user).
 	LookupUser func(uid uint32) string
 	// InGroup reports whether a user is a member of a group now, as
@@ -282,7 +288,7 @@ func (s *Server) Serve(l net.Listener) error {
 			break
 		}
 		pc := c.(*peerConn)
-		if s.open.Load() == 1 {
+		if s.cfg.AnswerOnAccept && s.open.Load() == 1 {
 			s.tryInline(pc)
 		} else {
 			s.handoff.give(pc)
