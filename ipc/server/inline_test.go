@@ -18,6 +18,7 @@ import (
 	"github.com/mfad/mfad/authn"
 	"github.com/mfad/mfad/authn/store"
 	"github.com/mfad/mfad/ipc/api"
+	"github.com/mfad/mfad/ipc/peercred"
 )
 
 // serveForTest runs a server over a real store on a Unix socket in a
@@ -37,7 +38,13 @@ func serveForTest(t testing.TB, wait time.Duration) (*Server, string) {
 	if _, err := svc.CreateAccount(context.Background(), authn.Actor{Admin: true}, authn.NewAccount{Name: "alice"}); err != nil {
 		t.Fatal(err)
 	}
-	s := New(Config{AnswerOnAccept: wait > 0}, Backends{Accounts: svc, Devices: svc, Tokens: svc, Backup: st, Info: testInfo{}})
+	names := map[uint32]string{1000: "bob", 1001: "alice"}
+	s := New(Config{AnswerOnAccept: wait > 0, LookupUser: func(uid uint32) string {
+		if n, ok := names[uid]; ok {
+			return n
+		}
+		return lookupUser(uid)
+	}}, Backends{Accounts: svc, Devices: svc, Tokens: svc, Backup: st, Info: testInfo{}})
 	s.inlineWait = wait
 	path := filepath.Join(t.TempDir(), "mfad.sock")
 	l, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
@@ -174,6 +181,52 @@ func TestAnswerOnAcceptOff(t *testing.T) {
 	}
 	if n := s.inlineAnswers.Load(); n != 0 {
 		t.Errorf("%d answers on the accept loop with AnswerOnAccept off", n)
+	}
+}
+
+// TestInlineDecidesAsTheRouter: a sign-in answered on the accept loop is
+// authorized as any other: another user's account is refused before the
+// code is looked at, the account's own user gets the code's verdict. The
+// peers are given uids (their connections are made here, then served as
+// the accept loop serves one), since the test may run as root.
+func TestInlineDecidesAsTheRouter(t *testing.T) {
+	s, _ := serveForTest(t, 5*time.Second)
+	lpath := filepath.Join(t.TempDir(), "peer.sock")
+	l, err := net.ListenUnix("unix", &net.UnixAddr{Name: lpath, Net: "unix"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	for _, tc := range []struct {
+		uid    uint32
+		status int
+		code   string
+	}{
+		{1000, 403, api.CodePermissionDenied}, // bob, for alice
+		{1001, 0, ""},                         // alice herself: the code's verdict
+	} {
+		waitIdle(t, s)
+		c := dialForTest(t, lpath)
+		sc, err := l.AcceptUnix()
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.open.Add(1)
+		pc := &peerConn{UnixConn: sc, id: &identity{cred: peercred.Cred{UID: tc.uid, GID: tc.uid}, srv: s}, release: func() { s.open.Add(-1) }}
+		before := s.inlineAnswers.Load()
+		c.send(request("POST", "/v1/authenticate", `{"account":"alice","code":"123456"}`))
+		s.tryInline(pc)
+		st, code, body := c.answer()
+		if s.inlineAnswers.Load() != before+1 {
+			t.Fatalf("uid %d: not answered on the accept loop", tc.uid)
+		}
+		if tc.status != 0 && (st != tc.status || code != tc.code) {
+			t.Errorf("uid %d: %d %q %s, want %d %q", tc.uid, st, code, body, tc.status, tc.code)
+		}
+		if tc.status == 0 && (st < 400 || code == "" || code == api.CodePermissionDenied) {
+			t.Errorf("uid %d (alice): %d %q %s, want the code refused, not the caller", tc.uid, st, code, body)
+		}
+		c.c.Close()
 	}
 }
 

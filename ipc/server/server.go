@@ -220,6 +220,7 @@ func New(cfg Config, b Backends) *Server {
 		conns: newSlots(cfg.Conns), streams: newSlots(cfg.Streams),
 		names:    &userNames{lookup: cfg.LookupUser, cache: map[uint32]nameEntry{}},
 		stopping: make(chan struct{}), inlineWait: inlineWait,
+		handoff: &handOff{conns: make(chan net.Conn), done: make(chan struct{})},
 	}
 	s.routes = s.routeTable()
 	s.mux = http.NewServeMux()
@@ -267,7 +268,7 @@ func (s *Server) Serve(l net.Listener) error {
 		return errors.New("server: the API is served on Unix sockets only (peer credentials)")
 	}
 	pl := &peerListener{UnixListener: ul, srv: s, slots: s.conns, refusing: make(chan struct{}, 64)}
-	s.handoff = &handOff{conns: make(chan net.Conn), addr: ul.Addr(), done: make(chan struct{}), close: ul.Close}
+	s.handoff.addr, s.handoff.close = ul.Addr(), ul.Close
 	served := make(chan error, 1)
 	go func() { served <- s.http.Serve(s.handoff) }()
 	var err error
