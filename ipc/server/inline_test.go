@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/base32"
 	"encoding/json"
 	"errors"
 	"io"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/mfad/mfad/authn"
 	"github.com/mfad/mfad/authn/store"
+	"github.com/mfad/mfad/authn/totp"
 	"github.com/mfad/mfad/ipc/api"
 	"github.com/mfad/mfad/ipc/peercred"
 )
@@ -29,6 +31,13 @@ import (
 // the request on; those that expect a hand-off give it little; 0 turns
 // answers on the accept loop off (Config.AnswerOnAccept).
 func serveForTest(t testing.TB, wait time.Duration) (*Server, string) {
+	t.Helper()
+	s, path, _ := serveForTestWith(t, wait)
+	return s, path
+}
+
+// serveForTestWith is serveForTest that also gives the service behind it.
+func serveForTestWith(t testing.TB, wait time.Duration) (*Server, string, *authn.Service) {
 	t.Helper()
 	st, err := store.Open(t.TempDir(), bytes.Repeat([]byte{5}, store.KeySize), store.Options{})
 	if err != nil {
@@ -64,7 +73,7 @@ func serveForTest(t testing.TB, wait time.Duration) (*Server, string) {
 		}
 		st.Close()
 	})
-	return s, path
+	return s, path, svc
 }
 
 type testInfo struct{}
@@ -227,6 +236,59 @@ func TestInlineDecidesAsTheRouter(t *testing.T) {
 			t.Errorf("uid %d (alice): %d %q %s, want the code refused, not the caller", tc.uid, st, code, body)
 		}
 		c.c.Close()
+	}
+}
+
+// TestInlineCodeOnceOnly: a code sent on 32 new connections at once, the
+// first answered on the accept loop and the rest by net/http, signs in
+// exactly once; sent again on a lone connection (the accept loop) it is
+// refused as used; so is a wrong code, which counts as a failure.
+func TestInlineCodeOnceOnly(t *testing.T) {
+	s, path, svc := serveForTestWith(t, 5*time.Second)
+	secret := bytes.Repeat([]byte{0x42}, 20)
+	if _, err := svc.ImportOTP(context.Background(), authn.Actor{Admin: true}, "alice",
+		authn.OTPImport{Secret: base32.StdEncoding.EncodeToString(secret), HOTP: true}); err != nil {
+		t.Fatal(err)
+	}
+	hotp := totp.Params{Algorithm: totp.SHA1, Digits: 6}
+	for round := uint64(0); round < 5; round++ {
+		code := totp.Code(secret, hotp, round)
+		body := `{"account":"alice","code":"` + code + `"}`
+		waitIdle(t, s)
+		before := s.inlineAnswers.Load()
+		conns := make([]*testConn, 32)
+		for i := range conns {
+			conns[i] = dialForTest(t, path)
+		}
+		for _, c := range conns {
+			go c.send(request("POST", "/v1/authenticate", body))
+		}
+		accepted := 0
+		for _, c := range conns {
+			st, code, body := c.answer()
+			switch {
+			case st == 200:
+				accepted++
+			case code != api.CodeCodeAlreadyUsed && code != api.CodeInvalidCode && code != api.CodeRetryLater:
+				t.Errorf("round %d: %d %q %s", round, st, code, body)
+			}
+		}
+		if accepted != 1 {
+			t.Fatalf("round %d: the code signed in %d times over 32 connections", round, accepted)
+		}
+		if s.inlineAnswers.Load() != before+1 {
+			t.Errorf("round %d: %d answers on the accept loop, want the first connection's", round, s.inlineAnswers.Load()-before)
+		}
+		for _, c := range conns {
+			c.c.Close()
+		}
+		waitIdle(t, s)
+		again := dialForTest(t, path)
+		again.send(request("POST", "/v1/authenticate", body))
+		if st, code, _ := again.answer(); st == 200 || (code != api.CodeCodeAlreadyUsed && code != api.CodeInvalidCode) {
+			t.Errorf("round %d: the used code again on a lone connection: %d %q", round, st, code)
+		}
+		again.c.Close()
 	}
 }
 
