@@ -242,7 +242,7 @@ func TestInlineDecidesAsTheRouter(t *testing.T) {
 // TestInlineCodeOnceOnly: a code sent on 32 new connections at once, the
 // first answered on the accept loop and the rest by net/http, signs in
 // exactly once; sent again on a lone connection (the accept loop) it is
-// refused as used; so is a wrong code, which counts as a failure.
+// refused; and once the account is disabled, its next valid code is too.
 func TestInlineCodeOnceOnly(t *testing.T) {
 	s, path, svc := serveForTestWith(t, 5*time.Second)
 	secret := bytes.Repeat([]byte{0x42}, 20)
@@ -289,6 +289,21 @@ func TestInlineCodeOnceOnly(t *testing.T) {
 			t.Errorf("round %d: the used code again on a lone connection: %d %q", round, st, code)
 		}
 		again.c.Close()
+	}
+
+	// A disabled account's next valid code, on a lone connection: refused
+	// there, as anywhere.
+	flags := []string{"disabled"}
+	if _, err := svc.PatchAccount(context.Background(), authn.Actor{Admin: true}, "alice", authn.AccountPatch{Flags: &flags}); err != nil {
+		t.Fatal(err)
+	}
+	waitIdle(t, s)
+	before := s.inlineAnswers.Load()
+	c := dialForTest(t, path)
+	c.send(request("POST", "/v1/authenticate", `{"account":"alice","code":"`+totp.Code(secret, hotp, 5)+`"}`))
+	if st, code, body := c.answer(); st == 200 || code != api.CodeAccountDisabled || s.inlineAnswers.Load() != before+1 {
+		t.Errorf("a disabled account's valid code on a lone connection: %d %q %s (answers on the loop %d), want account_disabled there",
+			st, code, body, s.inlineAnswers.Load()-before)
 	}
 }
 
