@@ -3,6 +3,7 @@ package e2e
 import (
 	"bufio"
 	"context"
+	"debug/elf"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -51,6 +52,51 @@ func buildPAM(t *testing.T) string {
 		t.Fatal(pamErr)
 	}
 	return pamModule
+}
+
+// TestPAMModuleLinkage holds the built module to its link: it exports the
+// pam_sm_* entry points and nothing else, and json-c is inside it, private
+// (no libjson-c.so to load, no json_* symbol a host process could bind to
+// or have interposed).
+func TestPAMModuleLinkage(t *testing.T) {
+	f, err := elf.Open(buildPAM(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	libs, err := f.ImportedLibraries()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range libs {
+		if strings.HasPrefix(l, "libjson-c") {
+			t.Errorf("the module needs %s: json-c is to be linked in", l)
+		}
+	}
+	syms, err := f.DynamicSymbols()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var exported []string
+	for _, s := range syms {
+		if s.Section == elf.SHN_UNDEF || elf.ST_BIND(s.Info) == elf.STB_LOCAL {
+			if strings.HasPrefix(s.Name, "json_") {
+				t.Errorf("the module imports %s", s.Name)
+			}
+			continue
+		}
+		exported = append(exported, s.Name)
+	}
+	want := map[string]bool{"pam_sm_authenticate": true, "pam_sm_setcred": true, "pam_sm_acct_mgmt": true, "pam_sm_chauthtok": true}
+	for _, name := range exported {
+		if !want[name] {
+			t.Errorf("the module exports %s", name)
+		}
+		delete(want, name)
+	}
+	for name := range want {
+		t.Errorf("the module does not export %s", name)
+	}
 }
 
 // needTool skips (or, under MFAD_REQUIRE_TOOLS=1, fails) without a tool.
