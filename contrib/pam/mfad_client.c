@@ -564,15 +564,16 @@ static int still_open(int fd)
 
 /* Sends the whole request on c->fd. */
 static int send_request(struct mfad_client *c, const char *method, const char *path, const char *body, int stream,
-			long long deadline)
+			int closing, long long deadline)
 {
 	char req[MFAD_MAX_REQUEST];
 	size_t blen = body ? strlen(body) : 0;
-	/* HTTP/1.1 keeps the connection by default; a streamed request asks
-	 * mfad to close it after the result. */
+	/* HTTP/1.1 keeps the connection by default; a streamed request, and
+	 * one whose answer most likely ends the conversation, ask mfad to
+	 * close it after the answer. */
 	int n = snprintf(req, sizeof(req),
 			 "%s %s HTTP/1.1\r\nHost: mfad\r\nUser-Agent: pam_mfad\r\n%sAccept: %s\r\n%sContent-Length: %zu\r\n\r\n",
-			 method, path, stream ? "Connection: close\r\n" : "",
+			 method, path, stream || closing ? "Connection: close\r\n" : "",
 			 stream ? "application/x-ndjson" : "application/json",
 			 body ? "Content-Type: application/json\r\n" : "", blen);
 	int rc = MFAD_OK;
@@ -714,7 +715,7 @@ int mfad_read_answer_reuse(struct mfad_src *s, int stream, mfad_event_fn on_even
 }
 
 static int exchange(struct mfad_client *c, const char *method, const char *path, const char *body, int stream,
-		    int timeout_ms, mfad_event_fn on_event, void *ctx, struct mfad_answer *out)
+		    int closing, int timeout_ms, mfad_event_fn on_event, void *ctx, struct mfad_answer *out)
 {
 	memset(out, 0, sizeof(*out));
 	long long deadline = now_ms() + (timeout_ms > 0 ? timeout_ms : 10000);
@@ -734,7 +735,7 @@ static int exchange(struct mfad_client *c, const char *method, const char *path,
 			break;
 		c->requests++;
 		s->received = 0;
-		rc = send_request(c, method, path, body, stream, deadline);
+		rc = send_request(c, method, path, body, stream, closing, deadline);
 		if (rc == MFAD_OK) {
 			s->fd = c->fd;
 			s->mem = NULL;
@@ -745,8 +746,8 @@ static int exchange(struct mfad_client *c, const char *method, const char *path,
 			s->cancel_on_eintr = stream;
 			rc = read_answer(s, stream, on_event, ctx, out, &reusable);
 		}
-		if (rc != MFAD_OK)
-			reusable = 0;
+		if (rc != MFAD_OK || closing)
+			reusable = 0; /* after Connection: close, never another request */
 		if (!reusable)
 			mfad_close(c); /* closing is what cancels a pending operation */
 		/* An idle connection that mfad closed just as the request went
@@ -767,11 +768,17 @@ static int exchange(struct mfad_client *c, const char *method, const char *path,
 
 int mfad_call(struct mfad_client *c, const char *method, const char *path, const char *body, struct mfad_answer *out)
 {
-	return exchange(c, method, path, body, 0, c->io_timeout_ms, NULL, NULL, out);
+	return exchange(c, method, path, body, 0, 0, c->io_timeout_ms, NULL, NULL, out);
+}
+
+int mfad_call_last(struct mfad_client *c, const char *method, const char *path, const char *body,
+		   struct mfad_answer *out)
+{
+	return exchange(c, method, path, body, 0, 1, c->io_timeout_ms, NULL, NULL, out);
 }
 
 int mfad_stream(struct mfad_client *c, const char *path, const char *body, int timeout_ms, mfad_event_fn on_event,
 		void *ctx, struct mfad_answer *out)
 {
-	return exchange(c, "POST", path, body, 1, timeout_ms, on_event, ctx, out);
+	return exchange(c, "POST", path, body, 1, 1, timeout_ms, on_event, ctx, out);
 }

@@ -130,6 +130,13 @@ void mfad_answer_free(struct mfad_answer *a);
 int mfad_call(struct mfad_client *c, const char *method, const char *path,
 	      const char *body, struct mfad_answer *out);
 
+/* The same for a request whose answer most likely ends the conversation
+ * (a typed code: it is accepted far more often than not): mfad is asked
+ * to close the connection after its answer instead of keeping it for a
+ * next request, which then opens a new one. */
+int mfad_call_last(struct mfad_client *c, const char *method, const char *path,
+		   const char *body, struct mfad_answer *out);
+
 /* A streamed request (Accept: application/x-ndjson). on_event sees every
  * line before the result; returning nonzero cancels (the connection is
  * closed, which cancels the operation in mfad). *result receives the

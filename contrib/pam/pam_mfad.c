@@ -549,7 +549,7 @@ static int sign_in_with_code(struct ctx *x, const char *code, const char *next, 
 	struct mfad_answer a;
 	if (build(body, sizeof(body), "account", x->user, "code", code, "next_code", next, NULL) < 0)
 		return PAM_AUTH_ERR;
-	int rc = mfad_call(&x->c, "POST", "/v1/authenticate", body, &a);
+	int rc = mfad_call_last(&x->c, "POST", "/v1/authenticate", body, &a);
 	explicit_bzero(body, sizeof(body));
 	if (rc != MFAD_OK)
 		return unreachable(x, rc, "authenticate") == PAM_SUCCESS ? PAM_AUTH_ERR : PAM_AUTHINFO_UNAVAIL;

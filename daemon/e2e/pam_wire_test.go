@@ -3,6 +3,7 @@ package e2e
 import (
 	"bufio"
 	"encoding/json"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -20,11 +21,14 @@ import (
 // it refuses a socket served by a user that is not mfad's.
 
 // wireAnswer is one scripted answer; close drops the connection after it
-// without saying so (as mfad does when an idle connection times out).
+// without saying so (as mfad does when an idle connection times out), and
+// keep keeps it open though the request asked for it to be closed (a
+// server that ignores Connection: close).
 type wireAnswer struct {
 	Status int            `json:"status"`
 	Body   map[string]any `json:"body"`
 	Close  bool           `json:"close,omitempty"`
+	Keep   bool           `json:"keep,omitempty"`
 }
 
 // wireRequest is one request the stand-in received.
@@ -67,7 +71,7 @@ while True:
         out = json.dumps(a["body"]).encode()
         ctype = "application/json" if a["status"] < 300 else "application/problem+json"
         c.sendall(b"HTTP/1.1 %d X\r\nContent-Type: %s\r\nContent-Length: %d\r\n\r\n" % (a["status"], ctype.encode(), len(out)) + out)
-        if close or a.get("close"):
+        if (close and not a.get("keep")) or a.get("close"):
             break
     f.close(); c.close()
 `
@@ -171,21 +175,30 @@ func TestPAMWireTOTP(t *testing.T) {
 }
 
 // TestPAMWireNoOTPDevice: a code for an account without an OTP device
-// leads to the device list and the account, all on one kept-alive
-// connection; a connection mfad dropped as idle is replaced.
+// leads to the device list and the account. The code's request asks mfad
+// to close its connection (its answer usually ends the sign-in), and
+// pam_mfad opens no request on it after that even when the server keeps it
+// open; the list and the account share the next, kept-alive connection,
+// and one that mfad dropped as idle is replaced.
 func TestPAMWireNoOTPDevice(t *testing.T) {
 	needRoot(t)
 	needTool(t, "pamtester")
 	t.Parallel()
+	noActive := problem(409, "no_active_device")
 	noDevices := wireAnswer{Status: 200, Body: map[string]any{"devices": []any{}}}
 	neverEnrolled := wireAnswer{Status: 200, Body: map[string]any{"name": userSelf, "kind": "member", "ever_enrolled": false}}
+	ignoredClose, dropped := noActive, noDevices
+	ignoredClose.Keep, dropped.Close = true, true
 	for _, tc := range []struct {
-		name  string
-		first wireAnswer
-		conns int
-	}{{"kept-alive", problem(409, "no_active_device"), 1}, {"dropped", wireAnswer{Status: 409,
-		Body: problem(409, "no_active_device").Body, Close: true}, 2}} {
-		sock, requests := startFakeMfad(t, "", tc.first, noDevices, neverEnrolled)
+		name   string
+		script []wireAnswer
+		conns  []int // of each request, in order
+	}{
+		{"kept-alive", []wireAnswer{noActive, noDevices, neverEnrolled}, []int{1, 2, 2}},
+		{"close-ignored", []wireAnswer{ignoredClose, noDevices, neverEnrolled}, []int{1, 2, 2}},
+		{"dropped", []wireAnswer{noActive, dropped, neverEnrolled}, []int{1, 2, 3}},
+	} {
+		sock, requests := startFakeMfad(t, "", tc.script...)
 		svc := pamService(t, "wire-nodev-"+tc.name, "auth required MODULE socket="+sock)
 		out, code := pamtester(t, svc, userSelf, "123456\n", "authenticate")
 		if code == 0 || !strings.Contains(out, "No MFA device is enrolled") {
@@ -193,8 +206,12 @@ func TestPAMWireNoOTPDevice(t *testing.T) {
 		}
 		got := requests()
 		requestsAre(t, got, "POST /v1/authenticate", "GET /v1/accounts/"+userSelf+"/devices", "GET /v1/accounts/"+userSelf)
-		if len(got) > 0 && got[len(got)-1].Conn != tc.conns {
-			t.Errorf("%s: %d connections, want %d: %+v", tc.name, got[len(got)-1].Conn, tc.conns, got)
+		var conns []int
+		for _, r := range got {
+			conns = append(conns, r.Conn)
+		}
+		if fmt.Sprint(conns) != fmt.Sprint(tc.conns) {
+			t.Errorf("%s: requests on connections %v, want %v: %+v", tc.name, conns, tc.conns, got)
 		}
 	}
 }
@@ -256,7 +273,9 @@ func TestPAMWireRefusals(t *testing.T) {
 		for i, r := range got {
 			b, _ := json.Marshal(r.Body)
 			w, _ := json.Marshal(tc.bodies[i])
-			if r.Method+" "+r.Path != "POST /v1/authenticate" || string(b) != string(w) || r.Conn != 1 {
+			// Each code on a connection of its own: its request asks
+			// mfad to close it after the answer.
+			if r.Method+" "+r.Path != "POST /v1/authenticate" || string(b) != string(w) || r.Conn != i+1 {
 				t.Errorf("%s: request %d: %s %s on connection %d %s, want %s", tc.name, i, r.Method, r.Path, r.Conn, b, w)
 			}
 		}

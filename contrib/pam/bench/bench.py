@@ -6,7 +6,11 @@ Whole process, timed here: fork/exec of `pamtester SVC USER authenticate`, the
 code written to its stdin, wait4. RUNS runs of each module per repetition, in
 round-robin (one run of each module in turn, in a new random order each
 time); the figure is the median of the
-REPS repetition medians. Child CPU from wait4.
+REPS repetition medians. Child CPU from wait4. Daemon CPU: what the mfad
+that a run signed in on spent from the start of that run to the start of
+the next (its threads' run time in /proc/PID/task/*/schedstat, so that work
+mfad does after its answer, such as closing the connection, counts), averaged
+over the repetition's runs.
 Codes come from oathtool (not timed). State is restored before each run for
 the stateful peers (not timed), so each timed run still does its state write.
 
@@ -86,6 +90,18 @@ def run_once(svc, user, code):
     t1 = time.perf_counter()
     p.returncode = os.waitstatus_to_exitcode(status)
     return t1 - t0, ru.ru_utime + ru.ru_stime, p.returncode
+
+
+def daemon_ns(pid):
+    """CPU time of every thread of pid, in ns (schedstat: time on a CPU)."""
+    total = 0
+    for t in os.listdir("/proc/%d/task" % pid):
+        try:
+            with open("/proc/%d/task/%s/schedstat" % (pid, t)) as f:
+                total += int(f.read().split()[0])
+        except (FileNotFoundError, ProcessLookupError):
+            pass  # a thread that ended: its time is gone with it
+    return total
 
 
 class Sink:
@@ -181,6 +197,8 @@ def main():
 
         accounts = []
         mfads = [k for k in only if k.startswith("mfad")]
+        daemon_of = {}  # service -> the mfad process it signs in on
+
         def start(binary, sock, state):
             d = subprocess.Popen([binary, "--socket", sock, "--state-dir", state, "--log-level", "warn"],
                                  stderr=open(state + ".log", "w"),
@@ -195,8 +213,12 @@ def main():
             # Every mfad service's accounts live on the mfad it asks.
             if any(k != "mfad-daemon-b" for k in mfads):
                 start(a.mfad, sock, os.path.join(work, "state"))
+                for k in mfads:
+                    if k != "mfad-daemon-b":
+                        daemon_of[k] = daemons[-1].pid
             if "mfad-daemon-b" in mfads:
                 start(a.mfad_b, sock_b, os.path.join(work, "state-b"))
+                daemon_of["mfad-daemon-b"] = daemons[-1].pid
             for i in range(a.runs * len(mfads)):
                 on = sock_b if mfads[i // a.runs] == "mfad-daemon-b" else sock
                 name = "perf%03d" % i
@@ -221,6 +243,8 @@ def main():
             walls = {k: [] for k in only}
             cpus = {k: [] for k in only}
             fails = {k: 0 for k in only}
+            dcpu = {k: 0 for k in only}
+            last = None  # (service, daemon pid, its CPU ns when the run started)
             cache = {}
             shuffle = random.Random(r)
             for i in range(a.runs):
@@ -240,22 +264,32 @@ def main():
                         if stepn not in cache:
                             cache = {stepn: oath(SECRET)}
                         code = cache[stepn]
+                    if last:
+                        dcpu[last[0]] += daemon_ns(last[1]) - last[2]
+                        last = None
+                    if k in daemon_of:
+                        last = (k, daemon_of[k], daemon_ns(daemon_of[k]))
                     w, c, rc = run_once(names[k], user, code)
                     if rc != 0:
                         fails[k] += 1
                     walls[k].append(w)
                     cpus[k].append(c)
+            if last:
+                dcpu[last[0]] += daemon_ns(last[1]) - last[2]
             for k in only:
-                reps[k].append((statistics.median(walls[k]), statistics.median(cpus[k]), fails[k]))
-                print("%-12s rep %d: wall %.3f ms, child cpu %.3f ms, failures %d" %
-                      (k, r + 1, reps[k][-1][0] * 1e3, reps[k][-1][1] * 1e3, fails[k]), flush=True)
+                reps[k].append((statistics.median(walls[k]), statistics.median(cpus[k]), fails[k],
+                                dcpu[k] / a.runs / 1e9))
+                print("%-12s rep %d: wall %.3f ms, child cpu %.3f ms, daemon cpu %.3f ms, failures %d" %
+                      (k, r + 1, reps[k][-1][0] * 1e3, reps[k][-1][1] * 1e3, reps[k][-1][3] * 1e3, fails[k]),
+                      flush=True)
         for k in only:
             results[k] = (statistics.median(x[0] for x in reps[k]), statistics.median(x[1] for x in reps[k]),
-                          sum(x[2] for x in reps[k]))
+                          sum(x[2] for x in reps[k]), statistics.median(x[3] for x in reps[k]))
         print()
-        print("%-12s %10s %14s %9s" % ("service", "wall ms", "child cpu ms", "failures"))
-        for k, (w, c, f) in results.items():
-            print("%-12s %10.3f %14.3f %9d" % (k, w * 1e3, c * 1e3, f))
+        print("%-12s %10s %14s %15s %9s" % ("service", "wall ms", "child cpu ms", "daemon cpu ms", "failures"))
+        for k, (w, c, f, d) in results.items():
+            dc = "%.3f" % (d * 1e3) if k in daemon_of else "-"
+            print("%-12s %10.3f %14.3f %15s %9d" % (k, w * 1e3, c * 1e3, dc, f))
         for m in mfads:
             if m not in results:
                 continue
