@@ -189,7 +189,8 @@ const (
 
 // AuditConfig tunes the audit log.
 type AuditConfig struct {
-	// Retention is how many audit entries are kept (oldest dropped first).
+	// Retention is how many audit entries are kept (oldest dropped first;
+	// with bbolt, 256 at a time once that many are past it).
 	Retention uint64 `toml:"retention"`
 }
 

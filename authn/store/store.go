@@ -74,6 +74,10 @@ type Options struct {
 	LockTimeout time.Duration
 	// AuditRetention is the number of audit entries kept (default 100000).
 	AuditRetention uint64
+	// AuditTrimEvery is how many entries beyond the retention gather
+	// before they are dropped together (default 256): the log holds
+	// AuditRetention to AuditRetention+AuditTrimEvery-1 entries.
+	AuditTrimEvery uint64
 	// MaxBatch bounds how many queued updates share one commit (default 256).
 	MaxBatch int
 	// Now is the clock (default time.Now).
@@ -133,6 +137,9 @@ func Open(stateDir string, key []byte, opts Options) (*Store, error) {
 	}
 	if opts.AuditRetention == 0 {
 		opts.AuditRetention = 100000
+	}
+	if opts.AuditTrimEvery == 0 {
+		opts.AuditTrimEvery = 256
 	}
 	if opts.MaxBatch == 0 {
 		opts.MaxBatch = 256

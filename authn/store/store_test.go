@@ -445,3 +445,33 @@ func TestAuditPagesAreFilled(t *testing.T) {
 		return nil
 	})
 }
+
+// Entries beyond the retention are dropped AuditTrimEvery at a time,
+// oldest first, so that most commits leave the log's oldest page alone;
+// the log never holds fewer than the retention nor trimEvery more.
+func TestAuditTrimmedInSteps(t *testing.T) {
+	const retention, trimEvery = 100, 32
+	s := openTest(t, t.TempDir(), Options{AuditRetention: retention, AuditTrimEvery: trimEvery})
+	first := uint64(1)
+	for n := uint64(1); n <= 500; n++ {
+		err := s.Update(context.Background(), func(tx authn.Tx) error {
+			return tx.AppendAudit(&authn.AuditEvent{Action: authn.ActAuthenticate, Account: "alice", Outcome: "ok"})
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n > retention && n-retention-first+1 >= trimEvery {
+			first = n - retention + 1
+		}
+		s.View(func(tx authn.Tx) error {
+			ev, err := tx.Audit(0, 1000)
+			if err != nil || uint64(len(ev)) != n-first+1 || ev[0].Seq != first || ev[len(ev)-1].Seq != n {
+				t.Fatalf("after %d appends: %d entries from %d, %v; want %d from %d", n, len(ev), ev[0].Seq, err, n-first+1, first)
+			}
+			return nil
+		})
+	}
+	if first == 1 {
+		t.Fatal("nothing was ever trimmed")
+	}
+}

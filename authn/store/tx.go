@@ -239,12 +239,21 @@ func (t *tx) AppendAudit(e *authn.AuditEvent) error {
 	if err := b.Put(binary.BigEndian.AppendUint64(nil, seq), v); err != nil {
 		return err
 	}
-	// Retention: drop what falls out of the window. Keys are sequential,
-	// so this deletes at most a few entries per append.
+	// Retention: drop what falls out of the window, AuditTrimEvery entries
+	// at a time. Dropping each entry as its successor came dirtied the
+	// log's oldest page and its parents in every commit, and merged pages
+	// as they emptied.
 	if seq > t.s.opts.AuditRetention {
 		cutoff := seq - t.s.opts.AuditRetention
 		c := b.Cursor()
-		for k, _ := c.First(); k != nil && binary.BigEndian.Uint64(k) <= cutoff; k, _ = c.First() {
+		k, _ := c.First()
+		if k == nil {
+			return nil
+		}
+		if first := binary.BigEndian.Uint64(k); first > cutoff || cutoff-first+1 < t.s.opts.AuditTrimEvery {
+			return nil
+		}
+		for ; k != nil && binary.BigEndian.Uint64(k) <= cutoff; k, _ = c.First() {
 			if err := c.Delete(); err != nil {
 				return err
 			}
