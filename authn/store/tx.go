@@ -240,20 +240,13 @@ func (t *tx) AppendAudit(e *authn.AuditEvent) error {
 		return err
 	}
 	// Retention: drop what falls out of the window, AuditTrimEvery entries
-	// at a time. Dropping each entry as its successor came dirtied the
-	// log's oldest page and its parents in every commit, and merged pages
-	// as they emptied.
-	if seq > t.s.opts.AuditRetention {
+	// at a time (when the window has moved by that many). Dropping each
+	// entry as its successor came dirtied the log's oldest page and its
+	// parents in every commit, and merged pages as they emptied.
+	if seq > t.s.opts.AuditRetention && (seq-t.s.opts.AuditRetention)%t.s.opts.AuditTrimEvery == 0 {
 		cutoff := seq - t.s.opts.AuditRetention
 		c := b.Cursor()
-		k, _ := c.First()
-		if k == nil {
-			return nil
-		}
-		if first := binary.BigEndian.Uint64(k); first > cutoff || cutoff-first+1 < t.s.opts.AuditTrimEvery {
-			return nil
-		}
-		for ; k != nil && binary.BigEndian.Uint64(k) <= cutoff; k, _ = c.First() {
+		for k, _ := c.First(); k != nil && binary.BigEndian.Uint64(k) <= cutoff; k, _ = c.First() {
 			if err := c.Delete(); err != nil {
 				return err
 			}
