@@ -573,7 +573,7 @@ static int send_request(struct mfad_client *c, const char *method, const char *p
 	 * close it after the answer. */
 	int n = snprintf(req, sizeof(req),
 			 "%s %s HTTP/1.1\r\nHost: mfad\r\nUser-Agent: pam_mfad\r\n%sAccept: %s\r\n%sContent-Length: %zu\r\n\r\n",
-			 method, path, stream || closing ? "Connection: close\r\n" : "",
+			 method, path, closing ? "Connection: close\r\n" : "",
 			 stream ? "application/x-ndjson" : "application/json",
 			 body ? "Content-Type: application/json\r\n" : "", blen);
 	int rc = MFAD_OK;
