@@ -9,7 +9,7 @@ import (
 	"log/slog"
 	"path/filepath"
 	"strings"
-	"sync/atomic"
+	"sync"
 	"testing"
 	"time"
 
@@ -70,23 +70,31 @@ func BenchmarkAuthenticateSocket(b *testing.B) {
 					b.Fatal(err)
 				}
 			}
-			var next atomic.Int64
-			counters := make([]uint64, clients)
-			b.SetParallelism(max(1, clients/2))
+			// Exactly one goroutine per client and account: b.RunParallel
+			// starts GOMAXPROCS×parallelism goroutines, and two sharing one
+			// token would race each other's counters into replays.
+			var wg sync.WaitGroup
 			b.ResetTimer()
-			b.RunParallel(func(pb *testing.PB) {
-				i := int(next.Add(1)-1) % clients
-				cl := &client.Client{Socket: cfg.Socket}
-				defer cl.Close()
-				acct := fmt.Sprintf("b%d", i)
-				for pb.Next() {
-					counters[i]++
-					if _, err := cl.Authenticate(ctx, api.Authenticate{Account: acct, Code: totp.Code(secrets[i], p, counters[i]+1)}); err != nil {
-						b.Error(err)
-						return
-					}
+			for i := range clients {
+				n := b.N / clients
+				if i < b.N%clients {
+					n++
 				}
-			})
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					cl := &client.Client{Socket: cfg.Socket}
+					defer cl.Close()
+					acct := fmt.Sprintf("b%d", i)
+					for counter := uint64(2); counter < uint64(n)+2; counter++ {
+						if _, err := cl.Authenticate(ctx, api.Authenticate{Account: acct, Code: totp.Code(secrets[i], p, counter)}); err != nil {
+							b.Error(err)
+							return
+						}
+					}
+				}()
+			}
+			wg.Wait()
 		})
 	}
 }
