@@ -295,7 +295,13 @@ def main():
                 continue
             for peer in ("gauth", "gauth-reuse", "oath", "mfad-b", "mfad-daemon-b"):
                 if peer in results and peer != m:
-                    print("ratio %s / %-11s %.2f" % (m, peer, results[m][0] / results[peer][0]))
+                    # Also repetition by repetition: the two in each were
+                    # measured in the same minutes, so the machine's drift
+                    # between repetitions cancels out of these.
+                    paired = [x[0] / y[0] for x, y in zip(reps[m], reps[peer])]
+                    print("ratio %s / %-11s %.2f (of the medians); by repetition %s, their median %.2f" %
+                          (m, peer, results[m][0] / results[peer][0], " ".join("%.2f" % x for x in paired),
+                           statistics.median(paired)))
         if sink:
             print("syslog lines received on /dev/log: %d" % sink.n)
     finally:
