@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """The durable write of one sign-in, without the rest: what
 pam_google_authenticator (DISALLOW_REUSE) does to its state file, against
-what a bbolt commit of a sign-in does to mfad's database, on one filesystem,
-interleaved.
+what a bbolt commit of a sign-in does to mfad's database, and what a
+write-ahead log would flush instead, on one filesystem, interleaved.
 
 - gauth: its write_file_contents(), as strace shows it (Debian 20191231):
   mkstemp (open O_CREAT|O_EXCL), fchmod, stat, write of the ~90-byte file,
@@ -39,7 +39,7 @@ def main():
         log = os.open(os.path.join(d, "mfad.log"), os.O_RDWR | os.O_CREAT, 0o600)
         os.pwrite(log, b"\0" * (8 << 20), 0)  # written, not just allocated: no extent changes
         os.fsync(log)
-        logEnd = [0]
+        log_end = [0]
 
         def gauth():
             t = time.perf_counter()
@@ -62,14 +62,14 @@ def main():
             os.fdatasync(fd)
             return time.perf_counter() - t
 
-        def logAppend():
+        def log_append():
             t = time.perf_counter()
-            os.pwrite(log, b"\3" * 900, logEnd[0] % (8 << 20))
-            logEnd[0] += 900
+            os.pwrite(log, b"\3" * 900, log_end[0] % (8 << 20))
+            log_end[0] += 900
             os.fdatasync(log)
             return time.perf_counter() - t
 
-        writes = {"gauth": gauth, "bbolt": bbolt, "log": logAppend}
+        writes = {"gauth": gauth, "bbolt": bbolt, "log": log_append}
         res = {k: [] for k in writes}
         for _ in range(a.runs):
             for k in random.sample(list(res), len(res)):
