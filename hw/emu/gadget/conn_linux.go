@@ -40,6 +40,7 @@ type Conn struct {
 	wakeMu     sync.Mutex
 	wakeClosed bool
 	dropped    atomic.Int64
+	pace       *ctaphid.Pacer // spaces input reports (see WriteReport)
 }
 
 var _ ctaphid.Conn = (*Conn)(nil)
@@ -63,7 +64,7 @@ func newConn(fd int, path string) (*Conn, error) {
 	if err != nil {
 		return nil, fmt.Errorf("gadget: eventfd: %w", err)
 	}
-	return &Conn{path: path, fd: fd, wake: wake}, nil
+	return &Conn{path: path, fd: fd, wake: wake, pace: ctaphid.NewPacer(ctaphid.FrameInterval, ctaphid.PaceBurst)}, nil
 }
 
 // Dropped is how many reports were dropped because the host did not collect
@@ -144,9 +145,19 @@ func (c *Conn) ReadReport(ctx context.Context) ([]byte, error) {
 // WriteReport sends one 64-byte input report. When the host has not taken
 // the previous one within WriteTimeout, the report is dropped (see Dropped)
 // and WriteReport returns nil, as a real key's report would be lost.
+//
+// Reports are paced like a full-speed endpoint's (ctaphid.Pacer). The
+// gadget's own endpoint does not pace them: dummy_hcd polls an interrupt
+// endpoint as fast as bulk, and usbhid hands every report to hidraw, which
+// keeps 64 unread per open file and drops the newest past them. A 129-report
+// answer then lost its tail whenever the host's reader was not scheduled
+// (the one-CPU VM test's 7,609-byte PING: ERR_INVALID_SEQ).
 func (c *Conn) WriteReport(ctx context.Context, report []byte) error {
 	if len(report) != ctaphid.ReportSize {
 		return fmt.Errorf("gadget: write %s: %w", c.path, ctaphid.ErrReportSize)
+	}
+	if err := c.pace.Wait(ctx); err != nil {
+		return err
 	}
 	c.mu.RLock()
 	defer c.mu.RUnlock()

@@ -93,3 +93,31 @@ func TestConnUnplugAndClose(t *testing.T) {
 		t.Fatalf("err = %v", err)
 	}
 }
+
+// Input reports are paced: past the burst, a report waits for its turn and
+// gives up when the context ends, without reaching the host.
+func TestConnPaced(t *testing.T) {
+	c, host := pair(t)
+	c.pace = ctaphid.NewPacer(time.Hour, 2)
+	rep := bytes.Repeat([]byte{7}, 64)
+	for i := 0; i < 2; i++ {
+		if err := c.WriteReport(context.Background(), rep); err != nil {
+			t.Fatalf("report %d of the burst: %v", i, err)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if err := c.WriteReport(ctx, rep); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("third report: %v, want it held until the deadline", err)
+	}
+	buf := make([]byte, 100)
+	for i := 0; i < 2; i++ {
+		if n, _ := unix.Read(host, buf); n != 64 {
+			t.Fatalf("host read %d: %d bytes", i, n)
+		}
+	}
+	unix.SetNonblock(host, true)
+	if n, err := unix.Read(host, buf); err == nil {
+		t.Fatalf("host got a third report (%d bytes)", n)
+	}
+}

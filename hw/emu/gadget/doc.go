@@ -15,6 +15,9 @@
 // write, no report-id byte in either direction. Writes that the host does
 // not collect (no program holds the hidraw node open, so usbhid does not
 // poll the IN endpoint) are dropped after WriteTimeout instead of blocking.
+// Writes are paced like a full-speed endpoint's (ctaphid.Pacer), because
+// dummy_hcd polls interrupt endpoints without their interval and the host's
+// hidraw buffer drops input reports past 64 unread.
 //
 // Everything must be configured before the UDC is bound: the kernel refuses
 // attribute changes afterwards (EBUSY).
