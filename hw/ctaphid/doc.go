@@ -13,8 +13,8 @@
 //     for CBOR and MSG while sending KEEPALIVE, honours CANCEL and LOCK, and answers
 //     CTAPHID_ERROR to anything malformed; it carries the fault hooks the software
 //     authenticator needs ([Faults]);
-//   - [Pacer], which spaces the reports of a link without flow control (Linux uhid) the way a
-//     full-speed USB interrupt endpoint would;
+//   - [Pacer], which spaces the reports of a link without flow control (Linux uhid, a USB
+//     gadget on dummy_hcd) the way a full-speed USB interrupt endpoint would;
 //   - [Pipe], an in-memory pair of [Conn]s that attaches a device-side Server to a host-side
 //     Channel at the HID report boundary, so tests run the same code as a real key.
 //

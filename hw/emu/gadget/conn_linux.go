@@ -146,12 +146,12 @@ func (c *Conn) ReadReport(ctx context.Context) ([]byte, error) {
 // the previous one within WriteTimeout, the report is dropped (see Dropped)
 // and WriteReport returns nil, as a real key's report would be lost.
 //
-// Reports are paced like a full-speed endpoint's (ctaphid.Pacer). The
-// gadget's own endpoint does not pace them: dummy_hcd polls an interrupt
-// endpoint as fast as bulk, and usbhid hands every report to hidraw, which
-// keeps 64 unread per open file and drops the newest past them. A 129-report
-// answer then lost its tail whenever the host's reader was not scheduled
-// (the one-CPU VM test's 7,609-byte PING: ERR_INVALID_SEQ).
+// Reports are paced like a full-speed endpoint's (ctaphid.Pacer). Over
+// dummy_hcd the link does not pace them: it polls an interrupt endpoint as
+// fast as a bulk one, and usbhid hands every report to hidraw, which keeps
+// 64 unread per open file and drops the newest past them. Unpaced, a
+// 129-report answer lost a report whenever the host's reader was not
+// scheduled (the one-CPU VM test's 7,609-byte PING: ERR_INVALID_SEQ).
 func (c *Conn) WriteReport(ctx context.Context, report []byte) error {
 	if len(report) != ctaphid.ReportSize {
 		return fmt.Errorf("gadget: write %s: %w", c.path, ctaphid.ErrReportSize)
