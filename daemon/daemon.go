@@ -32,8 +32,19 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
-	if err := prepareStateDir(cfg.StateDir, [2]string{store.DBFileName, "database"}, [2]string{store.KeyFileName, "master key"}); err != nil {
+	if err := prepareStateDir(cfg.StateDir, [2]string{store.DBFileName, "database"}, [2]string{store.WALFileName, "write-ahead log"}, [2]string{store.KeyFileName, "master key"}); err != nil {
 		return err
+	}
+	if cfg.Store.Backend != BackendPostgres {
+		// After a crash, mfad.db is rebuilt from its base copy and the
+		// write-ahead log before anything reads it (LoadKey would too).
+		n, err := store.RecoverLog(cfg.StateDir, cfg.Store.LockTimeout.Duration)
+		if err != nil {
+			return err
+		}
+		if n > 0 {
+			log.Warn("store recovered after an unclean stop", "replayed_commits", n)
+		}
 	}
 	key, keyPath, err := store.LoadKey(cfg.StateDir)
 	if err != nil {

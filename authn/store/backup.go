@@ -310,6 +310,12 @@ func Restore(src, stateDir string, opts RestoreOptions) (Restored, error) {
 	if err := os.Remove(keyPath + newKeySuffix); err != nil && !isNotExist(err) {
 		return Restored{}, err
 	}
+	// The write-ahead log and its base copy hold the replaced database's
+	// changes: they go before it does, or the next start would apply them
+	// to the restored one. Without them, Open takes mfad.db as it is.
+	if err := dropLog(stateDir); err != nil {
+		return Restored{}, err
+	}
 	if err := os.Rename(tmp.Name(), dst); err != nil {
 		return Restored{}, err
 	}

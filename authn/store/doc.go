@@ -1,5 +1,8 @@
-// Package store is the bbolt implementation of authn.Store: one file,
-// mfad.db, under the state directory.
+// Package store is the bbolt implementation of authn.Store: the database
+// mfad.db under the state directory, with its write-ahead log mfad.wal and
+// the base copy mfad.db.base.<generation> that the log's records apply to
+// (wal.go says why a base copy and how recovery, checkpoints and the
+// clean-stop flag work).
 //
 // Bucket tree (schema version 3; records are CBOR, of this package's own
 // record types with explicit keys (schema.go), never authn's or the wire's):
@@ -23,8 +26,8 @@
 // from any other at Open (see LoadKey and docs/masterkey.md); keyed backups
 // carry the key sealed under a passphrase (Argon2id). Writes go through a
 // group commit: one writer at a time runs every queued function in one
-// bbolt transaction and flushes once, so concurrent callers share the
-// fsync. A lone update is its own writer, on its caller's goroutine; one
+// bbolt transaction, appends its changes to the log and flushes that once,
+// so concurrent callers share the fsync; bbolt then commits without one. A lone update is its own writer, on its caller's goroutine; one
 // that finds a commit in progress queues for the committer goroutine.
 //
 // It may import authn, bbolt, cbor, x/crypto/argon2 and the standard library.

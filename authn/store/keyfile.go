@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 )
 
 // KeySize is the master key length: AES-256.
@@ -41,6 +42,10 @@ const (
 // the raw 32 bytes or 64 hex digits.
 func LoadKey(stateDir string) ([]byte, string, error) {
 	dbPath := filepath.Join(stateDir, DBFileName)
+	// After a crash mfad.db is rebuilt from the log before anything reads it.
+	if _, err := RecoverLog(stateDir, 3*time.Second); err != nil {
+		return nil, "", err
+	}
 	st, err := readKeyState(dbPath)
 	if err != nil {
 		return nil, "", err

@@ -98,6 +98,12 @@ func (s *Store) RotateKey(keyFile string) (Rotated, error) {
 	// previous rotation may look at its secrets only now.
 	earlier := before.known[1:min(len(before.known), maxKnownKeys-1)]
 	s.keys.Store(&keySet{cur: old, known: append([]keyed{{old, oldCheck}, {next, check}}, earlier...)})
+	if s.failed != nil {
+		s.keys.Store(before)
+		s.wmu.Unlock()
+		os.Remove(newFile)
+		return Rotated{}, s.failed
+	}
 	err = s.db.Update(func(btx *bolt.Tx) error {
 		var err error
 		n, err = reseal(btx.Bucket(bktRoot), old, next)
@@ -116,8 +122,19 @@ func (s *Store) RotateKey(keyFile string) (Rotated, error) {
 		os.Remove(newFile)
 		return Rotated{}, fmt.Errorf("store: key rotation rolled back, the old key stays: %w", err)
 	}
-	rotateStep(rotateCommitted)
 	s.keys.Store(&keySet{cur: next, known: append([]keyed{{next, check}, {old, oldCheck}}, earlier...)})
+	// The rotation rewrote every secret outside the write-ahead log, so
+	// a checkpoint makes it durable before any logged write follows. If
+	// that fails, a restart recovers the state before the rotation (the
+	// old key opens it, and LoadKey drops the new one); until then the
+	// store takes no writes, which a recovery would apply to the wrong state.
+	if err := s.checkpoint(); err != nil {
+		s.failed = fmt.Errorf("store: the key rotation could not be made durable; mfad takes no writes until a restart "+
+			"returns to the old key: %w", err)
+		s.wmu.Unlock()
+		return Rotated{}, s.failed
+	}
+	rotateStep(rotateCommitted)
 	s.wmu.Unlock()
 
 	out := Rotated{KeyFile: keyFile, OldKeyFile: keyFile + oldKeySuffix, Resealed: n}

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
@@ -114,6 +115,16 @@ type Store struct {
 	// released the file's mapped pages (resident.go); the writer's turn
 	// guards it.
 	releasedAt int64
+
+	// The write-ahead log (wal.go) and, under wmu, the record being
+	// gathered, the log's size at which the next checkpoint is due, and
+	// failed: set when bbolt refused a commit whose record the log
+	// already holds, after which the store takes no write until a
+	// restart applies that record.
+	wal            *wal
+	rec            walRecord
+	nextCheckpoint int64
+	failed         error
 }
 
 type call struct {
@@ -151,12 +162,22 @@ func Open(stateDir string, key []byte, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
+	w, err := openWAL(stateDir, opts.LockTimeout)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := w.recoverIfDue(); err != nil {
+		w.close()
+		return nil, err
+	}
 	path := filepath.Join(stateDir, DBFileName)
 	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: opts.LockTimeout, FreelistType: bolt.FreelistMapType})
 	if errors.Is(err, bolterrors.ErrTimeout) {
+		w.close()
 		return nil, fmt.Errorf("%w: %s is held by another mfad (waited %v)", ErrLocked, path, opts.LockTimeout)
 	}
 	if err != nil {
+		w.close()
 		return nil, fmt.Errorf("store: open %s: %w", path, err)
 	}
 	// A database of this schema whose key-check value the key opens needs
@@ -171,17 +192,52 @@ func Open(stateDir string, key []byte, opts Options) (*Store, error) {
 			return err
 		})
 	}
+	wroteUnlogged := check == nil
 	if err != nil {
 		db.Close()
+		w.close()
 		if errors.Is(err, ErrWrongKey) {
 			return nil, fmt.Errorf("%s: %w", path, err)
 		}
 		return nil, err
 	}
-	st := &Store{db: db, opts: opts, queue: make(chan *call), turn: make(chan struct{}, 1), quit: make(chan struct{}), done: make(chan struct{})}
+	st := &Store{db: db, opts: opts, queue: make(chan *call), turn: make(chan struct{}, 1), quit: make(chan struct{}), done: make(chan struct{}), wal: w}
 	st.keys.Store(&keySet{cur: s, known: []keyed{{s, check}}})
+	if err := st.startLog(wroteUnlogged); err != nil {
+		db.Close()
+		w.close()
+		return nil, err
+	}
 	go st.committer()
 	return st, nil
+}
+
+// startLog makes the log the store's durability from here on: mfad.db is
+// written without flushes. The log's records apply to its base copy,
+// which must hold mfad.db's state now; when it may not (no log yet, a
+// migration just written, a write since the clean stop that bypassed the
+// log, the base missing), a checkpoint makes a new one. Otherwise the
+// clean flag is cleared, and that flushed, before the first write.
+func (s *Store) startLog(wroteUnlogged bool) error {
+	h := s.wal.head
+	var txid uint64
+	s.db.View(func(btx *bolt.Tx) error { txid = uint64(btx.ID()); return nil })
+	_, baseErr := os.Stat(baseName(s.wal.dir, h.gen))
+	if h.gen == 0 || wroteUnlogged || txid != h.txid || baseErr != nil {
+		if err := s.checkpoint(); err != nil {
+			return err
+		}
+	} else {
+		h.clean = false
+		if err := s.wal.writeHeader(h); err != nil {
+			return fmt.Errorf("store: write-ahead log: %w", err)
+		}
+		removeOtherBases(s.wal.dir, h.gen)
+	}
+	s.nextCheckpoint = checkpointAt
+	s.db.NoSync = true
+	s.db.NoGrowSync = true
+	return nil
 }
 
 // current returns the key-check value of a database that is at this
@@ -235,21 +291,67 @@ func migrate(tx *bolt.Tx, now time.Time) error {
 	return nil
 }
 
-// update runs fn in a bbolt write transaction, ordered with key rotation.
-func (s *Store) update(fn func(*bolt.Tx) error) error {
+// update runs fn in a bbolt write transaction, ordered with key rotation,
+// and makes it durable: its changes are appended to the write-ahead log
+// and flushed before bbolt commits them, so that no reader sees a change
+// a crash could take back.
+func (s *Store) update(fn func(*tx) error) (err error) {
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
-	return s.db.Update(fn)
+	if s.failed != nil {
+		return s.failed
+	}
+	btx, err := s.db.Begin(true)
+	if err != nil {
+		return err
+	}
+	done := false
+	defer func() {
+		if !done {
+			btx.Rollback()
+		}
+	}()
+	s.rec.ops = s.rec.ops[:0]
+	if cap(s.rec.ops) > 1<<20 {
+		s.rec.ops = nil
+	}
+	if err := fn(&tx{btx: btx, s: s, rec: &s.rec}); err != nil {
+		return err
+	}
+	if len(s.rec.ops) == 0 {
+		return nil // nothing changed: the rollback is the commit
+	}
+	if err := s.wal.append(s.rec.ops); err != nil {
+		return fmt.Errorf("store: write-ahead log: %w", err)
+	}
+	done = true
+	if err := btx.Commit(); err != nil {
+		s.failed = fmt.Errorf("store: a commit failed after the write-ahead log took its changes; "+
+			"mfad takes no more writes until a restart applies them from the log: %w", err)
+		return err
+	}
+	s.maybeCheckpoint()
+	return nil
 }
 
-// Close waits for queued updates to finish and closes the database.
+// Close waits for queued updates to finish, flushes the database and
+// marks the log clean, and closes both.
 func (s *Store) Close() error {
 	var err error
 	s.closed.Do(func() {
 		close(s.quit)
 		<-s.done
 		s.turn <- struct{}{} // an uncontended Update's commit ends first; none starts after
-		err = s.db.Close()
+		s.wmu.Lock()
+		defer s.wmu.Unlock()
+		err = s.db.Sync()
+		if err == nil && s.failed == nil {
+			h := s.wal.head
+			s.db.View(func(btx *bolt.Tx) error { h.txid = uint64(btx.ID()); return nil })
+			h.clean = true
+			err = s.wal.writeHeader(h)
+		}
+		err = errors.Join(err, s.db.Close(), s.wal.close())
 	})
 	return err
 }
@@ -340,8 +442,7 @@ var errRetryBatch = errors.New("store: retry batch without a failed update")
 func (s *Store) run(batch []*call) {
 	for len(batch) > 0 {
 		failed, failErr := -1, error(nil)
-		err := s.update(func(btx *bolt.Tx) error {
-			t := &tx{btx: btx, s: s}
+		err := s.update(func(t *tx) error {
 			for i, c := range batch {
 				if err := safeCall(c.fn, t); err != nil {
 					failed, failErr = i, err
@@ -406,9 +507,9 @@ func (s *Store) SetMetaOnce(key, value string) (string, error) {
 		return v, err
 	}
 	var v string
-	err := s.update(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bktRoot).Bucket(bktMeta)
-		if cur := b.Get([]byte(key)); cur != nil {
+	err := s.update(func(t *tx) error {
+		b := t.wbucket(bktMeta)
+		if cur := b.b.Get([]byte(key)); cur != nil {
 			v = string(cur)
 			return nil
 		}
@@ -420,8 +521,8 @@ func (s *Store) SetMetaOnce(key, value string) (string, error) {
 
 // SaveBlob stores data under name, sealed (a software key's state, say).
 func (s *Store) SaveBlob(name string, data []byte) error {
-	return s.update(func(tx *bolt.Tx) error {
-		return tx.Bucket(bktRoot).Bucket(bktBlobs).Put([]byte(name), s.sealerFor(tx).seal(data, "blobs/"+name))
+	return s.update(func(t *tx) error {
+		return t.wbucket(bktBlobs).Put([]byte(name), t.sealer().seal(data, "blobs/"+name))
 	})
 }
 
@@ -442,7 +543,7 @@ func (s *Store) LoadBlob(name string) ([]byte, error) {
 
 // DeleteBlob removes name.
 func (s *Store) DeleteBlob(name string) error {
-	return s.update(func(tx *bolt.Tx) error {
-		return tx.Bucket(bktRoot).Bucket(bktBlobs).Delete([]byte(name))
+	return s.update(func(t *tx) error {
+		return t.wbucket(bktBlobs).Delete([]byte(name))
 	})
 }

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"encoding/binary"
 	"fmt"
 
@@ -13,7 +14,8 @@ import (
 type tx struct {
 	btx  *bolt.Tx
 	s    *Store
-	seal *sealer // the snapshot's, once asked for
+	seal *sealer    // the snapshot's, once asked for
+	rec  *walRecord // a write transaction's changes, for the log
 }
 
 // sealer returns the sealer whose key the transaction's snapshot was sealed under.
@@ -25,6 +27,12 @@ func (t *tx) sealer() *sealer {
 }
 
 func (t *tx) bucket(name []byte) *bolt.Bucket { return t.btx.Bucket(bktRoot).Bucket(name) }
+
+// wbucket is the bucket name for writing: every change through it is
+// recorded for the write-ahead log.
+func (t *tx) wbucket(name []byte) wbucket {
+	return wbucket{b: t.bucket(name), path: [][]byte{bktRoot, name}, rec: t.rec}
+}
 
 func notFound(what, name string) error {
 	return &authn.Error{Class: authn.ClassNotFound, Code: authn.CodeNotFound, Detail: fmt.Sprintf("%s %q not found", what, name)}
@@ -60,15 +68,15 @@ func (t *tx) PutAccount(a *authn.Account) error {
 	if err != nil {
 		return err
 	}
-	return t.bucket(bktAccounts).Put([]byte(a.Name), v)
+	return t.wbucket(bktAccounts).Put([]byte(a.Name), v)
 }
 
 func (t *tx) DeleteAccount(name string) error {
-	if err := t.bucket(bktAccounts).Delete([]byte(name)); err != nil {
+	if err := t.wbucket(bktAccounts).Delete([]byte(name)); err != nil {
 		return err
 	}
-	devs := t.bucket(bktDevices)
-	if devs.Bucket([]byte(name)) != nil {
+	devs := t.wbucket(bktDevices)
+	if devs.b.Bucket([]byte(name)) != nil {
 		return devs.DeleteBucket([]byte(name))
 	}
 	return nil
@@ -149,7 +157,7 @@ func (t *tx) Device(account, id string) (*authn.Device, error) {
 }
 
 func (t *tx) PutDevice(d *authn.Device) error {
-	b, err := t.bucket(bktDevices).CreateBucketIfNotExists([]byte(d.Account))
+	b, err := t.wbucket(bktDevices).CreateBucketIfNotExists([]byte(d.Account))
 	if err != nil {
 		return err
 	}
@@ -163,8 +171,8 @@ func (t *tx) PutDevice(d *authn.Device) error {
 }
 
 func (t *tx) DeleteDevice(account, id string) error {
-	b := t.bucket(bktDevices).Bucket([]byte(account))
-	if b == nil || b.Get([]byte(id)) == nil {
+	b := t.wbucket(bktDevices).Bucket([]byte(account))
+	if b.b == nil || b.b.Get([]byte(id)) == nil {
 		return notFound("device", id)
 	}
 	return b.Delete([]byte(id))
@@ -214,19 +222,19 @@ func (t *tx) PutToken(tok *authn.Token) error {
 	if err != nil {
 		return err
 	}
-	return t.bucket(bktTokens).Put([]byte(tok.Serial), v)
+	return t.wbucket(bktTokens).Put([]byte(tok.Serial), v)
 }
 
 func (t *tx) DeleteToken(serial string) error {
-	return t.bucket(bktTokens).Delete([]byte(serial))
+	return t.wbucket(bktTokens).Delete([]byte(serial))
 }
 
 func (t *tx) AppendAudit(e *authn.AuditEvent) error {
-	b := t.bucket(bktAudit)
+	b := t.wbucket(bktAudit)
 	// Keys only ever grow: fill each page rather than split it in half
 	// (bbolt's default, for random inserts), which would double the log's
 	// pages on disk and in memory.
-	b.FillPercent = auditFill
+	b.b.FillPercent = auditFill
 	seq, err := b.NextSequence()
 	if err != nil {
 		return err
@@ -245,9 +253,9 @@ func (t *tx) AppendAudit(e *authn.AuditEvent) error {
 	// parents in every commit, and merged pages as they emptied.
 	if seq > t.s.opts.AuditRetention && (seq-t.s.opts.AuditRetention)%t.s.opts.AuditTrimEvery == 0 {
 		cutoff := seq - t.s.opts.AuditRetention
-		c := b.Cursor()
+		c := b.b.Cursor()
 		for k, _ := c.First(); k != nil && binary.BigEndian.Uint64(k) <= cutoff; k, _ = c.First() {
-			if err := c.Delete(); err != nil {
+			if err := b.Delete(bytes.Clone(k)); err != nil {
 				return err
 			}
 		}

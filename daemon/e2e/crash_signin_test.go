@@ -5,6 +5,7 @@ import (
 	"encoding/base32"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -113,6 +114,11 @@ func TestSIGKILLDuringSignInsKeepsEveryUsedCode(t *testing.T) {
 	}
 
 	d.start("--socket", d.sock, "--state-dir", d.state, "--config", d.dir+"/mfad.toml")
+	// The restart rebuilt the database from its write-ahead log: what is
+	// checked below is what the log kept, not what the page cache did.
+	if !strings.Contains(d.stderr.String(), "store recovered after an unclean stop") {
+		t.Errorf("the restart after SIGKILL did not replay the write-ahead log:\n%s", d.stderr.String())
+	}
 	for name, n := range lastUsed {
 		for _, c := range []uint64{n, 0} {
 			_, err := d.client().Authenticate(ctx, api.Authenticate{Account: name, Code: totp.Code(secret, totp.DefaultParams, c)})

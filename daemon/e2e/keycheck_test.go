@@ -220,7 +220,7 @@ func TestKeyWatchCheck(t *testing.T) {
 	dir := t.TempDir()
 	cmd := exec.Command(filepath.Join(binDir, "mfactl"), "key", "watch", "--check", "--report", "junit", "--output", dir)
 	cmd.Env = append(os.Environ(), "MFAD_SOCKET="+d.sock)
-	errb := &syncBuffer{mu: make(chan struct{}, 1)}
+	errb := &syncBuffer{}
 	cmd.Stderr = errb
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
