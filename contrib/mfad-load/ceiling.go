@@ -15,6 +15,13 @@ package main
 //   - one writer goroutine taking whatever queued while the previous commit
 //     flushed (group commit, no timer), every commit flushed (fdatasync).
 //
+// With --ceiling-log it does what a store with a write-ahead log does, so
+// that mfad with its log is compared with a ceiling paying the same
+// costs: bbolt runs unsynced (NoSync), and each commit's puts are first
+// appended as one record to ceiling.wal (preallocated, so that an append
+// does not change the file's size) and fdatasync'ed. The log is never
+// replayed: the ceiling starts afresh each run, it only pays for it.
+//
 // It has no accounts, policy, authorization, sealing, audit log or step-up
 // tokens: what mfad spends on those is what the ratio measures.
 
@@ -26,6 +33,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"net"
 	"net/http"
 	"os"
@@ -50,8 +58,10 @@ var bktTokens = []byte("tokens")
 type ceiling struct {
 	db    *bolt.DB
 	queue chan *ceilingCall
+	done  chan struct{} // closed when the writer has stopped
 	batch int
 	p     totp.Params
+	wal   *ceilingLog // nil without --ceiling-log
 }
 
 type ceilingCall struct {
@@ -59,18 +69,93 @@ type ceilingCall struct {
 	ok            chan bool
 }
 
+// ceilingOptions are the ceiling's knobs.
+type ceilingOptions struct {
+	maxBatch int   // updates per commit at most
+	logged   bool  // --ceiling-log: bbolt unsynced, a log record per commit
+	logChunk int64 // the log grows by this much; 0 means 4 MiB
+}
+
+// ceilingLog is the write-ahead log of --ceiling-log.
+type ceilingLog struct {
+	f         *os.File
+	fd        int   // f's, cached: f.Fd() on every commit would cost a lock
+	off, size int64 // next record's offset; bytes preallocated
+	chunk     int64
+}
+
+// The log's record: payload length and CRC-32C of the payload, each a
+// little-endian uint32, then the payload; a zero length ends the log.
+const ceilingLogHeader = 8
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
 // serveCeiling serves dir/ceiling.sock until SIGTERM, with the tokens of
 // dir/seeds ("account hex-secret" lines) at counter 0.
-func serveCeiling(dir string, maxBatch int) {
-	db, err := bolt.Open(filepath.Join(dir, "ceiling.db"), 0o600, &bolt.Options{FreelistType: bolt.FreelistMapType})
+func serveCeiling(dir string, opts ceilingOptions) {
+	c, err := openCeiling(dir, opts)
 	if err != nil {
 		fail("ceiling: %v", err)
 	}
-	f, err := os.Open(filepath.Join(dir, "seeds"))
+	sock := filepath.Join(dir, "ceiling.sock")
+	l, err := net.Listen("unix", sock)
 	if err != nil {
 		fail("ceiling: %v", err)
 	}
-	err = db.Update(func(tx *bolt.Tx) error {
+	srv := &http.Server{Handler: c.handler(), ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		sig := make(chan os.Signal, 1)
+		signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
+		<-sig
+		srv.Shutdown(context.Background())
+	}()
+	if err := srv.Serve(l); !errors.Is(err, http.ErrServerClosed) {
+		fail("ceiling: %v", err)
+	}
+	c.close()
+}
+
+// openCeiling opens dir's database with the seeds' tokens and starts the
+// writer.
+func openCeiling(dir string, opts ceilingOptions) (*ceiling, error) {
+	db, err := bolt.Open(filepath.Join(dir, "ceiling.db"), 0o600, &bolt.Options{FreelistType: bolt.FreelistMapType,
+		NoSync: opts.logged, NoGrowSync: opts.logged})
+	if err != nil {
+		return nil, err
+	}
+	c := &ceiling{db: db, queue: make(chan *ceilingCall), done: make(chan struct{}), batch: opts.maxBatch,
+		p: totp.Params{Algorithm: totp.SHA1, Digits: 8, Period: 30 * time.Second}}
+	if err := c.seed(filepath.Join(dir, "seeds")); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("seeds: %w", err)
+	}
+	if opts.logged {
+		// The seeds are not in the log: flush them as a store's setup would.
+		if err := db.Sync(); err != nil {
+			db.Close()
+			return nil, err
+		}
+		chunk := opts.logChunk
+		if chunk <= 0 {
+			chunk = 4 << 20
+		}
+		if c.wal, err = openCeilingLog(filepath.Join(dir, "ceiling.wal"), chunk); err != nil {
+			db.Close()
+			return nil, err
+		}
+	}
+	go c.writer()
+	return c, nil
+}
+
+// seed stores the tokens of a seeds file at counter 0.
+func (c *ceiling) seed(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return c.db.Update(func(tx *bolt.Tx) error {
 		b, err := tx.CreateBucketIfNotExists(bktTokens)
 		if err != nil {
 			return err
@@ -88,36 +173,28 @@ func serveCeiling(dir string, maxBatch int) {
 		}
 		return sc.Err()
 	})
-	f.Close()
-	if err != nil {
-		fail("ceiling: seeds: %v", err)
-	}
-	c := &ceiling{db: db, queue: make(chan *ceilingCall), batch: maxBatch,
-		p: totp.Params{Algorithm: totp.SHA1, Digits: 8, Period: 30 * time.Second}}
-	go c.writer()
+}
 
-	sock := filepath.Join(dir, "ceiling.sock")
-	l, err := net.Listen("unix", sock)
-	if err != nil {
-		fail("ceiling: %v", err)
-	}
+func (c *ceiling) handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET "+api.PathInfo, func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		w.Write([]byte("{}"))
 	})
 	mux.HandleFunc("POST "+api.PathAuthenticate, c.authenticate)
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-	go func() {
-		sig := make(chan os.Signal, 1)
-		signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
-		<-sig
-		srv.Shutdown(context.Background())
-	}()
-	if err := srv.Serve(l); !errors.Is(err, http.ErrServerClosed) {
-		fail("ceiling: %v", err)
+	return mux
+}
+
+// close stops the writer and closes the files; the HTTP server must have
+// stopped first (no request may be queueing).
+func (c *ceiling) close() error {
+	close(c.queue)
+	<-c.done
+	err := c.db.Close()
+	if c.wal != nil {
+		err = errors.Join(err, c.wal.f.Close())
 	}
-	db.Close()
+	return err
 }
 
 func (c *ceiling) authenticate(w http.ResponseWriter, r *http.Request) {
@@ -142,6 +219,8 @@ func (c *ceiling) authenticate(w http.ResponseWriter, r *http.Request) {
 // writer is the single writer: it commits whatever queued while the
 // previous commit flushed, in one transaction.
 func (c *ceiling) writer() {
+	defer close(c.done)
+	record := make([]byte, ceilingLogHeader, 16<<10) // reused: one record per commit
 	for first := range c.queue {
 		batch := []*ceilingCall{first}
 	drain:
@@ -156,6 +235,7 @@ func (c *ceiling) writer() {
 		oks := make([]bool, len(batch))
 		err := c.db.Update(func(tx *bolt.Tx) error {
 			b := tx.Bucket(bktTokens)
+			record = record[:ceilingLogHeader]
 			for i, x := range batch {
 				v := b.Get([]byte(x.account))
 				if len(v) < 8 {
@@ -171,7 +251,16 @@ func (c *ceiling) writer() {
 				if err := b.Put([]byte(x.account), nv); err != nil {
 					return err
 				}
+				if c.wal != nil {
+					record = appendLogPut(record, []byte(x.account), nv)
+				}
 				oks[i] = true
+			}
+			// Logged and flushed before bbolt commits (unsynced): the
+			// record is what makes the batch durable. A batch that
+			// changed nothing has nothing to log.
+			if c.wal != nil && len(record) > ceilingLogHeader {
+				return c.wal.append(record)
 			}
 			return nil
 		})
@@ -179,6 +268,68 @@ func (c *ceiling) writer() {
 			x.ok <- err == nil && oks[i]
 		}
 	}
+}
+
+// appendLogPut appends one put to a record's payload: the key and the
+// value, each after its length (little-endian uint32).
+func appendLogPut(record, key, value []byte) []byte {
+	record = binary.LittleEndian.AppendUint32(record, uint32(len(key)))
+	record = append(record, key...)
+	record = binary.LittleEndian.AppendUint32(record, uint32(len(value)))
+	return append(record, value...)
+}
+
+// openCeilingLog creates the log afresh with its first chunk.
+func openCeilingLog(path string, chunk int64) (*ceilingLog, error) {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	l := &ceilingLog{f: f, fd: int(f.Fd()), chunk: chunk}
+	if err := l.grow(0); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return l, nil
+}
+
+// grow preallocates chunks of zeros until n more bytes fit, and flushes
+// them: an append inside the file then changes no metadata, so that its
+// fdatasync writes the record's blocks alone.
+func (l *ceilingLog) grow(n int64) error {
+	size := l.size + l.chunk
+	for l.off+n > size {
+		size += l.chunk
+	}
+	if _, err := l.f.WriteAt(make([]byte, size-l.size), l.size); err != nil {
+		return err
+	}
+	if err := l.f.Sync(); err != nil {
+		return err
+	}
+	l.size = size
+	return nil
+}
+
+// append fills in record's header (its first ceilingLogHeader bytes),
+// writes it at the log's end and flushes it.
+func (l *ceilingLog) append(record []byte) error {
+	payload := record[ceilingLogHeader:]
+	binary.LittleEndian.PutUint32(record[0:4], uint32(len(payload)))
+	binary.LittleEndian.PutUint32(record[4:8], crc32.Checksum(payload, castagnoli))
+	if l.off+int64(len(record)) > l.size {
+		if err := l.grow(int64(len(record))); err != nil {
+			return err
+		}
+	}
+	if _, err := l.f.WriteAt(record, l.off); err != nil {
+		return err
+	}
+	if err := syscall.Fdatasync(l.fd); err != nil {
+		return err
+	}
+	l.off += int64(len(record))
+	return nil
 }
 
 // writeSeeds writes the tokens the ceiling serves.

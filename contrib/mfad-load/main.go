@@ -27,6 +27,10 @@
 //
 //	mfad-load --mfad bin/mfad --ceiling --clients 1,32 --rounds 5 --modes group
 //
+// --ceiling-log makes that ceiling keep a write-ahead log as a store with
+// one does (bbolt unsynced, each commit's changes appended to a log file
+// and flushed first), so that mfad with its log is compared like with like.
+//
 // --gap 10ms pauses each client before each request and opens a new
 // connection for it: with --clients 1, a lone sign-in as pam_mfad makes it
 // (an idle mfad, a connection of its own), timed from the request to the
@@ -78,6 +82,7 @@ func main() {
 	compare := flag.String("compare", "", "a second mfad binary to measure in the same run, interleaved, reporting the ratio")
 	rounds := flag.Int("rounds", 3, "with --compare or --ceiling: interleaved rounds per point")
 	ceilingFlag := flag.Bool("ceiling", false, "also measure the minimal server of the same durable work (the machine's ceiling), interleaved, reporting mfad's ratio to it")
+	ceilingLog := flag.Bool("ceiling-log", false, "with --ceiling: the ceiling keeps a write-ahead log, as a store with one does (bbolt with NoSync; each commit's puts appended as one CRC-32C record to a preallocated ceiling.wal and fdatasync'ed before bbolt commits), to compare an mfad with a write-ahead log like with like")
 	serve := flag.String("serve-ceiling", "", "run as the ceiling server in this directory (mfad-load starts it so)")
 	batch := flag.Int("ceiling-batch", 256, "with --serve-ceiling: updates per commit at most")
 	startup := flag.Int("startup", 0, "instead of load: fill a store with this many accounts of 3 active TOTP devices each, then time mfad's starts on it to READY=1 (NOTIFY_SOCKET) and report its idle RSS")
@@ -90,8 +95,11 @@ func main() {
 	rssMarks := flag.String("rss", "", "instead of timed points: drive the first --clients count until the total verifications reach each of these counts (e.g. 10000,1000000) and report mfad's RSS at start and at each")
 	flag.Parse()
 	if *serve != "" {
-		serveCeiling(*serve, *batch)
+		serveCeiling(*serve, ceilingOptions{maxBatch: *batch, logged: *ceilingLog})
 		return
+	}
+	if *ceilingLog && !*ceilingFlag {
+		fail("--ceiling-log chooses how the --ceiling server commits: it needs --ceiling")
 	}
 	if *ceilingFlag && *fido {
 		fail("--ceiling measures code verifications, not --fido")
@@ -157,7 +165,7 @@ func main() {
 			ts[len(ts)-1].name = "B"
 		}
 		if *ceilingFlag {
-			ts = append(ts, setupCeiling(mode, slices.Max(counts)))
+			ts = append(ts, setupCeiling(mode, slices.Max(counts), *ceilingLog))
 		}
 		if len(ts) == 1 {
 			for _, n := range counts {
@@ -188,6 +196,9 @@ func main() {
 		}
 		if *ceilingFlag {
 			fmt.Print(", ceiling: the minimal server of the same durable work")
+			if *ceilingLog {
+				fmt.Print(", made durable by a write-ahead log record fdatasync'ed per commit, bbolt unsynced")
+			}
 		}
 		fmt.Print(").\n\n")
 		fmt.Println("| kind/commit mode | clients | other | A verif/s | other verif/s | ratio | A p50 | other p50 | ratio | A mfad CPU/op | other CPU/op | ratio |")
@@ -246,7 +257,7 @@ func compareRow(label string, n int, other string, a, b []result) string {
 
 // target is one running mfad and the sign-in that loads it.
 type target struct {
-	name  string // in tables: A, B, ceiling
+	name  string // in tables: A, B, ceiling or ceiling (log)
 	dir   string // its state lives under it
 	sock  string
 	pid   int
@@ -657,8 +668,8 @@ func otpOp(seeds []tokenSeed, counters []uint64) func(w int, cl *client.Client) 
 }
 
 // setupCeiling starts the ceiling server (this binary, --serve-ceiling)
-// with a token per client.
-func setupCeiling(mode string, maxClients int) *target {
+// with a token per client; logged, with a write-ahead log (--ceiling-log).
+func setupCeiling(mode string, maxClients int, logged bool) *target {
 	dir, err := os.MkdirTemp("", "mfad-ceiling-")
 	if err != nil {
 		fail("%v", err)
@@ -673,10 +684,16 @@ func setupCeiling(mode string, maxClients int) *target {
 	if mode == "single" {
 		batch = 1
 	}
-	cmd := exec.Command(self, "--serve-ceiling", dir, "--ceiling-batch", strconv.Itoa(batch))
+	args := []string{"--serve-ceiling", dir, "--ceiling-batch", strconv.Itoa(batch)}
+	name := "ceiling"
+	if logged {
+		// Named so, a report says which ceiling it compared with.
+		args, name = append(args, "--ceiling-log"), "ceiling (log)"
+	}
+	cmd := exec.Command(self, args...)
 	cmd.Stderr = os.Stderr
 	tg := start(cmd, filepath.Join(dir, "ceiling.sock"), dir)
-	tg.name = "ceiling"
+	tg.name = name
 	tg.op = otpOp(seeds, make([]uint64, maxClients))
 	return tg
 }
