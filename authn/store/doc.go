@@ -1,6 +1,7 @@
 // Package store is the bbolt implementation of authn.Store: the database
-// mfad.db under the state directory, with its write-ahead log mfad.wal and
-// the base copy mfad.db.base.<generation> that the log's records apply to
+// mfad.db under the state directory, with its write-ahead log (mfad.wal,
+// mfad.wal.0, mfad.wal.1) and the base copy mfad.db.base.<generation> that
+// the log's records apply to
 // (wal.go says why a base copy and how recovery, checkpoints and the
 // clean-stop flag work).
 //

@@ -69,6 +69,10 @@ var migrations = []func(root *bolt.Bucket) error{
 	},
 }
 
+// initialMmapSize is the size bbolt maps the database with from the start
+// (as etcd does, with 10 GB); a larger database is remapped as it grows.
+const initialMmapSize = 1 << 30
+
 // Options tune a Store.
 type Options struct {
 	// LockTimeout bounds the wait for the database file lock (default 3 s).
@@ -116,15 +120,19 @@ type Store struct {
 	// guards it.
 	releasedAt int64
 
-	// The write-ahead log (wal.go) and, under wmu, the record being
-	// gathered, the log's size at which the next checkpoint is due, and
-	// failed: set when bbolt refused a commit whose record the log
-	// already holds, after which the store takes no write until a
-	// restart applies that record.
-	wal            *wal
-	rec            walRecord
-	nextCheckpoint int64
-	failed         error
+	// The write-ahead log (wal.go); hmu orders writes of its header. Under
+	// wmu: the record being gathered, and failed, set when bbolt refused
+	// a commit whose record the log already holds, after which the store
+	// takes no write until a restart applies that record. checkpoints
+	// counts the checkpoint running in the background (one at most).
+	wal              *wal
+	hmu              sync.Mutex
+	rec              walRecord
+	failed           error
+	checkpoints      sync.WaitGroup
+	checkpointing    atomic.Bool
+	checkpointFailed atomic.Bool
+	checkpointHook   func() // tests hold a background checkpoint with it
 }
 
 type call struct {
@@ -171,7 +179,10 @@ func Open(stateDir string, key []byte, opts Options) (*Store, error) {
 		return nil, err
 	}
 	path := filepath.Join(stateDir, DBFileName)
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: opts.LockTimeout, FreelistType: bolt.FreelistMapType})
+	// The mapping is made large at once (address space, not memory):
+	// growing it waits for every read transaction to end, among them a
+	// checkpoint's, which the writers must not wait for.
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: opts.LockTimeout, FreelistType: bolt.FreelistMapType, InitialMmapSize: initialMmapSize})
 	if errors.Is(err, bolterrors.ErrTimeout) {
 		w.close()
 		return nil, fmt.Errorf("%w: %s is held by another mfad (waited %v)", ErrLocked, path, opts.LockTimeout)
@@ -217,26 +228,46 @@ func Open(stateDir string, key []byte, opts Options) (*Store, error) {
 // which must hold mfad.db's state now; when it may not (no log yet, a
 // migration just written, a write since the clean stop that bypassed the
 // log, the base missing), a checkpoint makes a new one. Otherwise the
-// clean flag is cleared, and that flushed, before the first write.
+// commits go on after the last record, and the clean flag is cleared, and
+// that flushed, before the first of them.
 func (s *Store) startLog(wroteUnlogged bool) error {
-	h := s.wal.head
+	w := s.wal
+	h := w.head
+	if h.gen == 0 {
+		// No log: records files left from one that was dropped must not
+		// meet the new log's first generations.
+		if err := errors.Join(removeIfExists(recordsName(w.dir, 0)), removeIfExists(recordsName(w.dir, 1))); err != nil {
+			return err
+		}
+	}
 	var txid uint64
 	s.db.View(func(btx *bolt.Tx) error { txid = uint64(btx.ID()); return nil })
-	_, baseErr := os.Stat(baseName(s.wal.dir, h.gen))
+	_, baseErr := os.Stat(baseName(w.dir, h.gen))
+	w.gen = h.gen
 	if h.gen == 0 || wroteUnlogged || txid != h.txid || baseErr != nil {
 		if err := s.checkpoint(); err != nil {
 			return err
 		}
 	} else {
-		h.clean = false
-		if err := s.wal.writeHeader(h); err != nil {
+		if _, err := w.file(h.gen); err != nil {
 			return fmt.Errorf("store: write-ahead log: %w", err)
 		}
-		removeOtherBases(s.wal.dir, h.gen)
+		w.end = h.end
+		h.clean = false
+		if err := w.writeHeader(h); err != nil {
+			return fmt.Errorf("store: write-ahead log: %w", err)
+		}
+		removeOtherBases(w.dir, h.gen)
 	}
-	s.nextCheckpoint = checkpointAt
 	s.db.NoSync = true
 	s.db.NoGrowSync = true
+	return nil
+}
+
+func removeIfExists(path string) error {
+	if err := os.Remove(path); err != nil && !isNotExist(err) {
+		return err
+	}
 	return nil
 }
 
@@ -344,12 +375,20 @@ func (s *Store) Close() error {
 		s.turn <- struct{}{} // an uncontended Update's commit ends first; none starts after
 		s.wmu.Lock()
 		defer s.wmu.Unlock()
-		err = s.db.Sync()
+		s.checkpoints.Wait()
+		if s.checkpointFailed.Load() && s.failed == nil {
+			// Clean means one generation: the base and its records.
+			err = s.checkpoint()
+		}
+		if err == nil {
+			err = s.db.Sync()
+		}
 		if err == nil && s.failed == nil {
-			h := s.wal.head
+			h := walHeader{gen: s.wal.gen, end: s.wal.end, clean: true}
 			s.db.View(func(btx *bolt.Tx) error { h.txid = uint64(btx.ID()); return nil })
-			h.clean = true
+			s.hmu.Lock()
 			err = s.wal.writeHeader(h)
+			s.hmu.Unlock()
 		}
 		err = errors.Join(err, s.db.Close(), s.wal.close())
 	})

@@ -19,53 +19,64 @@ import (
 
 // The write-ahead log. bbolt flushes twice per commit (its data pages, then
 // its meta page); a lone sign-in waited for both. With the log, a commit's
-// changes are appended to mfad.wal as one record and flushed once, before
-// bbolt commits them to mfad.db without flushing. mfad.db is then only as
-// durable as the page cache: after a power loss it may hold a meta page
-// that points at pages never written, and bbolt keeps no page checksums to
-// show it. So the durable state is a base copy, mfad.db.base.<generation>
-// (written from a read transaction and flushed), plus the log's records of
-// that generation; after a crash Open rebuilds mfad.db from them.
+// changes are appended to a log file as one record and flushed once,
+// before bbolt commits them to mfad.db without flushing. mfad.db is then
+// only as durable as the page cache: after a power loss it may hold a meta
+// page that points at pages never written, and bbolt keeps no page
+// checksums to show it. So the durable state is a base copy,
+// mfad.db.base.<generation> (written from a read transaction and flushed),
+// plus the records of that generation and of the next; after a crash the
+// next start rebuilds mfad.db from them.
 //
 // Files in the state directory:
 //
-//	mfad.db                   bbolt, written without flushes while open
-//	mfad.db.base.<gen>        the state at the last checkpoint, flushed
-//	mfad.wal                  header slots, then records from walRecordsAt
+//	mfad.db              bbolt, written without flushes while open
+//	mfad.db.base.<gen>   the state when generation gen's records began, flushed
+//	mfad.wal             two header slots; its lock is the directory's
+//	mfad.wal.0, .1       records of even and of odd generations
 //
-// A header slot is magic, sequence, generation, end (the offset after the
-// last record), the bbolt transaction id of mfad.db at a clean stop, a
-// clean-stop flag and a CRC-32C. The two slots are written alternately, as
-// bbolt writes its meta pages, so a torn header write leaves the other. A
-// record is its payload's length, a CRC-32C over the generation and the
-// payload, and the payload: operations (walOp*). The generation in the
-// checksum makes records of an earlier generation, left further on in the
-// reused file, end a replay.
+// A header slot is magic, sequence, generation (its base copy's), end (of
+// the records at a clean stop), the bbolt transaction id of mfad.db at a
+// clean stop, a clean-stop flag and a CRC-32C. The two slots are written
+// alternately, as bbolt writes its meta pages, so a torn header write
+// leaves the other. A record is its payload's length, a CRC-32C over its
+// generation and the payload, and the payload: operations (walOp*). The
+// generation in the checksum ends a replay at the records of an earlier
+// generation that a reused file still holds further on.
+//
+// A checkpoint, once the records pass checkpointAt, does not stop the
+// writers: in the writer's turn it starts a read transaction and sends the
+// next commits to the next generation's file; the base copy is written
+// from that snapshot meanwhile, and once it is flushed the header names
+// the new generation. A crash before that replays both files on the old
+// base. One checkpoint runs at a time, so the file of two generations
+// before is free to reuse when the next one starts.
 //
 // The clean flag says mfad.db was flushed at a clean stop and equals the
-// base with the log's records applied; Open then uses it as it is (the
-// start costs one header write), unless its transaction id shows a write
-// that bypassed the log since (an older mfad, a dropped key check): then
-// it takes a checkpoint first.
+// base with its records applied; Open then uses it as it is (the start
+// costs one header write), unless its transaction id shows a write that
+// bypassed the log since (an older mfad, a dropped key check): then it
+// checkpoints first.
 
-// WALFileName is the write-ahead log's name in the state directory.
+// WALFileName is the write-ahead log's header file in the state directory.
 const WALFileName = "mfad.wal"
 
 const (
 	baseFilePrefix = DBFileName + ".base."
-	walMagic       = "mfadwal1"
+	walMagic       = "mfadwal2"
 	walSlotSize    = 512
-	walRecordsAt   = 4096
-	// walChunk is how far the log file is extended with zeros ahead of
+	// walChunk is how far a records file is extended with zeros ahead of
 	// its records, so that an append does not change the file's size and
 	// its flush does not wait for the file system's journal.
 	walChunk = 4 << 20
-	// checkpointAt is the log's size at which the writer checkpoints: a
-	// crash replays at most this much.
-	checkpointAt = 32 << 20
 	// maxRecord bounds one record: a larger length is damage, not a record.
 	maxRecord = 1 << 30
 )
+
+// checkpointAt is the records' size at which the writer starts a
+// checkpoint: a crash replays about this much, at most twice. (A variable
+// for tests.)
+var checkpointAt int64 = 32 << 20
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
@@ -82,9 +93,9 @@ const (
 // walHeader is one header slot.
 type walHeader struct {
 	seq   uint64 // which slot is newer
-	gen   uint64
-	end   int64
-	txid  uint64 // mfad.db's transaction id when clean
+	gen   uint64 // the base copy's generation
+	end   int64  // the end of generation gen's records, when clean
+	txid  uint64 // mfad.db's transaction id, when clean
 	clean bool
 }
 
@@ -117,19 +128,26 @@ func decodeWALHeader(b []byte) (walHeader, bool) {
 		txid:  binary.LittleEndian.Uint64(b[32:]),
 		clean: b[40] == 1,
 	}
-	if h.end < walRecordsAt || b[40] > 1 {
+	if h.end < 0 || h.gen == 0 || b[40] > 1 {
 		return walHeader{}, false
 	}
 	return h, true
 }
 
-// wal is the open log. The writer's lock (Store.wmu) guards it.
+// wal is the open log. The header file and head are guarded by Store.hmu;
+// the records files, gen and end by the writer's lock (Store.wmu).
 type wal struct {
-	f    *os.File
+	ctl  *os.File
 	dir  string
-	head walHeader
-	size int64 // the file's length: zeros beyond end
-	buf  []byte
+	head walHeader // the header last written or read
+	// files are the records files of even and odd generations, opened
+	// when first used, and sizes their lengths (zeros beyond what was
+	// written).
+	files [2]*os.File
+	sizes [2]int64
+	gen   uint64 // the generation commits are appended to
+	end   int64  // the next record's offset in its file
+	buf   []byte
 }
 
 // errNoLog means the state directory has no log yet (a new directory, or
@@ -160,14 +178,7 @@ func openWAL(stateDir string, timeout time.Duration) (*wal, error) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	w := &wal{f: f, dir: stateDir}
-	fi, err := f.Stat()
-	if err != nil {
-		f.Close()
-		return nil, err
-	}
-	w.size = fi.Size()
-	return w, nil
+	return &wal{ctl: f, dir: stateDir}, nil
 }
 
 // readHeader returns the newer valid header slot, errNoLog for a file
@@ -175,8 +186,8 @@ func openWAL(stateDir string, timeout time.Duration) (*wal, error) {
 // written and is damaged: mfad.db may then lack flushed changes, so the
 // store does not open rather than serve an older state.
 func (w *wal) readHeader() (walHeader, error) {
-	var area [walRecordsAt]byte
-	n, err := w.f.ReadAt(area[:], 0)
+	var area [2 * walSlotSize]byte
+	n, err := w.ctl.ReadAt(area[:], 0)
 	if err != nil && !errors.Is(err, io.EOF) {
 		return walHeader{}, err
 	}
@@ -184,7 +195,7 @@ func (w *wal) readHeader() (walHeader, error) {
 		return walHeader{}, errNoLog
 	}
 	a, okA := decodeWALHeader(area[:walSlotSize])
-	b, okB := decodeWALHeader(area[walSlotSize : 2*walSlotSize])
+	b, okB := decodeWALHeader(area[walSlotSize:])
 	switch {
 	case okA && (!okB || a.seq > b.seq):
 		return a, nil
@@ -200,33 +211,67 @@ func (w *wal) writeHeader(h walHeader) error {
 	h.seq = w.head.seq + 1
 	var slot [walSlotSize]byte
 	copy(slot[:], h.encode())
-	at := int64(h.seq%2) * walSlotSize
-	if _, err := w.f.WriteAt(slot[:], at); err != nil {
+	if _, err := w.ctl.WriteAt(slot[:], int64(h.seq%2)*walSlotSize); err != nil {
 		return err
 	}
-	w.size = max(w.size, at+walSlotSize) // reserve's zeros start after it
-	if err := syscall.Fdatasync(int(w.f.Fd())); err != nil {
+	if err := syscall.Fdatasync(int(w.ctl.Fd())); err != nil {
 		return err
 	}
 	w.head = h
 	return nil
 }
 
-// reserve extends the file with zeros so that n more bytes fit after end.
-func (w *wal) reserve(n int64) error {
-	if w.head.end+n <= w.size {
-		return nil
+func recordsName(dir string, gen uint64) string {
+	return filepath.Join(dir, WALFileName+"."+strconv.FormatUint(gen%2, 10))
+}
+
+// file is the records file of generation gen, opened or created.
+func (w *wal) file(gen uint64) (*os.File, error) {
+	i := gen % 2
+	if w.files[i] != nil {
+		return w.files[i], nil
 	}
-	grow := max(walChunk, (w.head.end+n-w.size+walChunk-1)/walChunk*walChunk)
-	if err := writeZeros(w.f, w.size, w.size+grow); err != nil {
+	f, err := os.OpenFile(recordsName(w.dir, gen), os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	w.files[i], w.sizes[i] = f, fi.Size()
+	return f, nil
+}
+
+// startGeneration sends the next commits to generation gen's file, from
+// its start: what it held is two generations old, and its checksums end
+// a replay.
+func (w *wal) startGeneration(gen uint64) error {
+	if _, err := w.file(gen); err != nil {
 		return err
 	}
-	w.size += grow
+	w.gen, w.end = gen, 0
 	return nil
 }
 
-// zeros is written, never changed: a page of the zero-filled data segment
-// that costs no memory until then.
+// reserve extends the active file with zeros so that n more bytes fit after end.
+func (w *wal) reserve(n int64) error {
+	i := w.gen % 2
+	size := w.sizes[i]
+	if w.end+n <= size {
+		return nil
+	}
+	grow := max(walChunk, (w.end+n-size+walChunk-1)/walChunk*walChunk)
+	if err := writeZeros(w.files[i], size, size+grow); err != nil {
+		return err
+	}
+	w.sizes[i] += grow
+	return nil
+}
+
+// zeros is only ever read: the data segment's pages cost no memory until
+// written.
 var zeros [64 << 10]byte
 
 func writeZeros(f *os.File, from, to int64) error {
@@ -240,25 +285,26 @@ func writeZeros(f *os.File, from, to int64) error {
 	return nil
 }
 
-// append writes one record at the log's end and flushes it; the record
-// holds the changes of one bbolt transaction, about to commit.
+// append writes one record at the end of the active file and flushes it;
+// the record holds the changes of one bbolt transaction, about to commit.
 func (w *wal) append(payload []byte) error {
 	n := int64(8 + len(payload))
 	if err := w.reserve(n); err != nil {
 		return err
 	}
+	f := w.files[w.gen%2]
 	w.buf = w.buf[:0]
 	w.buf = binary.LittleEndian.AppendUint32(w.buf, uint32(len(payload)))
-	w.buf = binary.LittleEndian.AppendUint32(w.buf, recordCRC(w.head.gen, payload))
+	w.buf = binary.LittleEndian.AppendUint32(w.buf, recordCRC(w.gen, payload))
 	w.buf = append(w.buf, payload...)
-	if _, err := w.f.WriteAt(w.buf, w.head.end); err != nil {
+	if _, err := f.WriteAt(w.buf, w.end); err != nil {
 		return err
 	}
 	// The flush covers the file's new length too when reserve grew it.
-	if err := syscall.Fdatasync(int(w.f.Fd())); err != nil {
+	if err := syscall.Fdatasync(int(f.Fd())); err != nil {
 		return err
 	}
-	w.head.end += n
+	w.end += n
 	if cap(w.buf) > 1<<20 {
 		w.buf = nil // one large transaction does not pin its buffer
 	}
@@ -272,7 +318,7 @@ func recordCRC(gen uint64, payload []byte) uint32 {
 }
 
 // nextRecord reads the record at off of generation gen from r (of length
-// size). ok is false at the log's end: a zero or impossible length, a
+// size). ok is false at the records' end: a zero or impossible length, a
 // short record, a checksum that fails (torn, or an earlier generation's).
 func nextRecord(r io.ReaderAt, off, size int64, gen uint64) (payload []byte, ok bool, err error) {
 	var head [8]byte
@@ -296,7 +342,15 @@ func nextRecord(r io.ReaderAt, off, size int64, gen uint64) (payload []byte, ok 
 	return payload, true, nil
 }
 
-func (w *wal) close() error { return w.f.Close() }
+func (w *wal) close() error {
+	errs := []error{w.ctl.Close()}
+	for _, f := range w.files {
+		if f != nil {
+			errs = append(errs, f.Close())
+		}
+	}
+	return errors.Join(errs...)
+}
 
 func baseName(dir string, gen uint64) string {
 	return filepath.Join(dir, baseFilePrefix+strconv.FormatUint(gen, 10))
@@ -315,41 +369,31 @@ func removeOtherBases(dir string, keep uint64) {
 	}
 }
 
-// recover rebuilds mfad.db from the base copy and the log after a stop
-// that was not clean, and marks the log clean: mfad.db then equals the
-// base with the records applied, flushed. It needs no key: records are
-// the bytes bbolt was given, sealed where they were secret.
-func (w *wal) recover() (replayed int, err error) {
-	dbPath := filepath.Join(w.dir, DBFileName)
-	tmp := dbPath + ".recover"
-	os.Remove(tmp)
-	if err := copyFile(baseName(w.dir, w.head.gen), tmp); err != nil {
-		return 0, fmt.Errorf("store: recover from the write-ahead log: the base copy: %w", err)
-	}
-	defer os.Remove(tmp)
-	db, err := bolt.Open(tmp, 0o600, &bolt.Options{Timeout: time.Second, NoSync: true, NoGrowSync: true})
+// replay applies generation gen's records, from the start of its file, to
+// db, and returns how many there were and where they end.
+func (w *wal) replay(db *bolt.DB, gen uint64) (replayed int, end int64, err error) {
+	f, err := w.file(gen)
 	if err != nil {
-		return 0, fmt.Errorf("store: recover from the write-ahead log: open the base copy: %w", err)
+		return 0, 0, err
 	}
-	end := int64(walRecordsAt)
+	size := w.sizes[gen%2]
 	for {
 		var batch [][]byte
-		size := 0
-		for size < 8<<20 {
-			payload, ok, err := nextRecord(w.f, end, w.size, w.head.gen)
+		bytes := 0
+		for bytes < 8<<20 {
+			payload, ok, err := nextRecord(f, end, size, gen)
 			if err != nil {
-				db.Close()
-				return replayed, err
+				return replayed, end, err
 			}
 			if !ok {
 				break
 			}
 			batch = append(batch, payload)
-			size += len(payload)
+			bytes += len(payload)
 			end += int64(8 + len(payload))
 		}
 		if len(batch) == 0 {
-			break
+			return replayed, end, nil
 		}
 		err := db.Update(func(btx *bolt.Tx) error {
 			for _, p := range batch {
@@ -360,19 +404,64 @@ func (w *wal) recover() (replayed int, err error) {
 			return nil
 		})
 		if err != nil {
-			db.Close()
-			return replayed, fmt.Errorf("store: recover from the write-ahead log: record %d: %w", replayed+1, err)
+			return replayed, end, fmt.Errorf("generation %d, record %d: %w", gen, replayed+1, err)
 		}
 		replayed += len(batch)
 	}
+}
+
+// recover rebuilds mfad.db after a stop that was not clean: the base copy
+// with its generation's records and the next generation's (a checkpoint
+// was under way) applied, flushed and renamed over mfad.db; then the log
+// is marked clean. It needs no key: records are the bytes bbolt was given,
+// sealed where they were secret.
+func (w *wal) recover() (replayed int, err error) {
+	dbPath := filepath.Join(w.dir, DBFileName)
+	tmp := dbPath + ".recover"
+	os.Remove(tmp)
+	gen := w.head.gen
+	if err := copyFile(baseName(w.dir, gen), tmp); err != nil {
+		return 0, fmt.Errorf("store: recover from the write-ahead log: the base copy: %w", err)
+	}
+	defer os.Remove(tmp)
+	db, err := bolt.Open(tmp, 0o600, &bolt.Options{Timeout: time.Second, NoSync: true, NoGrowSync: true})
+	if err != nil {
+		return 0, fmt.Errorf("store: recover from the write-ahead log: open the base copy: %w", err)
+	}
+	n, end, err := w.replay(db, gen)
+	replayed += n
+	nextN := 0
+	if err == nil {
+		nextN, _, err = w.replay(db, gen+1)
+		replayed += nextN
+	}
 	var txid uint64
 	db.View(func(btx *bolt.Tx) error { txid = uint64(btx.ID()); return nil })
-	err = db.Sync()
+	if err == nil {
+		err = db.Sync()
+	}
 	if cerr := db.Close(); err == nil {
 		err = cerr
 	}
 	if err != nil {
-		return replayed, err
+		return replayed, fmt.Errorf("store: recover from the write-ahead log: %w", err)
+	}
+	h := walHeader{gen: gen, end: end, txid: txid, clean: true}
+	if nextN > 0 {
+		// The next generation's records apply to a base that was never
+		// finished: the recovered database becomes the base of the one
+		// after, whose records start afresh.
+		h.gen, h.end = gen+2, 0
+		if err := copyFile(tmp, baseName(w.dir, h.gen)); err != nil {
+			return replayed, err
+		}
+	} else {
+		// What follows the last good record (a torn record) is zeroed:
+		// the next append must not end where a longer torn record's tail
+		// could read as one more.
+		if err := writeZeros(w.files[gen%2], end, w.sizes[gen%2]); err != nil {
+			return replayed, err
+		}
 	}
 	if err := os.Rename(tmp, dbPath); err != nil {
 		return replayed, err
@@ -380,15 +469,11 @@ func (w *wal) recover() (replayed int, err error) {
 	if err := syncDir(w.dir); err != nil {
 		return replayed, err
 	}
-	// What follows the last good record (a torn record, an earlier
-	// generation's) is zeroed: the next append must not end where a longer
-	// torn record's tail could read as one more.
-	if err := writeZeros(w.f, end, w.size); err != nil {
+	if err := w.writeHeader(h); err != nil {
 		return replayed, err
 	}
-	h := w.head
-	h.end, h.txid, h.clean = end, txid, true
-	return replayed, w.writeHeader(h)
+	removeOtherBases(w.dir, h.gen)
+	return replayed, nil
 }
 
 // RecoverLog finishes a crash's recovery in stateDir (rebuilding mfad.db
@@ -422,12 +507,9 @@ func (w *wal) recoverIfDue() (int, error) {
 	return w.recover()
 }
 
-// checkpoint writes the database's current state as the next generation's
-// base copy and starts that generation's log empty. The caller holds the
-// writer's turn, so the state it copies is all the log has.
-func (s *Store) checkpoint() error {
-	w := s.wal
-	gen := w.head.gen + 1
+// writeBase writes the state of btx as generation gen's base copy,
+// flushed, in place under its name and the directory flushed.
+func (w *wal) writeBase(btx *bolt.Tx, gen uint64) error {
 	path := baseName(w.dir, gen)
 	tmp := path + ".tmp"
 	f, err := os.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o600)
@@ -435,39 +517,91 @@ func (s *Store) checkpoint() error {
 		return err
 	}
 	defer os.Remove(tmp)
-	err = fillDurably(f, func(f *os.File) error {
-		return s.db.View(func(btx *bolt.Tx) error { _, err := btx.WriteTo(f); return err })
-	})
-	if err != nil {
-		return fmt.Errorf("store: checkpoint: %w", err)
+	if err := fillDurably(f, func(f *os.File) error { _, err := btx.WriteTo(f); return err }); err != nil {
+		return err
 	}
 	if err := os.Rename(tmp, path); err != nil {
 		return err
 	}
-	if err := syncDir(w.dir); err != nil {
-		return err
+	return syncDir(w.dir)
+}
+
+// checkpoint makes the database's current state the base of a new
+// generation, whose records start empty, and waits for it: at Open, after
+// a key rotation (which reseals outside the log), and when a checkpoint
+// in the background failed. The caller holds the writer's turn.
+func (s *Store) checkpoint() error {
+	s.checkpoints.Wait()
+	w := s.wal
+	gen := w.gen + 1
+	if w.head.gen >= gen {
+		gen = w.head.gen + 1
 	}
-	// Until this header is written, a recovery uses the previous base and
-	// its whole log; after it, this base and an empty log.
-	if err := w.writeHeader(walHeader{gen: gen, end: walRecordsAt}); err != nil {
+	err := s.db.View(func(btx *bolt.Tx) error { return w.writeBase(btx, gen) })
+	if err != nil {
+		return fmt.Errorf("store: checkpoint: %w", err)
+	}
+	s.hmu.Lock()
+	err = w.writeHeader(walHeader{gen: gen})
+	s.hmu.Unlock()
+	if err != nil {
+		return fmt.Errorf("store: checkpoint: %w", err)
+	}
+	// Only now may the commits go to this generation's file: until the
+	// header named it, a recovery replayed the file it reuses.
+	if err := w.startGeneration(gen); err != nil {
 		return fmt.Errorf("store: checkpoint: %w", err)
 	}
 	removeOtherBases(w.dir, gen)
+	s.checkpointFailed.Store(false)
 	return nil
 }
 
-// maybeCheckpoint checkpoints once the log has passed checkpointAt. A
-// failed checkpoint leaves the log growing and correct; it is tried again
-// after another walChunk.
+// maybeCheckpoint starts a checkpoint once the active generation's records
+// pass checkpointAt, unless one is under way. The caller holds the
+// writer's turn. Its snapshot is the state the records so far leave; the
+// commits after it go to the next generation, while the base is written.
 func (s *Store) maybeCheckpoint() {
-	if s.wal.head.end < s.nextCheckpoint {
+	w := s.wal
+	if s.checkpointing.Load() || w.end < checkpointAt {
 		return
 	}
-	if err := s.checkpoint(); err != nil {
-		s.nextCheckpoint = s.wal.head.end + walChunk
+	if s.checkpointFailed.Load() {
+		s.checkpoint() // on failure the records grow, correct, and it is tried again next commit
 		return
 	}
-	s.nextCheckpoint = checkpointAt
+	btx, err := s.db.Begin(false)
+	if err != nil {
+		return
+	}
+	gen := w.gen + 1
+	if err := w.startGeneration(gen); err != nil {
+		btx.Rollback()
+		return
+	}
+	s.checkpointing.Store(true)
+	s.checkpoints.Add(1)
+	go func() {
+		defer s.checkpoints.Done()
+		defer s.checkpointing.Store(false)
+		if s.checkpointHook != nil {
+			s.checkpointHook()
+		}
+		err := w.writeBase(btx, gen)
+		btx.Rollback()
+		if err == nil {
+			s.hmu.Lock()
+			err = w.writeHeader(walHeader{gen: gen})
+			s.hmu.Unlock()
+		}
+		if err != nil {
+			// The old base and both generations' records still recover
+			// everything; the next commit checkpoints in its turn.
+			s.checkpointFailed.Store(true)
+			return
+		}
+		removeOtherBases(w.dir, gen)
+	}()
 }
 
 func copyFile(src, dst string) error {
@@ -476,7 +610,7 @@ func copyFile(src, dst string) error {
 		return err
 	}
 	defer in.Close()
-	out, err := os.OpenFile(dst, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+	out, err := os.OpenFile(dst, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o600)
 	if err != nil {
 		return err
 	}
@@ -695,16 +829,18 @@ func readBytes(p []byte) ([]byte, []byte, bool) {
 	return p[k : k+int(n)], p[k+int(n):], true
 }
 
-// dropLog empties the log (a log without a header is no log) and removes
-// the base copies, flushed in that order.
+// dropLog empties the log's header (a log without one is no log),
+// removes its records files and base copies, and flushes the directory.
 func dropLog(stateDir string) error {
 	err := os.Truncate(filepath.Join(stateDir, WALFileName), 0)
 	if err != nil && !isNotExist(err) {
 		return err
 	}
-	if err := syncDir(stateDir); err != nil {
-		return err
+	for gen := range uint64(2) {
+		if err := os.Remove(recordsName(stateDir, gen)); err != nil && !isNotExist(err) {
+			return err
+		}
 	}
 	removeOtherBases(stateDir, 0)
-	return nil
+	return syncDir(stateDir)
 }

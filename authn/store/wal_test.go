@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -200,14 +201,13 @@ func TestTornAndStaleRecordsEndTheReplay(t *testing.T) {
 	everyWrite(t, s, 0)
 	everyWrite(t, s, 1)
 	before := liveDump(t, s)
-	end := s.wal.head.end
+	end := s.wal.end
 	everyWrite(t, s, 2)
 	crashed := crashCopy(t, dir)
 
 	// The first record after `before` torn half way: it and all after it
 	// were never acknowledged, and the replay stops at it.
-	wal := filepath.Join(crashed, WALFileName)
-	f, err := os.OpenFile(wal, os.O_RDWR, 0)
+	f, err := os.OpenFile(recordsName(crashed, s.wal.gen), os.O_RDWR, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -221,10 +221,10 @@ func TestTornAndStaleRecordsEndTheReplay(t *testing.T) {
 	}
 	equal(t, "database recovered before the torn record", dumpDB(t, filepath.Join(crashed, DBFileName)), before)
 
-	// After a checkpoint the file is reused from its start: the previous
-	// generation's records, still further on, are not replayed.
+	// Two checkpoints on, the file is reused from its start: the records
+	// of two generations before, still further on, are not replayed.
 	s.wmu.Lock()
-	err = s.checkpoint()
+	err = errors.Join(s.checkpoint(), s.checkpoint())
 	s.wmu.Unlock()
 	if err != nil {
 		t.Fatal(err)
@@ -279,7 +279,7 @@ func TestCleanStopOpensWithoutReplay(t *testing.T) {
 	}
 	h, err := w.readHeader()
 	w.close()
-	if err != nil || !h.clean || h.end == walRecordsAt {
+	if err != nil || !h.clean || h.end == 0 {
 		t.Fatalf("header after Close: %+v, %v", h, err)
 	}
 	gen := h.gen
@@ -388,7 +388,7 @@ func TestTornCheckpointHeaderLeavesTheOlderSlot(t *testing.T) {
 	if err := copyFile(filepath.Join(dir, DBFileName), baseName(crashed, s.wal.head.gen+1)); err != nil {
 		t.Fatal(err)
 	}
-	torn := walHeader{seq: s.wal.head.seq + 1, gen: s.wal.head.gen + 1, end: walRecordsAt}.encode()
+	torn := walHeader{seq: s.wal.head.seq + 1, gen: s.wal.head.gen + 1}.encode()
 	torn[len(torn)-1] ^= 1
 	f, _ := os.OpenFile(filepath.Join(crashed, WALFileName), os.O_RDWR, 0)
 	f.WriteAt(torn, int64((s.wal.head.seq+1)%2)*walSlotSize)
@@ -434,7 +434,7 @@ func TestLogHoldsNoSecretInTheClear(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	raw, _ := os.ReadFile(filepath.Join(dir, WALFileName))
+	raw, _ := os.ReadFile(recordsName(dir, s.wal.gen))
 	if !bytes.Contains(raw, []byte("devices")) {
 		t.Fatal("the log does not hold the update")
 	}
@@ -514,10 +514,10 @@ func TestEarlierGenerationRecordIsNotReplayed(t *testing.T) {
 	stale.bytes([]byte("record"))
 	var rec []byte
 	rec = binary.LittleEndian.AppendUint32(rec, uint32(len(stale.ops)))
-	rec = binary.LittleEndian.AppendUint32(rec, recordCRC(s.wal.head.gen-1, stale.ops))
+	rec = binary.LittleEndian.AppendUint32(rec, recordCRC(s.wal.gen-2, stale.ops))
 	rec = append(rec, stale.ops...)
-	f, _ := os.OpenFile(filepath.Join(crashed, WALFileName), os.O_RDWR, 0)
-	f.WriteAt(rec, s.wal.head.end)
+	f, _ := os.OpenFile(recordsName(crashed, s.wal.gen), os.O_RDWR, 0)
+	f.WriteAt(rec, s.wal.end)
 	f.Close()
 	assertRecovers(t, crashed, want)
 }
@@ -537,4 +537,108 @@ func TestCrashAfterRecovery(t *testing.T) {
 		t.Fatal(err)
 	}
 	equal(t, "database after two crashes", dumpDB(t, filepath.Join(second, DBFileName)), want)
+}
+
+// BenchmarkCheckpoint is the writers' pause a checkpoint causes, on the
+// store of the start target (10,000 accounts with 3 devices each) with a
+// full audit log (100,000 entries).
+func BenchmarkCheckpoint(b *testing.B) {
+	dir := b.TempDir()
+	s, err := Open(dir, testKey(), Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	ctx := context.Background()
+	for i := range 100 {
+		err := s.Update(ctx, func(tx authn.Tx) error {
+			for j := range 100 {
+				name := fmt.Sprintf("user%05d", i*100+j)
+				if err := tx.PutAccount(&authn.Account{Name: name, Email: name + "@example.org"}); err != nil {
+					return err
+				}
+				for d := range 3 {
+					if err := tx.PutDevice(&authn.Device{Account: name, ID: fmt.Sprint("dev", d), Secret: bytes.Repeat([]byte{byte(d)}, 20)}); err != nil {
+						return err
+					}
+				}
+				for range 10 {
+					if err := tx.AppendAudit(&authn.AuditEvent{Action: "signin", Outcome: "ok", Account: name, Device: "dev0"}); err != nil {
+						return err
+					}
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ResetTimer()
+	for range b.N {
+		s.wmu.Lock()
+		err := s.checkpoint()
+		s.wmu.Unlock()
+		if err != nil {
+			b.Fatal(err)
+		}
+	}
+	fi, _ := os.Stat(baseName(dir, s.wal.head.gen))
+	b.ReportMetric(float64(fi.Size())/(1<<20), "MB-base")
+}
+
+// A checkpoint runs beside the writers: while its base copy is being
+// written, commits go on into the next generation's file, and a crash
+// then recovers the old base with both generations' records.
+func TestCheckpointInTheBackground(t *testing.T) {
+	defer func(at int64) { checkpointAt = at }(checkpointAt)
+	checkpointAt = 1 // every commit, when none is under way
+	held, release := make(chan struct{}), make(chan struct{})
+
+	dir := t.TempDir()
+	s := openTest(t, dir, Options{})
+	var releaseOnce sync.Once
+	releaseAll := func() { releaseOnce.Do(func() { close(release) }) }
+	t.Cleanup(releaseAll) // before Close, which waits for the checkpoint, if the test fails
+	s.wmu.Lock()
+	s.checkpointHook = func() { held <- struct{}{}; <-release }
+	s.wmu.Unlock()
+	gen := s.wal.head.gen
+	everyWrite(t, s, 0) // its first commit starts the checkpoint
+	<-held
+	everyWrite(t, s, 1) // done while the checkpoint waits
+	if s.wal.gen != gen+1 || s.wal.head.gen != gen {
+		t.Fatalf("during the checkpoint: commits to generation %d, header at %d (was %d)", s.wal.gen, s.wal.head.gen, gen)
+	}
+	want := liveDump(t, s)
+	crashed := crashCopy(t, dir)
+	n, err := RecoverLog(crashed, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	equal(t, "recovered mid-checkpoint", dumpDB(t, filepath.Join(crashed, DBFileName)), want)
+	if n < 5 {
+		t.Fatalf("recovered mid-checkpoint from %d records: both generations' are wanted", n)
+	}
+	// That recovery made its result the base of the generation after.
+	s2 := openTest(t, crashed, Options{})
+	everyWrite(t, s2, 2)
+	s2.checkpoints.Wait() // a copy of the files is a crash's only between steps
+	want2 := liveDump(t, s2)
+	assertRecovers(t, crashCopy(t, crashed), want2)
+
+	s.wmu.Lock()
+	s.checkpointHook = nil
+	s.wmu.Unlock()
+	releaseAll()
+	s.checkpoints.Wait()
+	if s.wal.head.gen != gen+1 {
+		t.Fatalf("after the checkpoint: header at generation %d, want %d", s.wal.head.gen, gen+1)
+	}
+	if _, err := os.Stat(baseName(dir, gen)); !isNotExist(err) {
+		t.Fatalf("the previous base copy is still there: %v", err)
+	}
+	everyWrite(t, s, 3)
+	s.checkpoints.Wait()
+	assertRecovers(t, crashCopy(t, dir), liveDump(t, s))
 }
