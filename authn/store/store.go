@@ -133,6 +133,9 @@ type Store struct {
 	checkpointing    atomic.Bool
 	checkpointFailed atomic.Bool
 	checkpointHook   func() // tests hold a background checkpoint with it
+	// checkpointRetryAt is where, after failed checkpoints, the writer
+	// tries again (under wmu).
+	checkpointRetryAt int64
 }
 
 type call struct {

@@ -537,6 +537,11 @@ func (s *Store) checkpoint() error {
 	if w.head.gen >= gen {
 		gen = w.head.gen + 1
 	}
+	// The file is opened first: once the header names the generation,
+	// commits must be able to go to it.
+	if _, err := w.file(gen); err != nil {
+		return fmt.Errorf("store: checkpoint: %w", err)
+	}
 	err := s.db.View(func(btx *bolt.Tx) error { return w.writeBase(btx, gen) })
 	if err != nil {
 		return fmt.Errorf("store: checkpoint: %w", err)
@@ -567,7 +572,13 @@ func (s *Store) maybeCheckpoint() {
 		return
 	}
 	if s.checkpointFailed.Load() {
-		s.checkpoint() // on failure the records grow, correct, and it is tried again next commit
+		// In the writer's turn this time. On failure the records grow,
+		// still correct, and it is tried again a walChunk later.
+		if w.end >= s.checkpointRetryAt {
+			if err := s.checkpoint(); err != nil {
+				s.checkpointRetryAt = w.end + walChunk
+			}
+		}
 		return
 	}
 	btx, err := s.db.Begin(false)

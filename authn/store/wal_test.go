@@ -78,6 +78,9 @@ func crashCopy(t testing.TB, dir string) string {
 		t.Fatal(err)
 	}
 	for _, e := range entries {
+		if e.IsDir() {
+			continue
+		}
 		b, err := os.ReadFile(filepath.Join(dir, e.Name()))
 		if err != nil {
 			t.Fatal(err)
@@ -682,4 +685,46 @@ func BenchmarkRecover(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(logged)/(1<<20), "MB-log")
+}
+
+// A checkpoint that fails in the background leaves both generations'
+// records recoverable, and the writer checkpoints in its turn later.
+func TestFailedCheckpointIsRecoverableAndRetried(t *testing.T) {
+	defer func(at int64) { checkpointAt = at }(checkpointAt)
+	checkpointAt = 1
+	dir := t.TempDir()
+	s := openTest(t, dir, Options{})
+	gen := s.wal.head.gen
+	// The base copies' temporary names taken by directories: writing them
+	// fails, in the background (gen+1) and in the writer's retry (gen+2).
+	for _, g := range []uint64{gen + 1, gen + 2} {
+		if err := os.MkdirAll(filepath.Join(baseName(dir, g)+".tmp", "x"), 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	everyWrite(t, s, 0)
+	s.checkpoints.Wait()
+	if !s.checkpointFailed.Load() || s.wal.head.gen != gen || s.wal.gen != gen+1 {
+		t.Fatalf("after a failed checkpoint: failed %v, header %d, commits to %d (was %d)",
+			s.checkpointFailed.Load(), s.wal.head.gen, s.wal.gen, gen)
+	}
+	everyWrite(t, s, 1)
+	s.checkpoints.Wait()
+	assertRecovers(t, crashCopy(t, dir), liveDump(t, s))
+
+	if s.checkpointRetryAt == 0 {
+		t.Fatal("a failed retry in the writer's turn did not put off the next one")
+	}
+	for _, g := range []uint64{gen + 1, gen + 2} {
+		os.RemoveAll(baseName(dir, g) + ".tmp")
+	}
+	s.wmu.Lock()
+	s.checkpointRetryAt = 0 // rather than write another walChunk
+	s.wmu.Unlock()
+	everyWrite(t, s, 2)
+	s.checkpoints.Wait()
+	if s.checkpointFailed.Load() || s.wal.head.gen <= gen+1 {
+		t.Fatalf("the retried checkpoint: failed %v, header at generation %d (was %d)", s.checkpointFailed.Load(), s.wal.head.gen, gen)
+	}
+	assertRecovers(t, crashCopy(t, dir), liveDump(t, s))
 }
