@@ -32,7 +32,8 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
-	if err := prepareStateDir(cfg.StateDir, [2]string{store.DBFileName, "database"}, [2]string{store.WALFileName, "write-ahead log"}, [2]string{store.KeyFileName, "master key"}); err != nil {
+	if err := prepareStateDir(cfg.StateDir, [2]string{store.DBFileName, "database"}, [2]string{store.WALFileName, "write-ahead log"},
+		[2]string{store.WALFileName + ".0", "write-ahead log"}, [2]string{store.WALFileName + ".1", "write-ahead log"}, [2]string{store.KeyFileName, "master key"}); err != nil {
 		return err
 	}
 	if cfg.Store.Backend != BackendPostgres {

@@ -72,6 +72,15 @@ func TestUnsafeFilesRefused(t *testing.T) {
 		t.Errorf("database 0644: %s", out)
 	}
 
+	// The write-ahead log's records hold what the database does.
+	log := mkdir("widelog", 0o700)
+	os.WriteFile(filepath.Join(log, "mfad.wal.1"), nil, 0o600)
+	os.Chmod(filepath.Join(log, "mfad.wal.1"), 0o644)
+	out = mfadRefusesWith(t, "--socket", sock, "--state-dir", log)
+	if !strings.Contains(out, filepath.Join(log, "mfad.wal.1")) || !strings.Contains(out, "chmod 600") {
+		t.Errorf("write-ahead log records 0644: %s", out)
+	}
+
 	openSock := mkdir("opensock", 0o777)
 	out = mfadRefusesWith(t, "--socket", filepath.Join(openSock, "mfad.sock"), "--state-dir", filepath.Join(base, "s1"))
 	if !strings.Contains(out, openSock) || !strings.Contains(out, "chmod go-w") {
