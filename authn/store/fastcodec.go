@@ -480,3 +480,60 @@ func deviceKind(b []byte) (state string, otp, ok bool) {
 	}
 	return state, otp, seenState && len(r.b) == 0
 }
+
+var accountKeys = []string{"name", "kind", "email", "phone", // text
+	"email_verified", "phone_verified", "ever_enrolled", // bool
+	"created_at", "updated_at", "last_failure_at", "locked_until", // time
+	"flags", "failed_attempts"}
+
+// decodePlainAccountRec reads an account's record by hand when it holds
+// no temporary code, scratch codes or pending contact change (the shape
+// of nearly every account a sign-in reads); ok is false for anything
+// else, which the CBOR codec then decodes (or refuses).
+func decodePlainAccountRec(b []byte, a *accountRec) bool {
+	r := &cborReader{b: b}
+	texts := [...]*string{&a.Name, &a.Kind, &a.Email, &a.Phone}
+	bools := [...]*bool{&a.EmailVerified, &a.PhoneVerified, &a.EverEnrolled}
+	times := [...]*time.Time{&a.CreatedAt, &a.UpdatedAt, &a.LastFailureAt, &a.LockedUntil}
+	r.mapKeys(accountKeys, func(i int) {
+		switch {
+		case i < len(texts):
+			*texts[i] = r.text()
+		case i < len(texts)+len(bools):
+			*bools[i-len(texts)] = r.bool()
+		case i < len(texts)+len(bools)+len(times):
+			*times[i-len(texts)-len(bools)] = r.time()
+		case accountKeys[i] == "flags":
+			a.Flags = r.texts()
+		default: // failed_attempts
+			a.FailedAttempts = r.smallInt()
+		}
+	})
+	return !r.bad && len(r.b) == 0
+}
+
+// texts reads an array of text strings (an empty one as a non-nil
+// empty slice, as the codec does).
+func (r *cborReader) texts() []string {
+	major, n := r.head()
+	if r.bad || major != cborArray || n > uint64(len(r.b)) {
+		r.bad = true
+		return nil
+	}
+	out := make([]string, 0, n)
+	for range n {
+		if out = append(out, r.text()); r.bad {
+			return nil
+		}
+	}
+	return out
+}
+
+// decodeAccountRec reads an account's record, by hand when it can.
+func decodeAccountRec(b []byte, a *accountRec) error {
+	if decodePlainAccountRec(b, a) {
+		return nil
+	}
+	*a = accountRec{}
+	return decode(b, a)
+}

@@ -180,3 +180,75 @@ func FuzzDecodeOTPDeviceRec(f *testing.F) {
 		}
 	})
 }
+
+func randAccountRec(rng *rand.Rand) *accountRec {
+	a := &accountRec{Name: randText(rng), Kind: randText(rng), Email: randText(rng), EmailVerified: rng.IntN(2) == 0,
+		Phone: randText(rng), PhoneVerified: rng.IntN(2) == 0, CreatedAt: randTime(rng), UpdatedAt: randTime(rng),
+		EverEnrolled: rng.IntN(2) == 0, FailedAttempts: int(randInt(rng)), LastFailureAt: randTime(rng), LockedUntil: randTime(rng)}
+	for range rng.IntN(3) {
+		a.Flags = append(a.Flags, randText(rng))
+	}
+	switch rng.IntN(8) { // the parts the hand decoder leaves to the codec
+	case 0:
+		a.TempCode = &tempCodeRec{Hash: []byte{1, 2}, ExpiresAt: randTime(rng), IssuedBy: randText(rng)}
+	case 1:
+		a.ScratchCodes = [][]byte{{3}, {4}}
+	case 2:
+		a.PendingContact = &pendingContact{Kind: "email", Value: randText(rng), CodeHash: []byte{5}, ExpiresAt: randTime(rng)}
+	}
+	return a
+}
+
+// The hand decoder reads a plain account's record as the codec does, and
+// leaves every other one to it.
+func TestAccountHandDecoderMatchesCBOR(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	byHandCount := 0
+	for i := range 20000 {
+		a := randAccountRec(rng)
+		b, err := encode(a)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var byCodec, byHand, viaBoth accountRec
+		if err := decode(b, &byCodec); err != nil {
+			t.Fatal(err)
+		}
+		plain := a.TempCode == nil && a.ScratchCodes == nil && a.PendingContact == nil
+		if got := decodePlainAccountRec(b, &byHand); got != plain {
+			t.Fatalf("account %d %+v: read by hand %v, want %v", i, a, got, plain)
+		}
+		if plain {
+			byHandCount++
+			if !reflect.DeepEqual(byHand, byCodec) {
+				t.Fatalf("account %d:\nhand  %+v\ncodec %+v", i, byHand, byCodec)
+			}
+		}
+		if err := decodeAccountRec(b, &viaBoth); err != nil || !reflect.DeepEqual(viaBoth, byCodec) {
+			t.Fatalf("account %d: decodeAccountRec %+v (%v), codec %+v", i, viaBoth, err, byCodec)
+		}
+	}
+	if byHandCount == 0 {
+		t.Fatal("no account read by hand")
+	}
+}
+
+func FuzzDecodeAccountRec(f *testing.F) {
+	rng := rand.New(rand.NewPCG(7, 8))
+	for range 20 {
+		b, _ := encode(randAccountRec(rng))
+		f.Add(b)
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var byHand, byCodec accountRec
+		if !decodePlainAccountRec(b, &byHand) {
+			return
+		}
+		if err := decode(b, &byCodec); err != nil {
+			t.Fatalf("the hand decoder read %x, which the codec refuses: %v", b, err)
+		}
+		if !reflect.DeepEqual(byHand, byCodec) {
+			t.Fatalf("%x:\nhand  %+v\ncodec %+v", b, byHand, byCodec)
+		}
+	})
+}

@@ -44,7 +44,7 @@ func (t *tx) Account(name string) (*authn.Account, error) {
 		return nil, notFound("account", name)
 	}
 	var r accountRec
-	if err := decode(v, &r); err != nil {
+	if err := decodeAccountRec(v, &r); err != nil {
 		return nil, fmt.Errorf("store: account %q: %w", name, err)
 	}
 	return r.account(), nil
@@ -54,7 +54,7 @@ func (t *tx) Accounts() ([]authn.Account, error) {
 	var out []authn.Account
 	err := t.bucket(bktAccounts).ForEach(func(k, v []byte) error {
 		var r accountRec
-		if err := decode(v, &r); err != nil {
+		if err := decodeAccountRec(v, &r); err != nil {
 			return fmt.Errorf("store: account %q: %w", k, err)
 		}
 		out = append(out, *r.account())
