@@ -77,6 +77,9 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 	acfg := authn.Config{Logger: log, Policy: cfg.Policy(), FIDO: fidoPolicy, Keys: keys,
 		OnAudit: func(e authn.AuditEvent) {
+			if events.idle() {
+				return
+			}
 			ae := api.AuditEvent(e)
 			events.publish(api.Event{Event: "audit", Audit: &ae})
 		}}

@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"sync"
+	"sync/atomic"
 
 	"github.com/mfad/mfad/ipc/api"
 )
@@ -14,6 +15,7 @@ import (
 type hub struct {
 	mu   sync.Mutex
 	subs map[chan api.Event]*subscriber
+	n    atomic.Int32 // len(subs), read without the lock
 }
 
 type subscriber struct {
@@ -22,6 +24,10 @@ type subscriber struct {
 }
 
 func newHub() *hub { return &hub{subs: map[chan api.Event]*subscriber{}} }
+
+// idle says no one is subscribed: an event need not even be built (every
+// sign-in publishes one, and most daemons have no subscriber).
+func (h *hub) idle() bool { return h.n.Load() == 0 }
 
 func (h *hub) publish(e api.Event) {
 	h.mu.Lock()
@@ -53,10 +59,12 @@ func (h *hub) Subscribe(accept func(api.Event) bool) (<-chan api.Event, func()) 
 	ch := make(chan api.Event, 64)
 	h.mu.Lock()
 	h.subs[ch] = &subscriber{accept: accept}
+	h.n.Store(int32(len(h.subs)))
 	h.mu.Unlock()
 	return ch, func() {
 		h.mu.Lock()
 		delete(h.subs, ch)
+		h.n.Store(int32(len(h.subs)))
 		h.mu.Unlock()
 	}
 }

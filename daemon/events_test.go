@@ -44,3 +44,23 @@ func TestHubDeliversOnlyWhatASubscriberAccepts(t *testing.T) {
 		t.Errorf("after a full channel of accepted events and rejected ones: %+v, want the audit event (nothing dropped)", e)
 	}
 }
+
+// TestHubIdleFollowsSubscribers: a sign-in skips building its audit event
+// only while no one is subscribed.
+func TestHubIdleFollowsSubscribers(t *testing.T) {
+	h := newHub()
+	if !h.idle() {
+		t.Fatal("a new hub is not idle")
+	}
+	_, stop1 := h.Subscribe(func(api.Event) bool { return true })
+	_, stop2 := h.Subscribe(func(api.Event) bool { return true })
+	stop1()
+	if h.idle() {
+		t.Fatal("idle with a subscriber left")
+	}
+	stop2()
+	stop2()
+	if !h.idle() {
+		t.Fatal("not idle after every subscriber stopped")
+	}
+}

@@ -39,6 +39,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime/pprof"
 	"strings"
 	"syscall"
 	"time"
@@ -71,9 +72,10 @@ type ceilingCall struct {
 
 // ceilingOptions are the ceiling's knobs.
 type ceilingOptions struct {
-	maxBatch int   // updates per commit at most
-	logged   bool  // --ceiling-log: bbolt unsynced, a log record per commit
-	logChunk int64 // the log grows by this much; 0 means 4 MiB
+	maxBatch   int    // updates per commit at most
+	logged     bool   // --ceiling-log: bbolt unsynced, a log record per commit
+	logChunk   int64  // the log grows by this much; 0 means 4 MiB
+	cpuProfile string // a CPU profile of the whole run is written here, if set
 }
 
 // ceilingLog is the write-ahead log of --ceiling-log.
@@ -101,6 +103,16 @@ func serveCeiling(dir string, opts ceilingOptions) {
 	l, err := net.Listen("unix", sock)
 	if err != nil {
 		fail("ceiling: %v", err)
+	}
+	if opts.cpuProfile != "" {
+		f, err := os.Create(opts.cpuProfile)
+		if err != nil {
+			fail("ceiling: %v", err)
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			fail("ceiling: %v", err)
+		}
+		defer func() { pprof.StopCPUProfile(); f.Close() }()
 	}
 	srv := &http.Server{Handler: c.handler(), ReadHeaderTimeout: 5 * time.Second}
 	go func() {

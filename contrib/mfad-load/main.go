@@ -77,7 +77,7 @@ func main() {
 	duration := flag.Duration("duration", 5*time.Second, "measuring time per client count")
 	modes := flag.String("modes", "group,single", "commit modes: group (default config) and single (max_batch = 1); with --dsn also postgres (one mfad on the database), postgres2 and postgres4 (two or four mfad sharing it, clients spread over them)")
 	flag.StringVar(&pgDSN, "dsn", "", "PostgreSQL DSN for the postgres modes (each mode's accounts have names of their own, so one database serves every run)")
-	flag.StringVar(&profileDir, "cpuprofile-dir", "", "have mfad write a CPU profile per commit mode into this directory")
+	flag.StringVar(&profileDir, "cpuprofile-dir", "", "have mfad (and the ceiling, with --ceiling) write a CPU profile per commit mode into this directory")
 	fido := flag.Bool("fido", false, "sign in with security keys (one in-process software key answering at once) instead of codes")
 	compare := flag.String("compare", "", "a second mfad binary to measure in the same run, interleaved, reporting the ratio")
 	rounds := flag.Int("rounds", 3, "with --compare or --ceiling: interleaved rounds per point")
@@ -85,6 +85,7 @@ func main() {
 	ceilingLog := flag.Bool("ceiling-log", false, "with --ceiling: the ceiling keeps a write-ahead log, as a store with one does (bbolt with NoSync; each commit's puts appended as one CRC-32C record to a preallocated ceiling.wal and fdatasync'ed before bbolt commits), to compare an mfad with a write-ahead log like with like")
 	serve := flag.String("serve-ceiling", "", "run as the ceiling server in this directory (mfad-load starts it so)")
 	batch := flag.Int("ceiling-batch", 256, "with --serve-ceiling: updates per commit at most")
+	ceilingProfile := flag.String("ceiling-cpuprofile", "", "with --serve-ceiling: write a CPU profile of the ceiling server here")
 	startup := flag.Int("startup", 0, "instead of load: fill a store with this many accounts of 3 active TOTP devices each, then time mfad's starts on it to READY=1 (NOTIFY_SOCKET) and report its idle RSS")
 	starts := flag.Int("starts", 11, "with --startup: starts to time")
 	soak := flag.Duration("soak", 0, "instead of load points: keep mixed load (codes, a software key, enrollments, recoveries, event streams) for this long, sampling mfad's goroutines, fds and RSS; exits non-zero when a kind of work never succeeded or they grew")
@@ -95,7 +96,7 @@ func main() {
 	rssMarks := flag.String("rss", "", "instead of timed points: drive the first --clients count until the total verifications reach each of these counts (e.g. 10000,1000000) and report mfad's RSS at start and at each")
 	flag.Parse()
 	if *serve != "" {
-		serveCeiling(*serve, ceilingOptions{maxBatch: *batch, logged: *ceilingLog})
+		serveCeiling(*serve, ceilingOptions{maxBatch: *batch, logged: *ceilingLog, cpuProfile: *ceilingProfile})
 		return
 	}
 	if *ceilingLog && !*ceilingFlag {
@@ -689,6 +690,9 @@ func setupCeiling(mode string, maxClients int, logged bool) *target {
 	if logged {
 		// Named so, a report says which ceiling it compared with.
 		args, name = append(args, "--ceiling-log"), "ceiling (log)"
+	}
+	if profileDir != "" {
+		args = append(args, "--ceiling-cpuprofile", filepath.Join(profileDir, fmt.Sprintf("%s-%s.prof", mode, strings.ReplaceAll(name, " ", ""))))
 	}
 	cmd := exec.Command(self, args...)
 	cmd.Stderr = os.Stderr

@@ -197,7 +197,16 @@ func (c *call) readBody() ([]byte, error) {
 				"send the body as "+api.ContentJSON+" (curl: --json or -H 'Content-Type: application/json')")
 		}
 	}
-	body, err := io.ReadAll(c.r.Body)
+	var body []byte
+	var err error
+	if n := c.r.ContentLength; n > 0 && n <= 4096 {
+		// The stated length (net/http holds the body to it): one read
+		// into a buffer of that size, not io.ReadAll's growing one.
+		body = make([]byte, n)
+		_, err = io.ReadFull(c.r.Body, body)
+	} else {
+		body, err = io.ReadAll(c.r.Body)
+	}
 	if err != nil {
 		return nil, err // problemOf answers 413 for a body over the limit
 	}
