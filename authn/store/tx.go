@@ -14,8 +14,9 @@ import (
 type tx struct {
 	btx  *bolt.Tx
 	s    *Store
-	seal *sealer    // the snapshot's, once asked for
-	rec  *walRecord // a write transaction's changes, for the log
+	seal *sealer      // the snapshot's, once asked for
+	rec  *walRecord   // a write transaction's changes, for the log
+	root *bolt.Bucket // bktRoot, once looked up
 }
 
 // sealer returns the sealer whose key the transaction's snapshot was sealed under.
@@ -26,7 +27,15 @@ func (t *tx) sealer() *sealer {
 	return t.seal
 }
 
-func (t *tx) bucket(name []byte) *bolt.Bucket { return t.btx.Bucket(bktRoot).Bucket(name) }
+// bucket is a bucket under bktRoot. The root is looked up once per
+// transaction: a sign-in names it four times, and a batch of them shares
+// one transaction.
+func (t *tx) bucket(name []byte) *bolt.Bucket {
+	if t.root == nil {
+		t.root = t.btx.Bucket(bktRoot)
+	}
+	return t.root.Bucket(name)
+}
 
 // wbucket is the bucket name for writing: every change through it is
 // recorded for the write-ahead log.
