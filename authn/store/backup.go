@@ -175,7 +175,11 @@ func check(path, name string) error {
 		if v := binary.BigEndian.Uint32(b); v > SchemaVersion {
 			return fmt.Errorf("store: %s has schema v%d, newer than this mfad (v%d)", name, v, SchemaVersion)
 		}
-		for _, bkt := range [][]byte{bktMeta, bktAccounts, bktDevices, bktTokens, bktAudit, bktBlobs} {
+		need := [][]byte{bktMeta, bktAccounts, bktDevices, bktTokens, bktAudit, bktBlobs}
+		if binary.BigEndian.Uint32(b) >= 4 {
+			need = append(need, bktDevState)
+		}
+		for _, bkt := range need {
 			if root.Bucket(bkt) == nil {
 				return fmt.Errorf("store: %s lacks bucket %s", name, bkt)
 			}

@@ -5,7 +5,7 @@
 // (wal.go says why a base copy and how recovery, checkpoints and the
 // clean-stop flag work).
 //
-// Bucket tree (schema version 3; records are CBOR, of this package's own
+// Bucket tree (schema version 4; records are CBOR, of this package's own
 // record types with explicit keys (schema.go), never authn's or the wire's):
 //
 //	mfad/                      root; key "schema" = big-endian uint32 version
@@ -14,12 +14,15 @@
 //	├── accounts/              <name>   -> accountRec
 //	├── devices/
 //	│   └── <account>/         <id>     -> deviceRecord, with the sealed secret
+//	├── devstate/              <account> NUL <id> -> deviceStateRec: what a sign-in
+//	│                          changes (devstate.go says how the two halves agree)
 //	├── tokens/                <serial> -> tokenRecord, with the sealed secret
 //	├── audit/                 <seq, 8-byte big-endian> -> auditRec
 //	└── blobs/                 <name>   -> sealed opaque state (software keys: "emulator/<name>")
 //
 // Migrations: v0 -> v1 creates the first five buckets; v1 -> v2 adds blobs;
-// v2 -> v3 re-encodes every record from JSON to CBOR.
+// v2 -> v3 re-encodes every record from JSON to CBOR; v3 -> v4 adds
+// devstate (records move their state there when next written).
 //
 // Secrets are sealed with AES-256-GCM under the master key (see LoadKey),
 // with the record's bucket path as additional data so a sealed value cannot

@@ -24,7 +24,7 @@ const DBFileName = "mfad.db"
 
 // SchemaVersion is the schema this build writes. Older databases are
 // migrated at Open; newer ones are refused.
-const SchemaVersion = 3
+const SchemaVersion = 4
 
 var (
 	bktRoot     = []byte("mfad")
@@ -67,6 +67,7 @@ var migrations = []func(root *bolt.Bucket) error{
 		}
 		return nil
 	},
+	3: createDevState,
 }
 
 // initialMmapSize is the size bbolt maps the database with from the start

@@ -17,6 +17,9 @@ type tx struct {
 	seal *sealer      // the snapshot's, once asked for
 	rec  *walRecord   // a write transaction's changes, for the log
 	root *bolt.Bucket // bktRoot, once looked up
+	// read holds, in a write transaction, the device records read
+	// (devstate.go), by their devstate key.
+	read map[string]readRecord
 }
 
 // sealer returns the sealer whose key the transaction's snapshot was sealed under.
@@ -84,6 +87,10 @@ func (t *tx) DeleteAccount(name string) error {
 	if err := t.wbucket(bktAccounts).Delete([]byte(name)); err != nil {
 		return err
 	}
+	t.read = nil // what was read of the account's devices is gone
+	if err := deleteStates(t.wbucket(bktDevState), name); err != nil {
+		return err
+	}
 	devs := t.wbucket(bktDevices)
 	if devs.b.Bucket([]byte(name)) != nil {
 		return devs.DeleteBucket([]byte(name))
@@ -104,7 +111,7 @@ func (t *tx) decodeDevice(v []byte) (*authn.Device, error) {
 	}
 	d := rec.device()
 	d.Secret = secret
-	return d, nil
+	return t.withState(d, v, rec.Sealed)
 }
 
 func (t *tx) Devices(account string) ([]authn.Device, error) {
@@ -165,24 +172,17 @@ func (t *tx) Device(account, id string) (*authn.Device, error) {
 	return t.decodeDevice(v)
 }
 
-func (t *tx) PutDevice(d *authn.Device) error {
-	b, err := t.wbucket(bktDevices).CreateBucketIfNotExists([]byte(d.Account))
-	if err != nil {
-		return err
-	}
-	rec := deviceToRec(d)
-	rec.Sealed = t.sealer().seal(d.Secret, deviceAD(d.Account, d.ID))
-	v, err := encodeDevice(rec)
-	if err != nil {
-		return err
-	}
-	return b.Put([]byte(d.ID), v)
-}
+func (t *tx) PutDevice(d *authn.Device) error { return t.putDeviceSplit(d) }
 
 func (t *tx) DeleteDevice(account, id string) error {
 	b := t.wbucket(bktDevices).Bucket([]byte(account))
 	if b.b == nil || b.b.Get([]byte(id)) == nil {
 		return notFound("device", id)
+	}
+	key := deviceStateKey(account, id)
+	delete(t.read, string(key))
+	if err := t.wbucket(bktDevState).Delete(key); err != nil {
+		return err
 	}
 	return b.Delete([]byte(id))
 }
