@@ -3,6 +3,7 @@ package store
 import (
 	"bytes"
 	"fmt"
+	"math"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -93,24 +94,95 @@ func (s *deviceStateRec) applyTo(d *authn.Device) {
 	}
 }
 
-// readRecord is what a write transaction read of a device's record: the
-// bytes, the sealed secret in them and the secret it opened to. A write of
-// the device that changes neither finds the record unchanged without
-// decoding or sealing again.
-type readRecord struct {
-	raw, sealed, secret []byte
+// encodeDeviceState writes an OTP device's state record (no last
+// assertion) by hand, keys in order and zeros omitted as the codec would;
+// anything else goes to the codec.
+func encodeDeviceState(s *deviceStateRec) ([]byte, error) {
+	if s.LastAssertion != nil {
+		return encode(s)
+	}
+	fields := [...]struct {
+		zero bool
+		v    int64
+	}{
+		{s.LastUsedAt == 0, s.LastUsedAt}, {s.ResyncFailures == 0, int64(s.ResyncFailures)},
+		{s.ResyncWindowStart == 0, s.ResyncWindowStart}, {s.LastCounter == 0, 0}, {!s.Used, 0},
+		{s.Drift == 0, s.Drift}, {s.SignCount == 0, int64(s.SignCount)},
+	}
+	n := 0
+	for _, f := range fields {
+		if !f.zero {
+			n++
+		}
+	}
+	b := appendHead(make([]byte, 0, 48), cborMap, uint64(n))
+	for i, f := range fields {
+		if f.zero {
+			continue
+		}
+		b = appendHead(b, cborUint, uint64(i+1))
+		switch i + 1 {
+		case 4:
+			b = appendHead(b, cborUint, s.LastCounter)
+		case 5:
+			b = appendBool(b, true)
+		default:
+			b = appendInt(b, f.v)
+		}
+	}
+	return b, nil
 }
 
-// withState returns d as its state record (if any) says. raw is d's
-// record as stored; in a write transaction it is remembered for PutDevice.
-func (t *tx) withState(d *authn.Device, raw, sealed []byte) (*authn.Device, error) {
-	key := deviceStateKey(d.Account, d.ID)
-	if t.rec != nil {
-		if t.read == nil {
-			t.read = make(map[string]readRecord)
-		}
-		t.read[string(key)] = readRecord{raw: bytes.Clone(raw), sealed: bytes.Clone(sealed), secret: bytes.Clone(d.Secret)}
+// decodeDeviceState reads a state record; one without a last assertion
+// (an OTP device's) by hand, and anything else the hand reader does not
+// take by the codec.
+func decodeDeviceState(b []byte, s *deviceStateRec) error {
+	if decodeOTPDeviceState(b, s) {
+		return nil
 	}
+	*s = deviceStateRec{}
+	return decode(b, s)
+}
+
+func decodeOTPDeviceState(b []byte, s *deviceStateRec) bool {
+	r := &cborReader{b: b}
+	major, n := r.head()
+	if r.bad || major != cborMap || n > 7 {
+		return false
+	}
+	var seen uint8
+	for range n {
+		k := r.uint()
+		if r.bad || k < 1 || k > 7 || seen&(1<<k) != 0 {
+			return false
+		}
+		seen |= 1 << k
+		switch k {
+		case 1:
+			s.LastUsedAt = r.int()
+		case 2:
+			s.ResyncFailures = r.smallInt()
+		case 3:
+			s.ResyncWindowStart = r.int()
+		case 4:
+			s.LastCounter = r.uint()
+		case 5:
+			s.Used = r.bool()
+		case 6:
+			s.Drift = r.int()
+		case 7:
+			v := r.uint()
+			if v > math.MaxUint32 {
+				return false
+			}
+			s.SignCount = uint32(v)
+		}
+	}
+	return !r.bad && len(r.b) == 0
+}
+
+// withState returns d as its state record (if any) says.
+func (t *tx) withState(d *authn.Device, key []byte) (*authn.Device, error) {
 	b := t.bucket(bktDevState)
 	if b == nil {
 		return d, nil
@@ -120,7 +192,7 @@ func (t *tx) withState(d *authn.Device, raw, sealed []byte) (*authn.Device, erro
 		return d, nil
 	}
 	var s deviceStateRec
-	if err := decode(v, &s); err != nil {
+	if err := decodeDeviceState(v, &s); err != nil {
 		return nil, fmt.Errorf("store: device %s/%s state: %w", d.Account, d.ID, err)
 	}
 	s.applyTo(d)
@@ -134,12 +206,12 @@ func (t *tx) putDeviceSplit(d *authn.Device) error {
 	key := deviceStateKey(d.Account, d.ID)
 	rec := deviceToRec(d)
 	st := takeState(rec)
-	sv, err := encode(st)
+	sv, err := encodeDeviceState(st)
 	if err != nil {
 		return err
 	}
-	read, ok := t.read[string(key)]
-	if ok && bytes.Equal(read.secret, d.Secret) {
+	read := t.read[string(key)]
+	if read != nil && bytes.Equal(read.dev.Secret, d.Secret) {
 		rec.Sealed = read.sealed
 	} else {
 		rec.Sealed = t.sealer().seal(d.Secret, deviceAD(d.Account, d.ID))
@@ -148,7 +220,7 @@ func (t *tx) putDeviceSplit(d *authn.Device) error {
 	if err != nil {
 		return err
 	}
-	if !ok || !bytes.Equal(v, read.raw) {
+	if read == nil || !bytes.Equal(v, read.raw) {
 		b, err := t.wbucket(bktDevices).CreateBucketIfNotExists([]byte(d.Account))
 		if err != nil {
 			return err
@@ -157,9 +229,9 @@ func (t *tx) putDeviceSplit(d *authn.Device) error {
 			return err
 		}
 		if t.read == nil {
-			t.read = make(map[string]readRecord)
+			t.read = make(map[string]*decodedDevice)
 		}
-		t.read[string(key)] = readRecord{raw: v, sealed: rec.Sealed, secret: bytes.Clone(d.Secret)}
+		t.read[string(key)] = &decodedDevice{raw: v, sealed: rec.Sealed, dev: authn.Device{Secret: bytes.Clone(d.Secret)}}
 	}
 	return t.wbucket(bktDevState).Put(key, sv)
 }

@@ -3,6 +3,9 @@ package store
 import (
 	"bytes"
 	"context"
+	"fmt"
+	"math/rand/v2"
+	"reflect"
 	"slices"
 	"testing"
 	"time"
@@ -198,4 +201,138 @@ func TestDeletesTakeStates(t *testing.T) {
 	if d := device(t, s, "ab", "1"); d.OTP.LastCounter != 7 {
 		t.Errorf("device put again after its account's deletion = %+v", d.OTP)
 	}
+}
+
+// TestDeviceCacheHandsOutCopies: what a caller does to a device it read
+// reaches neither the cache nor the next reader, and a changed record is
+// read anew.
+func TestDeviceCacheHandsOutCopies(t *testing.T) {
+	s := openTest(t, t.TempDir(), Options{})
+	d := authn.Device{ID: "x", Account: "a", Type: authn.DeviceTOTP, State: authn.StateActive,
+		OTP: &authn.OTPState{Algorithm: "SHA1", Digits: 6, Period: 30}, Secret: []byte("12345678901234567890")}
+	if err := s.Update(context.Background(), func(atx authn.Tx) error { return atx.PutDevice(&d) }); err != nil {
+		t.Fatal(err)
+	}
+	first := device(t, s, "a", "x")
+	if len(s.devices.m) != 1 {
+		t.Fatalf("cache holds %d entries after a read, want 1", len(s.devices.m))
+	}
+	first.OTP.Digits, first.Label = 8, "changed"
+	first.Secret[0] = 'X'
+	if again := device(t, s, "a", "x"); again.OTP.Digits != 6 || again.Label != "" || string(again.Secret) != "12345678901234567890" {
+		t.Errorf("a caller's changes reached the cache: %+v %+v %q", again, again.OTP, again.Secret)
+	}
+	if err := s.Update(context.Background(), func(atx authn.Tx) error {
+		got, err := atx.Device("a", "x")
+		if err != nil {
+			return err
+		}
+		got.Label, got.Secret = "phone", []byte("another-secret-00000")
+		return atx.PutDevice(got)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if got := device(t, s, "a", "x"); got.Label != "phone" || string(got.Secret) != "another-secret-00000" {
+		t.Errorf("read after a change = %q %q, want the new label and secret", got.Label, got.Secret)
+	}
+}
+
+// TestDeviceCacheBounded: the cache stays within its size however many
+// devices are read.
+func TestDeviceCacheBounded(t *testing.T) {
+	s := openTest(t, t.TempDir(), Options{})
+	n := deviceCacheSize + 50
+	if err := s.Update(context.Background(), func(atx authn.Tx) error {
+		for i := range n {
+			d := authn.Device{ID: fmt.Sprintf("%04x", i), Account: "a", Type: authn.DeviceTOTP, State: authn.StateActive,
+				OTP: &authn.OTPState{Algorithm: "SHA1", Digits: 6, Period: 30}, Secret: []byte("s")}
+			if err := atx.PutDevice(&d); err != nil {
+				return err
+			}
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	var got int
+	s.View(func(atx authn.Tx) error {
+		devs, err := atx.Devices("a")
+		got = len(devs)
+		return err
+	})
+	if got != n {
+		t.Fatalf("read %d devices, want %d", got, n)
+	}
+	if len(s.devices.m) != deviceCacheSize {
+		t.Errorf("cache holds %d entries, want %d", len(s.devices.m), deviceCacheSize)
+	}
+}
+
+func randDeviceState(rng *rand.Rand) *deviceStateRec {
+	s := &deviceStateRec{}
+	pick := func() int64 { // zero (omitted), small, large, negative
+		switch rng.IntN(4) {
+		case 0:
+			return 0
+		case 1:
+			return int64(rng.IntN(30))
+		case 2:
+			return rng.Int64()
+		}
+		return -rng.Int64N(1 << 40)
+	}
+	s.LastUsedAt, s.ResyncWindowStart, s.Drift = pick(), pick(), pick()
+	s.ResyncFailures = int(pick())
+	s.LastCounter, s.Used, s.SignCount = uint64(rng.Int64()>>rng.IntN(64)), rng.IntN(2) == 0, uint32(rng.Uint64()>>rng.IntN(64))
+	if rng.IntN(5) == 0 {
+		s.LastAssertion = &assertionRec{AuthData: []byte{1}, Signature: []byte{2}, ClientDataJSON: []byte("{}")}
+	}
+	return s
+}
+
+// TestDeviceStateCodecs: the hand encoder's records read back through the
+// codec, and the hand decoder reads the codec's records, to equal values.
+func TestDeviceStateCodecs(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	for range 2000 {
+		want := randDeviceState(rng)
+		byHand, err := encodeDeviceState(want)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got deviceStateRec
+		if err := decode(byHand, &got); err != nil || !reflect.DeepEqual(&got, want) {
+			t.Fatalf("hand-encoded %x reads back %+v, %v; want %+v", byHand, got, err, want)
+		}
+		byCodec, _ := encode(want)
+		if want.LastAssertion == nil && !bytes.Equal(byHand, byCodec) {
+			t.Fatalf("hand encoder wrote %x, the codec %x", byHand, byCodec)
+		}
+		got = deviceStateRec{}
+		if err := decodeDeviceState(byCodec, &got); err != nil || !reflect.DeepEqual(&got, want) {
+			t.Fatalf("%x decodes to %+v, %v; want %+v", byCodec, got, err, want)
+		}
+	}
+}
+
+// FuzzDecodeDeviceState: whatever the hand decoder takes, the codec takes
+// to the same value.
+func FuzzDecodeDeviceState(f *testing.F) {
+	rng := rand.New(rand.NewPCG(7, 8))
+	for range 20 {
+		b, _ := encode(randDeviceState(rng))
+		f.Add(b)
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var byHand, byCodec deviceStateRec
+		if !decodeOTPDeviceState(b, &byHand) {
+			return
+		}
+		if err := decode(b, &byCodec); err != nil {
+			t.Fatalf("the hand decoder read %x, which the codec refuses: %v", b, err)
+		}
+		if !reflect.DeepEqual(byHand, byCodec) {
+			t.Fatalf("%x:\nhand  %+v\ncodec %+v", b, byHand, byCodec)
+		}
+	})
 }

@@ -137,6 +137,8 @@ type Store struct {
 	// checkpointRetryAt is where, after failed checkpoints, the writer
 	// tries again (under wmu).
 	checkpointRetryAt int64
+
+	devices deviceCache // OTP devices' records, decoded (devcache.go)
 }
 
 type call struct {

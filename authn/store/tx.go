@@ -19,7 +19,7 @@ type tx struct {
 	root *bolt.Bucket // bktRoot, once looked up
 	// read holds, in a write transaction, the device records read
 	// (devstate.go), by their devstate key.
-	read map[string]readRecord
+	read map[string]*decodedDevice
 }
 
 // sealer returns the sealer whose key the transaction's snapshot was sealed under.
@@ -100,7 +100,32 @@ func (t *tx) DeleteAccount(name string) error {
 
 func deviceAD(account, id string) string { return "devices/" + account + "/" + id }
 
-func (t *tx) decodeDevice(v []byte) (*authn.Device, error) {
+// decodeDevice returns the device whose record at account/id is v, with
+// its state record applied. In a write transaction what was read is kept
+// for PutDevice.
+func (t *tx) decodeDevice(account string, id, v []byte) (*authn.Device, error) {
+	key := deviceStateKey(account, string(id))
+	e := t.s.devices.get(key, v)
+	if e == nil {
+		var err error
+		if e, err = t.openDevice(v); err != nil {
+			return nil, err
+		}
+		if e.dev.OTP != nil {
+			t.s.devices.put(string(key), e)
+		}
+	}
+	if t.rec != nil {
+		if t.read == nil {
+			t.read = make(map[string]*decodedDevice)
+		}
+		t.read[string(key)] = e
+	}
+	return t.withState(e.device(), key)
+}
+
+// openDevice decodes a device record and opens its secret.
+func (t *tx) openDevice(v []byte) (*decodedDevice, error) {
 	var rec deviceRecord
 	if err := decodeDeviceRec(v, &rec); err != nil {
 		return nil, fmt.Errorf("store: device record: %w", err)
@@ -109,9 +134,9 @@ func (t *tx) decodeDevice(v []byte) (*authn.Device, error) {
 	if err != nil {
 		return nil, fmt.Errorf("store: device %s/%s: %w", rec.Account, rec.ID, err)
 	}
-	d := rec.device()
-	d.Secret = secret
-	return t.withState(d, v, rec.Sealed)
+	e := &decodedDevice{raw: bytes.Clone(v), sealed: bytes.Clone(rec.Sealed), dev: *rec.device()}
+	e.dev.Secret = secret
+	return e, nil
 }
 
 func (t *tx) Devices(account string) ([]authn.Device, error) {
@@ -120,8 +145,8 @@ func (t *tx) Devices(account string) ([]authn.Device, error) {
 		return nil, nil
 	}
 	var out []authn.Device
-	err := b.ForEach(func(_, v []byte) error {
-		d, err := t.decodeDevice(v)
+	err := b.ForEach(func(id, v []byte) error {
+		d, err := t.decodeDevice(account, id, v)
 		if err != nil {
 			return err
 		}
@@ -140,14 +165,14 @@ func (t *tx) ActiveOTPDevices(account string) ([]authn.Device, int, error) {
 	}
 	var out []authn.Device
 	active := 0
-	err := b.ForEach(func(_, v []byte) error {
+	err := b.ForEach(func(id, v []byte) error {
 		if state, otp, ok := deviceKind(v); ok && (state != string(authn.StateActive) || !otp) {
 			if state == string(authn.StateActive) {
 				active++
 			}
 			return nil
 		}
-		d, err := t.decodeDevice(v)
+		d, err := t.decodeDevice(account, id, v)
 		if err != nil || d.State != authn.StateActive {
 			return err
 		}
@@ -169,7 +194,7 @@ func (t *tx) Device(account, id string) (*authn.Device, error) {
 	if v == nil {
 		return nil, notFound("device", id)
 	}
-	return t.decodeDevice(v)
+	return t.decodeDevice(account, []byte(id), v)
 }
 
 func (t *tx) PutDevice(d *authn.Device) error { return t.putDeviceSplit(d) }
