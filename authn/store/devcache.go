@@ -2,6 +2,7 @@ package store
 
 import (
 	"bytes"
+	"strings"
 	"sync"
 
 	"github.com/mfad/mfad/authn"
@@ -71,4 +72,18 @@ func (c *deviceCache) put(key string, e *decodedDevice) {
 		}
 	}
 	c.m[key] = e
+}
+
+// drop forgets the entries of keys with prefix: a deleted device's (its
+// key) or account's (account NUL). Entries for records that are gone are
+// never served, but would sit in memory until evicted; a deletion rolled
+// back costs a decoding, nothing else.
+func (c *deviceCache) drop(prefix []byte) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for k := range c.m {
+		if strings.HasPrefix(k, string(prefix)) {
+			delete(c.m, k)
+		}
+	}
 }

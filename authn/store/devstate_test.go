@@ -160,11 +160,17 @@ func TestDeletesTakeStates(t *testing.T) {
 	put("a", "1")
 	put("a", "2")
 	put("ab", "1")
+	for _, k := range [][2]string{{"a", "1"}, {"a", "2"}, {"ab", "1"}} {
+		device(t, s, k[0], k[1]) // cached
+	}
 	if err := s.Update(context.Background(), func(atx authn.Tx) error { return atx.DeleteDevice("a", "2") }); err != nil {
 		t.Fatal(err)
 	}
 	if _, st := raw(t, s, "a", "2"); st != nil {
 		t.Error("a deleted device's state record remains")
+	}
+	if _, ok := s.devices.m["a\x002"]; ok {
+		t.Error("a deleted device stays in the cache")
 	}
 	if err := s.Update(context.Background(), func(atx authn.Tx) error {
 		if err := atx.PutAccount(&authn.Account{Name: "a"}); err != nil {
@@ -180,6 +186,14 @@ func TestDeletesTakeStates(t *testing.T) {
 	})
 	if want := []string{"ab\x001"}; !slices.Equal(keys, want) {
 		t.Errorf("state records %q, want %q", keys, want)
+	}
+	device(t, s, "ab", "1")
+	var cached []string
+	for k := range s.devices.m {
+		cached = append(cached, k)
+	}
+	if want := []string{"ab\x001"}; !slices.Equal(cached, want) {
+		t.Errorf("cached devices %q, want %q", cached, want)
 	}
 	if d := device(t, s, "ab", "1"); d.OTP.LastCounter != 7 || !d.OTP.Used {
 		t.Errorf("ab's device state = %+v", d.OTP)

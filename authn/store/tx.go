@@ -88,6 +88,7 @@ func (t *tx) DeleteAccount(name string) error {
 		return err
 	}
 	t.read = nil // what was read of the account's devices is gone
+	t.s.devices.drop(deviceStateKey(name, ""))
 	if err := deleteStates(t.wbucket(bktDevState), name); err != nil {
 		return err
 	}
@@ -206,6 +207,7 @@ func (t *tx) DeleteDevice(account, id string) error {
 	}
 	key := deviceStateKey(account, id)
 	delete(t.read, string(key))
+	t.s.devices.drop(key)
 	if err := t.wbucket(bktDevState).Delete(key); err != nil {
 		return err
 	}
