@@ -5,10 +5,15 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"os"
+	"path/filepath"
 	"reflect"
 	"slices"
+	"strings"
 	"testing"
 	"time"
+
+	bolt "go.etcd.io/bbolt"
 
 	"github.com/mfad/mfad/authn"
 )
@@ -349,4 +354,36 @@ func FuzzDecodeDeviceState(f *testing.F) {
 			t.Fatalf("%x:\nhand  %+v\ncodec %+v", b, byHand, byCodec)
 		}
 	})
+}
+
+// TestCheckWantsDevStateFromV4: a backup of schema v4 without its devstate
+// bucket is refused by name; one of v3, which never had it, passes.
+func TestCheckWantsDevStateFromV4(t *testing.T) {
+	if err := Check(fixtureBackup(t)); err != nil {
+		t.Fatalf("v3 fixture: %v", err)
+	}
+	dir := t.TempDir()
+	s := openTest(t, dir, Options{})
+	var buf bytes.Buffer
+	if _, err := s.WriteBackup(&buf); err != nil {
+		t.Fatal(err)
+	}
+	backup := filepath.Join(t.TempDir(), "backup.db")
+	if err := os.WriteFile(backup, buf.Bytes(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := Check(backup); err != nil {
+		t.Fatalf("whole v4 backup: %v", err)
+	}
+	db, err := bolt.Open(backup, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Update(func(btx *bolt.Tx) error { return btx.Bucket(bktRoot).DeleteBucket(bktDevState) }); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	if err := Check(backup); err == nil || !strings.Contains(err.Error(), "lacks bucket devstate") {
+		t.Fatalf("v4 backup without devstate: %v", err)
+	}
 }
