@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"os/user"
+	"path/filepath"
 	"runtime"
 	"time"
 
@@ -32,8 +33,14 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
-	if err := prepareStateDir(cfg.StateDir, [2]string{store.DBFileName, "database"}, [2]string{store.WALFileName, "write-ahead log"},
-		[2]string{store.WALFileName + ".0", "write-ahead log"}, [2]string{store.WALFileName + ".1", "write-ahead log"}, [2]string{store.KeyFileName, "master key"}); err != nil {
+	files := [][2]string{{store.DBFileName, "database"}, {store.WALFileName, "write-ahead log"},
+		{store.WALFileName + ".0", "write-ahead log"}, {store.WALFileName + ".1", "write-ahead log"}, {store.KeyFileName, "master key"}}
+	// A base copy is what recovery rebuilds the database from.
+	bases, _ := filepath.Glob(filepath.Join(cfg.StateDir, store.BaseFilePrefix+"*"))
+	for _, b := range bases {
+		files = append(files, [2]string{filepath.Base(b), "base copy of the database"})
+	}
+	if err := prepareStateDir(cfg.StateDir, files...); err != nil {
 		return err
 	}
 	if cfg.Store.Backend != BackendPostgres {

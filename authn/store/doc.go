@@ -24,6 +24,10 @@
 // v2 -> v3 re-encodes every record from JSON to CBOR; v3 -> v4 adds
 // devstate (records move their state there when next written).
 //
+// OTP devices' records are kept decoded, secret opened, in a bounded
+// cache whose entries serve only while the stored bytes equal those they
+// came from (devcache.go).
+//
 // Secrets are sealed with AES-256-GCM under the master key (see LoadKey),
 // with the record's bucket path as additional data so a sealed value cannot
 // be moved to another record. The key-check value tells the database's key

@@ -61,6 +61,10 @@ import (
 // WALFileName is the write-ahead log's header file in the state directory.
 const WALFileName = "mfad.wal"
 
+// BaseFilePrefix begins the names of the database's base copies
+// (mfad.db.base.<generation>), which the log's records apply to.
+const BaseFilePrefix = baseFilePrefix
+
 const (
 	baseFilePrefix = DBFileName + ".base."
 	walMagic       = "mfadwal2"

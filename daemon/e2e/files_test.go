@@ -81,6 +81,15 @@ func TestUnsafeFilesRefused(t *testing.T) {
 		t.Errorf("write-ahead log records 0644: %s", out)
 	}
 
+	// A base copy is what recovery rebuilds the database from.
+	based := mkdir("widebase", 0o700)
+	os.WriteFile(filepath.Join(based, "mfad.db.base.7"), nil, 0o600)
+	os.Chmod(filepath.Join(based, "mfad.db.base.7"), 0o644)
+	out = mfadRefusesWith(t, "--socket", sock, "--state-dir", based)
+	if !strings.Contains(out, filepath.Join(based, "mfad.db.base.7")) || !strings.Contains(out, "chmod 600") {
+		t.Errorf("base copy 0644: %s", out)
+	}
+
 	openSock := mkdir("opensock", 0o777)
 	out = mfadRefusesWith(t, "--socket", filepath.Join(openSock, "mfad.sock"), "--state-dir", filepath.Join(base, "s1"))
 	if !strings.Contains(out, openSock) || !strings.Contains(out, "chmod go-w") {
