@@ -64,30 +64,23 @@ func TestUnsafeFilesRefused(t *testing.T) {
 		t.Error("mfad made a master key in a world-writable state dir")
 	}
 
-	wide := mkdir("wide", 0o700)
-	os.WriteFile(filepath.Join(wide, "mfad.db"), nil, 0o600)
-	os.Chmod(filepath.Join(wide, "mfad.db"), 0o644)
-	out = mfadRefusesWith(t, "--socket", sock, "--state-dir", wide)
-	if !strings.Contains(out, filepath.Join(wide, "mfad.db")) || !strings.Contains(out, "chmod 600") {
-		t.Errorf("database 0644: %s", out)
-	}
-
-	// The write-ahead log's records hold what the database does.
-	log := mkdir("widelog", 0o700)
-	os.WriteFile(filepath.Join(log, "mfad.wal.1"), nil, 0o600)
-	os.Chmod(filepath.Join(log, "mfad.wal.1"), 0o644)
-	out = mfadRefusesWith(t, "--socket", sock, "--state-dir", log)
-	if !strings.Contains(out, filepath.Join(log, "mfad.wal.1")) || !strings.Contains(out, "chmod 600") {
-		t.Errorf("write-ahead log records 0644: %s", out)
-	}
-
-	// A base copy is what recovery rebuilds the database from.
-	based := mkdir("widebase", 0o700)
-	os.WriteFile(filepath.Join(based, "mfad.db.base.7"), nil, 0o600)
-	os.Chmod(filepath.Join(based, "mfad.db.base.7"), 0o644)
-	out = mfadRefusesWith(t, "--socket", sock, "--state-dir", based)
-	if !strings.Contains(out, filepath.Join(based, "mfad.db.base.7")) || !strings.Contains(out, "chmod 600") {
-		t.Errorf("base copy 0644: %s", out)
+	// Each state file readable by others is refused by name: the
+	// database, the write-ahead log's records (they hold what the
+	// database does) and a base copy (recovery rebuilds the database
+	// from it).
+	for _, f := range []struct{ dir, name, what string }{
+		{"wide", "mfad.db", "database"},
+		{"widelog", "mfad.wal.1", "write-ahead log records"},
+		{"widebase", "mfad.db.base.7", "base copy"},
+	} {
+		dir := mkdir(f.dir, 0o700)
+		path := filepath.Join(dir, f.name)
+		os.WriteFile(path, nil, 0o600)
+		os.Chmod(path, 0o644)
+		out = mfadRefusesWith(t, "--socket", sock, "--state-dir", dir)
+		if !strings.Contains(out, path) || !strings.Contains(out, "chmod 600") {
+			t.Errorf("%s 0644: %s", f.what, out)
+		}
 	}
 
 	openSock := mkdir("opensock", 0o777)
